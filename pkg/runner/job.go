@@ -1,0 +1,78 @@
+package runner
+
+import "time"
+
+// JobState is where a job is in its life as this product sees it.
+type JobState string
+
+// Job states. A job enters as JobRunning when the poller claims it; the
+// finisher moves it to one of the terminal states.
+const (
+	JobRunning  JobState = "running"
+	JobSuccess  JobState = "success"
+	JobFailed   JobState = "failed"
+	JobCanceled JobState = "canceled"
+)
+
+// Terminal reports whether s is a final state.
+func (s JobState) Terminal() bool {
+	switch s {
+	case JobSuccess, JobFailed, JobCanceled:
+		return true
+	}
+	return false
+}
+
+// Job is the record of one GitLab job taken by a runner.
+type Job struct {
+	RunnerID string
+	JobID    int64 // GitLab's job id
+	State    JobState
+
+	ProjectPath string
+	Ref         string
+	Sha         string
+	Name        string
+	WebURL      string
+
+	StartedAt  time.Time
+	FinishedAt *time.Time
+	// Duration is the wall-clock time of the job, set when it finishes.
+	Duration time.Duration
+	// FailureReason is GitLab's failure reason (e.g. script_failure,
+	// job_execution_timeout, runner_system_failure) when State is JobFailed.
+	FailureReason string
+	// MemoryMB is the memory of the executor function that ran the job.
+	MemoryMB int
+	// BilledDuration is the duration Lambda billed, for the cost shown.
+	BilledDuration time.Duration
+	// LeaseExpiresAt is when the job is considered lost if it has not
+	// finished: its timeout plus a margin.
+	LeaseExpiresAt time.Time
+	// ExpiresAt is when the record is deleted (retention).
+	ExpiresAt time.Time
+}
+
+// JobOutcome is what the finisher records when a job ends.
+type JobOutcome struct {
+	State          JobState // a terminal state
+	FailureReason  string
+	FinishedAt     time.Time
+	Duration       time.Duration
+	MemoryMB       int
+	BilledDuration time.Duration
+}
+
+// Slot is one of a runner's concurrency slots, held by one poll-and-run
+// cycle until it is released or its lease expires.
+type Slot struct {
+	RunnerID string
+	// Index is the slot number, 0 ≤ Index < the runner's concurrency.
+	Index int
+	// Token identifies the holder; only the holder can renew or release.
+	Token string
+	// JobID is the job running in the slot, 0 while the poller asks GitLab.
+	JobID int64
+	// ExpiresAt is when the slot frees itself if never released.
+	ExpiresAt time.Time
+}

@@ -1,0 +1,78 @@
+package runner
+
+import (
+	"context"
+	"time"
+)
+
+// UserStore keeps users. The web application calls it on login.
+// Implementations are safe for concurrent use.
+type UserStore interface {
+	// UpsertUser creates the user on first login or updates the username,
+	// and returns the stored user with its runner count.
+	UpsertUser(ctx context.Context, sub, username string) (*User, error)
+	// GetUser returns the user or an ENOTFOUND error.
+	GetUser(ctx context.Context, sub string) (*User, error)
+}
+
+// RunnerStore keeps runners. The web application uses the owner-scoped
+// methods; the scheduler scans; the poller reads one runner and records what
+// it saw. Errors carry codes: ENOTFOUND for a runner that does not exist or
+// belongs to someone else, ECONFLICT for a stale or duplicate write, ELIMIT
+// when the owner has reached the runner limit. Implementations are safe for
+// concurrent use, and the limit holds under concurrent CreateRunner calls.
+type RunnerStore interface {
+	// CreateRunner stores a new runner and counts it against its owner's
+	// limit, atomically. r.ID, r.Owner and r.SystemID must be set;
+	// CreatedAt, UpdatedAt and Version are set by the store.
+	CreateRunner(ctx context.Context, r *Runner) error
+	// GetRunner returns any runner by id; for internal callers only.
+	GetRunner(ctx context.Context, id string) (*Runner, error)
+	// GetRunnerForOwner returns the runner if owner owns it, else ENOTFOUND.
+	GetRunnerForOwner(ctx context.Context, owner, id string) (*Runner, error)
+	// ListRunnersByOwner returns the owner's runners, newest first.
+	ListRunnersByOwner(ctx context.Context, owner string) ([]*Runner, error)
+	// UpdateRunner writes the user-editable settings of r if r.Owner owns
+	// it and r.Version is the stored version (ECONFLICT otherwise), then
+	// advances r.Version and r.UpdatedAt.
+	UpdateRunner(ctx context.Context, r *Runner) error
+	// DeleteRunner removes the owner's runner and frees room in the limit.
+	DeleteRunner(ctx context.Context, owner, id string) error
+	// ScanEnabledRunners calls fn once for every runner that is not paused,
+	// one call at a time. An error from fn stops the scan and is returned.
+	ScanEnabledRunners(ctx context.Context, fn func(*Runner) error) error
+	// UpdateHealth records the poller's last contact and error.
+	UpdateHealth(ctx context.Context, id string, h Health) error
+	// SetLastUpdate records GitLab's X-GitLab-Last-Update value.
+	SetLastUpdate(ctx context.Context, id, lastUpdate string) error
+	// RotateToken replaces the sealed token after GitLab reset it.
+	RotateToken(ctx context.Context, id string, sealed []byte, obtainedAt, expiresAt *time.Time) error
+}
+
+// JobStore keeps job records and the runners' concurrency slots. The poller
+// acquires a slot and claims jobs, the finisher finishes jobs and releases
+// slots, the web application lists jobs. Implementations are safe for
+// concurrent use; deliveries are at-least-once, so the writes are
+// conditional: claiming a job twice is ECONFLICT, finishing it twice is
+// ECONFLICT, releasing a slot twice is not an error.
+type JobStore interface {
+	// AcquireSlot takes a free slot of the runner, one of concurrency, for
+	// lease. ok is false when all slots are held by unexpired leases. A slot
+	// whose holder crashed frees itself when its lease expires.
+	AcquireSlot(ctx context.Context, runnerID string, concurrency int, lease time.Duration) (slot Slot, ok bool, err error)
+	// RenewSlot records the job running in the slot and extends its lease
+	// to expiresAt; ECONFLICT if the slot is no longer held by slot.Token.
+	RenewSlot(ctx context.Context, slot *Slot, jobID int64, expiresAt time.Time) error
+	// ReleaseSlot frees the slot if slot.Token still holds it.
+	ReleaseSlot(ctx context.Context, slot Slot) error
+	// ClaimJob stores a new job record; ECONFLICT if the job was claimed
+	// before.
+	ClaimJob(ctx context.Context, j *Job) error
+	// GetJob returns one job record or ENOTFOUND.
+	GetJob(ctx context.Context, runnerID string, jobID int64) (*Job, error)
+	// FinishJob records the outcome of a running job; ECONFLICT if it was
+	// already finished, ENOTFOUND if it was never claimed.
+	FinishJob(ctx context.Context, runnerID string, jobID int64, o JobOutcome) error
+	// ListJobs returns up to limit of the runner's jobs, newest first.
+	ListJobs(ctx context.Context, runnerID string, limit int) ([]*Job, error)
+}

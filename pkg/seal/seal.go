@@ -1,0 +1,154 @@
+// Package seal owns the encryption at rest of runner authentication tokens:
+// AES-256-GCM with keys from configuration, a key id in every sealed value so
+// keys can rotate, and the runner id as additional data so a sealed token
+// opens only for the runner it was sealed for.
+package seal
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// format is the first byte of every sealed value; it names this layout:
+// format(1) | key id(1) | nonce(12) | ciphertext and GCM tag.
+const format byte = 1
+
+const headerLen = 2
+
+// KeySize is the length of a key: AES-256.
+const KeySize = 32
+
+// ErrOpen is returned when a sealed value cannot be opened: it was tampered
+// with, sealed with another key, or sealed for another runner. The reason is
+// deliberately not told apart.
+var ErrOpen = errors.New("seal: cannot open sealed token")
+
+// Key is one sealing key and the id written into values it seals.
+type Key struct {
+	ID     byte
+	Secret []byte // KeySize bytes
+}
+
+// Sealer seals and opens tokens. It seals with its primary key and opens
+// with any of its keys. The zero value is not usable; call New. A Sealer is
+// safe for concurrent use.
+type Sealer struct {
+	primary byte
+	aeads   map[byte]cipher.AEAD
+}
+
+// New returns a Sealer that seals with primary and also opens values sealed
+// with any of older. Key ids must be unique.
+func New(primary Key, older ...Key) (*Sealer, error) {
+	s := &Sealer{primary: primary.ID, aeads: map[byte]cipher.AEAD{}}
+	for _, k := range append([]Key{primary}, older...) {
+		if len(k.Secret) != KeySize {
+			return nil, fmt.Errorf("seal: key %d is %d bytes, want %d", k.ID, len(k.Secret), KeySize)
+		}
+		if _, dup := s.aeads[k.ID]; dup {
+			return nil, fmt.Errorf("seal: key id %d given twice", k.ID)
+		}
+		block, err := aes.NewCipher(k.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("seal: create cipher for key %d: %w", k.ID, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("seal: create GCM for key %d: %w", k.ID, err)
+		}
+		s.aeads[k.ID] = aead
+	}
+	return s, nil
+}
+
+// ParseKeys parses a key configuration: a comma-separated list of
+// "id:base64" entries, the first one sealing and all of them opening, e.g.
+// "2:base64key2,1:base64key1". A single base64 key without an id has id 1.
+// Errors never contain key material.
+func ParseKeys(spec string) (*Sealer, error) {
+	var keys []Key
+	for i, entry := range strings.Split(strings.TrimSpace(spec), ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			return nil, fmt.Errorf("seal: parse keys: entry %d is empty", i+1)
+		}
+		id, b64 := "1", entry
+		if before, after, ok := strings.Cut(entry, ":"); ok {
+			id, b64 = before, after
+		}
+		n, err := strconv.ParseUint(id, 10, 8)
+		if err != nil {
+			return nil, fmt.Errorf("seal: parse keys: entry %d: key id must be 0-255", i+1)
+		}
+		secret, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return nil, fmt.Errorf("seal: parse keys: entry %d (id %d): not standard base64", i+1, n)
+		}
+		keys = append(keys, Key{ID: byte(n), Secret: secret})
+	}
+	return New(keys[0], keys[1:]...)
+}
+
+// GenerateKey returns a fresh random key, base64 encoded, for configuration.
+func GenerateKey() string {
+	b := make([]byte, KeySize)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// Seal encrypts token for the runner runnerID with the primary key.
+func (s *Sealer) Seal(runnerID, token string) ([]byte, error) {
+	if runnerID == "" {
+		return nil, errors.New("seal: seal token: runner id is empty")
+	}
+	aead := s.aeads[s.primary]
+	out := make([]byte, headerLen+aead.NonceSize(), headerLen+aead.NonceSize()+len(token)+aead.Overhead())
+	out[0], out[1] = format, s.primary
+	if _, err := rand.Read(out[headerLen:]); err != nil {
+		return nil, fmt.Errorf("seal: read nonce: %w", err)
+	}
+	return aead.Seal(out, out[headerLen:], []byte(token), additionalData(out[:headerLen], runnerID)), nil
+}
+
+// Open decrypts a value Seal returned for the same runnerID. It returns
+// ErrOpen (wrapped) if the value was altered, its key is unknown, or it was
+// sealed for another runner.
+func (s *Sealer) Open(runnerID string, sealed []byte) (string, error) {
+	if len(sealed) < headerLen || sealed[0] != format {
+		return "", fmt.Errorf("%w: unknown format", ErrOpen)
+	}
+	aead, ok := s.aeads[sealed[1]]
+	if !ok {
+		return "", fmt.Errorf("%w: unknown key id %d", ErrOpen, sealed[1])
+	}
+	if len(sealed) < headerLen+aead.NonceSize()+aead.Overhead() {
+		return "", fmt.Errorf("%w: too short", ErrOpen)
+	}
+	nonce := sealed[headerLen : headerLen+aead.NonceSize()]
+	plain, err := aead.Open(nil, nonce, sealed[headerLen+aead.NonceSize():], additionalData(sealed[:headerLen], runnerID))
+	if err != nil {
+		return "", ErrOpen
+	}
+	return string(plain), nil
+}
+
+// NeedsReseal reports whether sealed was made with a key other than the
+// primary, so a caller can seal it again after a key rotation.
+func (s *Sealer) NeedsReseal(sealed []byte) bool {
+	return len(sealed) < headerLen || sealed[0] != format || sealed[1] != s.primary
+}
+
+// additionalData binds the header (format and key id) and the runner id to
+// the ciphertext.
+func additionalData(header []byte, runnerID string) []byte {
+	ad := make([]byte, 0, len(header)+len("runner:")+len(runnerID))
+	ad = append(ad, header...)
+	ad = append(ad, "runner:"...)
+	return append(ad, runnerID...)
+}
