@@ -30,8 +30,12 @@ lint:
 		staticcheck ./...; \
 	else echo "lint: staticcheck could not be installed; skipped"; fi
 
+BENCH_FLAGS ?= -run '^$$' -bench . -benchmem
+BENCH_PKGS  ?= ./...
+
 bench: deps
-	@$(GO) run ./cmd/benchtable
+	@mkdir -p build
+	@$(GO) test $(BENCH_FLAGS) $(BENCH_PKGS) 2>&1 | tee build/bench.out | awk -f .ci/benchtable.awk
 
 clean:
 	rm -rf bin build .aws-sam
