@@ -1,0 +1,62 @@
+package sandbox
+
+import "slices"
+
+// Scope says which processes a clean-up may kill.
+type Scope struct {
+	// SystemWide kills every process that is not protected. It is meant only
+	// for a Lambda execution environment, where everything besides the
+	// executor, its ancestors and the baseline is something a job left.
+	SystemWide bool
+	// Groups are the process groups the job owns. Without SystemWide only
+	// their members are killed. The caller's own process group is ignored.
+	Groups []int
+	// Keep lists processes that must survive, typically a Baseline taken
+	// before the first job (Lambda extensions, the runtime's init).
+	Keep []Key
+}
+
+// Victims returns, in ascending order, the pids that a clean-up with scope
+// should kill out of procs, as seen by the process self. It never returns:
+// pid 0 or 1, self, any ancestor of self (under the Lambda runtime interface
+// emulator the emulator is our parent; under Lambda the runtime's init is),
+// kernel threads, zombies (already dead) or a process in scope.Keep. It is a
+// pure function so that the decision can be tested without killing anything.
+func Victims(procs []Process, self int, scope Scope) []int {
+	byPID := make(map[int]Process, len(procs))
+	for _, p := range procs {
+		byPID[p.PID] = p
+	}
+	protected := map[int]bool{0: true, 1: true, self: true}
+	// Walk up from self; the visited check stops a cycle in a corrupt list.
+	for pid := self; ; {
+		p, ok := byPID[pid]
+		if !ok || protected[p.PPID] {
+			break
+		}
+		protected[p.PPID] = true
+		pid = p.PPID
+	}
+	keep := make(map[Key]bool, len(scope.Keep))
+	for _, k := range scope.Keep {
+		keep[k] = true
+	}
+	groups := make(map[int]bool, len(scope.Groups))
+	for _, g := range scope.Groups {
+		if g > 1 && g != byPID[self].PGID {
+			groups[g] = true
+		}
+	}
+
+	var out []int
+	for _, p := range procs {
+		switch {
+		case protected[p.PID], p.Kernel, p.State == "Z", keep[p.Key()]:
+			continue
+		case scope.SystemWide, groups[p.PGID]:
+			out = append(out, p.PID)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
