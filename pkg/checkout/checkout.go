@@ -1,0 +1,403 @@
+// Package checkout owns getting a job's sources into its project directory
+// without a git binary: it clones or fetches the job's refspecs over git's
+// smart HTTP protocol with go-git, checks out the job's commit as a detached
+// HEAD, cleans the worktree and updates submodules, following GitLab
+// Runner's GIT_STRATEGY, GIT_CHECKOUT, GIT_CLEAN_FLAGS and
+// GIT_SUBMODULE_* settings.
+//
+// The job token travels only as HTTP basic auth on each request, to the
+// repository's own host: it is never written into .git/config and never
+// appears in an error or a trace line.
+package checkout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+)
+
+// Strategy is a GIT_STRATEGY value.
+type Strategy string
+
+// The strategies of GIT_STRATEGY.
+const (
+	// StrategyClone removes the project directory and fetches afresh.
+	StrategyClone Strategy = "clone"
+	// StrategyFetch reuses the repository a previous job left, if usable.
+	StrategyFetch Strategy = "fetch"
+	// StrategyNone leaves the project directory as it is.
+	StrategyNone Strategy = "none"
+	// StrategyEmpty leaves an empty project directory.
+	StrategyEmpty Strategy = "empty"
+)
+
+// SubmoduleStrategy is a GIT_SUBMODULE_STRATEGY value.
+type SubmoduleStrategy string
+
+// The strategies of GIT_SUBMODULE_STRATEGY.
+const (
+	SubmodulesNone      SubmoduleStrategy = "none"
+	SubmodulesNormal    SubmoduleStrategy = "normal"
+	SubmodulesRecursive SubmoduleStrategy = "recursive"
+)
+
+// Options says what to check out, where and how. The zero value of every
+// field but Git and Dir means GitLab Runner's default.
+type Options struct {
+	// Git is the job's git_info. Its RepoURL carries the job's credentials
+	// (gitlab-ci-token:<job token>@); they are sent as basic auth to that
+	// host only.
+	Git gitlab.GitInfo
+	// Dir is the project directory (CI_PROJECT_DIR).
+	Dir string
+	// Strategy is GIT_STRATEGY; empty means fetch when AllowGitFetch is
+	// true and clone otherwise.
+	Strategy Strategy
+	// AllowGitFetch is the job's allow_git_fetch.
+	AllowGitFetch bool
+	// SkipCheckout is GIT_CHECKOUT=false: fetch, but leave the worktree
+	// alone (no checkout, no clean, no submodules).
+	SkipCheckout bool
+	// Submodules is GIT_SUBMODULE_STRATEGY; empty means none.
+	Submodules SubmoduleStrategy
+	// SubmoduleDepth is GIT_SUBMODULE_DEPTH; nil means Git.Depth. 0 is the
+	// full history.
+	SubmoduleDepth *int
+	// SubmodulePaths is GIT_SUBMODULE_PATHS split on spaces: paths of
+	// top-level submodules to update, or ":(exclude)path" / ":!path" to
+	// leave one out. Empty means all.
+	SubmodulePaths []string
+	// CleanFlags is GIT_CLEAN_FLAGS; empty means DefaultCleanFlags and
+	// "none" disables cleaning. Supported: -f, -d, -x, -X, -q, -e pattern.
+	CleanFlags string
+	// CAPEM holds extra PEM certificates to trust for the repository's
+	// HTTPS server, in addition to the system roots.
+	CAPEM []byte
+	// Trace receives progress lines like GitLab Runner's get-sources
+	// output; nil discards them.
+	Trace io.Writer
+	// HTTPClient's Transport carries every git request; nil means
+	// http.DefaultTransport. Other client fields are not used: bound the
+	// time with ctx. With CAPEM set the transport must be an
+	// *http.Transport.
+	HTTPClient *http.Client
+}
+
+// Result says what Get did.
+type Result struct {
+	// Dir is the absolute project directory.
+	Dir string
+	// Strategy is the strategy applied: StrategyClone when a fetch found
+	// no repository it could reuse.
+	Strategy Strategy
+	// Reused is true when an existing repository was fetched into.
+	Reused bool
+	// Commit is the commit checked out, or "" when nothing was.
+	Commit string
+	// Submodules lists the paths of the submodules checked out, nested
+	// ones as parent/child.
+	Submodules []string
+}
+
+// Get brings the job's sources into o.Dir. Errors say which step failed and
+// never contain the job's credentials.
+func Get(ctx context.Context, o Options) (Result, error) {
+	var secrets []string
+	if u, err := parseRemote(o.Git.RepoURL); err == nil {
+		secrets = append(secrets, u.password)
+	}
+	res, err := get(ctx, o)
+	if err != nil {
+		return res, scrub(fmt.Errorf("checkout: %w", err), secrets...)
+	}
+	return res, nil
+}
+
+func get(ctx context.Context, o Options) (Result, error) {
+	out := o.Trace
+	if out == nil {
+		out = io.Discard
+	}
+	if o.Dir == "" {
+		return Result{}, errors.New("no project directory given")
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("resolve project directory: %w", err)
+	}
+	res := Result{Dir: dir, Strategy: o.Strategy}
+	if res.Strategy == "" {
+		res.Strategy = StrategyClone
+		if o.AllowGitFetch {
+			res.Strategy = StrategyFetch
+		}
+	}
+
+	switch res.Strategy {
+	case StrategyNone:
+		fmt.Fprintln(out, "Skipping Git repository setup")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return res, fmt.Errorf("create project directory: %w", err)
+		}
+		return res, nil
+	case StrategyEmpty:
+		fmt.Fprintln(out, "Skipping Git repository setup and creating an empty build directory")
+		if err := os.RemoveAll(dir); err != nil {
+			return res, fmt.Errorf("remove project directory: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return res, fmt.Errorf("create project directory: %w", err)
+		}
+		return res, nil
+	case StrategyClone, StrategyFetch:
+	default:
+		return res, fmt.Errorf("GIT_STRATEGY %q is not one of clone, fetch, none, empty", res.Strategy)
+	}
+
+	g, err := newGetter(ctx, o, out)
+	if err != nil {
+		return res, err
+	}
+	return g.run(dir, res)
+}
+
+// getter holds the validated inputs of one fetch or clone.
+type getter struct {
+	ctx      context.Context
+	o        Options
+	out      io.Writer
+	remote   remote
+	sha      plumbing.Hash
+	refspecs []config.RefSpec
+	clean    cleanFlags
+	doClean  bool
+}
+
+func newGetter(ctx context.Context, o Options, out io.Writer) (*getter, error) {
+	g := &getter{o: o, out: out}
+	var err error
+	if g.remote, err = parseRemote(o.Git.RepoURL); err != nil {
+		return nil, err
+	}
+	if f := o.Git.RepoObjectFormat; f != "" && f != "sha1" {
+		return nil, fmt.Errorf("repository object format %q is not supported, only sha1", f)
+	}
+	if !plumbing.IsHash(o.Git.Sha) {
+		return nil, fmt.Errorf("commit sha %q is not a full sha1", o.Git.Sha)
+	}
+	g.sha = plumbing.NewHash(o.Git.Sha)
+	if o.Git.Depth < 0 {
+		return nil, fmt.Errorf("git depth %d is negative", o.Git.Depth)
+	}
+	specs := o.Git.Refspecs
+	if len(specs) == 0 {
+		specs = []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"}
+	}
+	for _, s := range specs {
+		rs := config.RefSpec(s)
+		if err := rs.Validate(); err != nil {
+			return nil, fmt.Errorf("parse refspec %q: %w", s, err)
+		}
+		g.refspecs = append(g.refspecs, rs)
+	}
+	if g.clean, g.doClean, err = parseCleanFlags(o.CleanFlags); err != nil {
+		return nil, err
+	}
+	switch o.Submodules {
+	case "", SubmodulesNone, SubmodulesNormal, SubmodulesRecursive:
+	default:
+		return nil, fmt.Errorf("GIT_SUBMODULE_STRATEGY %q is not one of none, normal, recursive", o.Submodules)
+	}
+	if o.SubmoduleDepth != nil && *o.SubmoduleDepth < 0 {
+		return nil, fmt.Errorf("submodule depth %d is negative", *o.SubmoduleDepth)
+	}
+	installTransport()
+	if g.ctx, err = withRoundTripper(ctx, o.HTTPClient, o.CAPEM); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *getter) run(dir string, res Result) (Result, error) {
+	depth := g.o.Git.Depth
+	if depth > 0 {
+		fmt.Fprintf(g.out, "Fetching changes with git depth set to %d...\n", depth)
+	} else {
+		fmt.Fprintln(g.out, "Fetching changes...")
+	}
+
+	var r *git.Repository
+	if res.Strategy == StrategyFetch {
+		r = g.reusable(dir)
+	}
+	if r != nil {
+		res.Reused = true
+		fmt.Fprintf(g.out, "Reinitialized existing Git repository in %s/\n", filepath.Join(dir, ".git"))
+	} else {
+		if res.Strategy == StrategyFetch {
+			res.Strategy = StrategyClone
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return res, fmt.Errorf("remove project directory: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return res, fmt.Errorf("create project directory: %w", err)
+		}
+		var err error
+		if r, err = git.PlainInit(dir, false); err != nil {
+			return res, fmt.Errorf("initialize repository: %w", err)
+		}
+		fmt.Fprintf(g.out, "Initialized empty Git repository in %s/\n", filepath.Join(dir, ".git"))
+	}
+	created, err := setOrigin(r, g.remote.String())
+	if err != nil {
+		return res, err
+	}
+	if created {
+		fmt.Fprintln(g.out, "Created fresh repository.")
+	}
+
+	err = r.FetchContext(g.ctx, &git.FetchOptions{
+		RemoteName: git.DefaultRemoteName,
+		RefSpecs:   g.refspecs,
+		Depth:      depth,
+		Auth:       g.remote.auth(g.remote.String()),
+		Tags:       git.NoTags,
+		Force:      true,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return res, fetchError(g.remote.String(), err)
+	}
+	if _, err := r.CommitObject(g.sha); err != nil {
+		return res, fmt.Errorf("find commit %s: it is not reachable from the fetched refspecs %s (depth %d): %w",
+			g.sha, strings.Join(g.o.Git.Refspecs, " "), depth, err)
+	}
+
+	if g.o.SkipCheckout {
+		fmt.Fprintln(g.out, "Skipping Git checkout")
+		fmt.Fprintln(g.out, "Skipping Git submodules setup")
+		return res, nil
+	}
+	fmt.Fprintf(g.out, "Checking out %s as detached HEAD (ref is %s)...\n", g.sha.String()[:8], g.o.Git.Ref)
+	if err := g.checkout(r, g.sha); err != nil {
+		return res, err
+	}
+	res.Commit = g.sha.String()
+
+	subs, err := g.submodules(r)
+	res.Submodules = subs
+	return res, err
+}
+
+// reusable opens the repository a previous job left in dir, or returns nil
+// when there is none that a fetch can bring up to date.
+func (g *getter) reusable(dir string) *git.Repository {
+	gitDir := filepath.Join(dir, ".git")
+	if fi, err := os.Stat(gitDir); err != nil || !fi.IsDir() {
+		return nil
+	}
+	removeStaleLocks(gitDir)
+	r, err := git.PlainOpen(dir)
+	if err != nil {
+		return nil
+	}
+	if _, err := r.Worktree(); err != nil {
+		return nil
+	}
+	if g.o.Git.Depth == 0 {
+		// go-git cannot deepen a shallow repository to its full history.
+		if shallow, err := r.Storer.Shallow(); err != nil || len(shallow) > 0 {
+			return nil
+		}
+	}
+	return r
+}
+
+// removeStaleLocks deletes the lock files an interrupted git process may
+// have left, and the post-checkout hook a previous job may have planted.
+func removeStaleLocks(gitDir string) {
+	for _, name := range []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "hooks/post-checkout"} {
+		_ = os.Remove(filepath.Join(gitDir, name))
+	}
+	_ = filepath.WalkDir(filepath.Join(gitDir, "refs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".lock") {
+			_ = os.Remove(p)
+		}
+		return nil
+	})
+}
+
+// setOrigin points remote origin at url (a URL without credentials),
+// creating it if needed.
+func setOrigin(r *git.Repository, url string) (created bool, err error) {
+	cfg, err := r.Config()
+	if err != nil {
+		return false, fmt.Errorf("read repository config: %w", err)
+	}
+	rc, ok := cfg.Remotes[git.DefaultRemoteName]
+	if ok && len(rc.URLs) == 1 && rc.URLs[0] == url {
+		return false, nil
+	}
+	if !ok {
+		rc = &config.RemoteConfig{
+			Name:  git.DefaultRemoteName,
+			Fetch: []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
+		}
+		cfg.Remotes[git.DefaultRemoteName] = rc
+	}
+	rc.URLs = []string{url}
+	if err := r.Storer.SetConfig(cfg); err != nil {
+		return false, fmt.Errorf("set remote origin: %w", err)
+	}
+	return !ok, nil
+}
+
+// checkout force-checks out sha as a detached HEAD and cleans the worktree.
+func (g *getter) checkout(r *git.Repository, sha plumbing.Hash) error {
+	wt, err := r.Worktree()
+	if err != nil {
+		return fmt.Errorf("open worktree: %w", err)
+	}
+	if err := wt.Checkout(&git.CheckoutOptions{Hash: sha, Force: true}); err != nil {
+		return fmt.Errorf("check out %s: %w", sha, err)
+	}
+	if !g.doClean {
+		return nil
+	}
+	idx, err := r.Storer.Index()
+	if err != nil {
+		return fmt.Errorf("read index: %w", err)
+	}
+	root := wt.Filesystem.Root()
+	if err := clean(root, idx, g.clean, g.out); err != nil {
+		return fmt.Errorf("clean worktree: %w", err)
+	}
+	return nil
+}
+
+// fetchError explains a failed fetch from url (without credentials).
+func fetchError(url string, err error) error {
+	var noRef git.NoMatchingRefSpecError
+	switch {
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("fetch %s: the server refused the job's credentials: %w", url, err)
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		return fmt.Errorf("fetch %s: the repository was not found or the job may not read it: %w", url, err)
+	case errors.As(err, &noRef):
+		return fmt.Errorf("fetch %s: the repository has no ref for one of the job's refspecs: %w", url, err)
+	default:
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+}
