@@ -23,6 +23,8 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"gitlab-serverless-runner/pkg/gitlab"
@@ -370,7 +372,7 @@ func (g *getter) checkout(r *git.Repository, sha plumbing.Hash) error {
 	if err != nil {
 		return fmt.Errorf("open worktree: %w", err)
 	}
-	if err := wt.Checkout(&git.CheckoutOptions{Hash: sha, Force: true}); err != nil {
+	if err := forceCheckout(r, wt, sha); err != nil {
 		return fmt.Errorf("check out %s: %w", sha, err)
 	}
 	if !g.doClean {
@@ -400,4 +402,57 @@ func fetchError(url string, err error) error {
 	default:
 		return fmt.Errorf("fetch %s: %w", url, err)
 	}
+}
+
+// forceCheckout does what git checkout -f <sha> does: HEAD detached at sha,
+// index and tracked files as in sha, local changes to them thrown away, and
+// untracked files left for clean to judge. go-git's own forced checkout
+// (a hard reset) would also delete every untracked and ignored file, which
+// would defeat GIT_CLEAN_FLAGS, so the reset is limited to the paths the
+// index or the commit know.
+func forceCheckout(r *git.Repository, wt *git.Worktree, sha plumbing.Hash) error {
+	commit, err := r.CommitObject(sha)
+	if err != nil {
+		return err
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return err
+	}
+	idx, err := r.Storer.Index()
+	if err != nil {
+		return fmt.Errorf("read index: %w", err)
+	}
+	known := map[string]bool{}
+	for _, e := range idx.Entries {
+		known[e.Name] = true
+	}
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		name, entry, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("list tree: %w", err)
+		}
+		if entry.Mode != filemode.Dir {
+			known[name] = true
+		}
+	}
+	files := make([]string, 0, len(known))
+	for name := range known {
+		files = append(files, name)
+	}
+	if err := r.Storer.SetReference(plumbing.NewHashReference(plumbing.HEAD, sha)); err != nil {
+		return fmt.Errorf("detach HEAD: %w", err)
+	}
+	mode := git.HardReset
+	if len(files) == 0 {
+		// An empty commit over an empty index: nothing to write, and an
+		// empty Files list would mean every path to go-git.
+		mode = git.MixedReset
+	}
+	return wt.Reset(&git.ResetOptions{Commit: sha, Mode: mode, Files: files})
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -134,5 +135,210 @@ func TestGetChecksOutTheJobCommit(t *testing.T) {
 				t.Errorf("trace: got %q, want a line %q", trace.String(), wantLine)
 			}
 		})
+	}
+}
+
+// writeFile creates dir/name with content, making parent directories.
+func writeFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	f := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGetFetchReusesThePreviousCheckout(t *testing.T) {
+	srv := newGitServer(t, token)
+	tests := []struct {
+		name       string
+		cleanFlags string
+		wantLeft   []string // untracked paths still there after the second job
+	}{
+		{"default flags remove untracked and ignored files", "", nil},
+		{"-ffd keeps ignored files", "-ffd", []string{"app.log", "build/out.bin"}},
+		{"-ffdx with an exclude keeps it", "-ffdx -e build/", []string{"build/out.bin"}},
+		{"-ff keeps untracked directories", "-ff", []string{"app.log", "build/out.bin", "tmp/scratch.txt"}},
+		{"none keeps everything", "none", []string{"app.log", "build/out.bin", "tmp/scratch.txt", "untracked.txt"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := srv.newProject(t, "group/app"+itoa(i))
+			tracked := map[string]string{".gitignore": "*.log\nbuild/\n", "keep.txt": "v1\n", "gone.txt": "old\n"}
+			first := p.commit("first", tracked)
+			p.push("HEAD:refs/heads/main")
+			p.setRef("refs/pipelines/1", first)
+			dir := filepath.Join(t.TempDir(), "app")
+			job1 := branchJob(p.url(token), "main", first, 1, 1)
+			res, err := checkout.Get(context.Background(), checkout.Options{Git: job1, Dir: dir, AllowGitFetch: true})
+			if err != nil {
+				t.Fatalf("first job: %v", err)
+			}
+			if res.Reused || res.Strategy != checkout.StrategyClone {
+				t.Errorf("first job: got Reused %v Strategy %q, want a fresh clone", res.Reused, res.Strategy)
+			}
+			// What the first job's script leaves behind.
+			untracked := map[string]string{"untracked.txt": "x", "app.log": "log", "build/out.bin": "bin", "tmp/scratch.txt": "s"}
+			for name, c := range untracked {
+				writeFile(t, dir, name, c)
+			}
+			writeFile(t, dir, "keep.txt", "edited by the job\n")
+			writeFile(t, dir, ".git/index.lock", "")
+
+			pipeline := 100 + i
+			second := p.commit("second", map[string]string{"gone.txt": "", "new.txt": "new\n"})
+			p.push("HEAD:refs/heads/main")
+			p.setRef("refs/pipelines/"+itoa(pipeline), second)
+			job2 := branchJob(p.url(token), "main", second, pipeline, 1)
+			var trace bytes.Buffer
+			res, err = checkout.Get(context.Background(), checkout.Options{Git: job2, Dir: dir, AllowGitFetch: true, CleanFlags: tt.cleanFlags, Trace: &trace})
+			if err != nil {
+				t.Fatalf("second job: %v\ntrace:\n%s", err, trace.String())
+			}
+			if !res.Reused || res.Strategy != checkout.StrategyFetch {
+				t.Errorf("second job: got Reused %v Strategy %q, want the repository reused", res.Reused, res.Strategy)
+			}
+			if !strings.Contains(trace.String(), "Reinitialized existing Git repository") {
+				t.Errorf("trace: got %q, want it to say the repository was reused", trace.String())
+			}
+			want := map[string]string{".gitignore": "*.log\nbuild/\n", "keep.txt": "v1\n", "new.txt": "new\n"}
+			for _, name := range tt.wantLeft {
+				want[name] = untracked[name]
+			}
+			sameFiles(t, files(t, dir), want)
+			if got := runGit(t, dir, "rev-parse", "HEAD"); got != second {
+				t.Errorf("HEAD: got %s, want %s", got, second)
+			}
+		})
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestGetFetchFallsBackToCloneWithoutUsableRepository(t *testing.T) {
+	srv := newGitServer(t, token)
+	p := srv.newProject(t, "group/app")
+	sha := p.commit("first", map[string]string{"a.txt": "a\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, dir string)
+	}{
+		{"no directory", func(t *testing.T, dir string) {}},
+		{"directory without .git", func(t *testing.T, dir string) { writeFile(t, dir, "junk.txt", "junk") }},
+		{".git is not a repository", func(t *testing.T, dir string) { writeFile(t, dir, ".git/junk", "junk") }},
+		{".git is a file", func(t *testing.T, dir string) { writeFile(t, dir, ".git", "garbage") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "app")
+			tt.prepare(t, dir)
+			res, err := checkout.Get(context.Background(), checkout.Options{
+				Git: branchJob(p.url(token), "main", sha, 1, 0), Dir: dir, Strategy: checkout.StrategyFetch})
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			if res.Reused || res.Strategy != checkout.StrategyClone {
+				t.Errorf("got Reused %v Strategy %q, want a fresh clone", res.Reused, res.Strategy)
+			}
+			sameFiles(t, files(t, dir), map[string]string{"a.txt": "a\n"})
+			assertDetachedAt(t, dir, sha)
+		})
+	}
+}
+
+func TestGetCloneRemovesTheProjectDirectory(t *testing.T) {
+	srv := newGitServer(t, token)
+	p := srv.newProject(t, "group/app")
+	sha := p.commit("first", map[string]string{"a.txt": "a\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+	dir := filepath.Join(t.TempDir(), "app")
+	job := branchJob(p.url(token), "main", sha, 1, 1)
+	if _, err := checkout.Get(context.Background(), checkout.Options{Git: job, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, ".git/leftover", "x")
+	writeFile(t, dir, "build/x.o", "x")
+	res, err := checkout.Get(context.Background(), checkout.Options{Git: job, Dir: dir, AllowGitFetch: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reused {
+		t.Errorf("Reused: got true, want false for clone")
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".git", "leftover")); !os.IsNotExist(err) {
+		t.Errorf("a file left in .git by the previous job survived the clone: %v", err)
+	}
+	sameFiles(t, files(t, dir), map[string]string{"a.txt": "a\n"})
+}
+
+func TestGetWithoutRepository(t *testing.T) {
+	tests := []struct {
+		strategy  checkout.Strategy
+		wantFiles map[string]string
+		wantLine  string
+	}{
+		{checkout.StrategyNone, map[string]string{"previous.txt": "p"}, "Skipping Git repository setup\n"},
+		{checkout.StrategyEmpty, map[string]string{}, "Skipping Git repository setup and creating an empty build directory\n"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.strategy), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "app")
+			writeFile(t, dir, "previous.txt", "p")
+			var trace bytes.Buffer
+			// No server at all: these strategies must not touch the network.
+			res, err := checkout.Get(context.Background(), checkout.Options{
+				Git:      gitlab.GitInfo{RepoURL: "http://gitlab-ci-token:" + token + "@127.0.0.1:1/g/p.git", Sha: strings.Repeat("a", 40)},
+				Dir:      dir,
+				Strategy: tt.strategy,
+				Trace:    &trace,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Commit != "" {
+				t.Errorf("Result.Commit: got %q, want none", res.Commit)
+			}
+			sameFiles(t, files(t, dir), tt.wantFiles)
+			if _, err := os.Stat(filepath.Join(dir, ".git")); !os.IsNotExist(err) {
+				t.Errorf(".git: got %v, want none", err)
+			}
+			if got := trace.String(); got != tt.wantLine {
+				t.Errorf("trace: got %q, want %q", got, tt.wantLine)
+			}
+		})
+	}
+}
+
+func TestGetSkipCheckoutFetchesOnly(t *testing.T) {
+	srv := newGitServer(t, token)
+	p := srv.newProject(t, "group/app")
+	sha := p.commit("first", map[string]string{"a.txt": "a\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+	dir := filepath.Join(t.TempDir(), "app")
+	var trace bytes.Buffer
+	res, err := checkout.Get(context.Background(), checkout.Options{
+		Git: branchJob(p.url(token), "main", sha, 1, 1), Dir: dir, SkipCheckout: true,
+		Submodules: checkout.SubmodulesRecursive, Trace: &trace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Commit != "" {
+		t.Errorf("Result.Commit: got %q, want none", res.Commit)
+	}
+	sameFiles(t, files(t, dir), map[string]string{})
+	if !gitOK(t, dir, "cat-file", "-e", sha+"^{commit}") {
+		t.Errorf("commit %s was not fetched", sha)
+	}
+	for _, line := range []string{"Skipping Git checkout\n", "Skipping Git submodules setup\n"} {
+		if !strings.Contains(trace.String(), line) {
+			t.Errorf("trace: got %q, want a line %q", trace.String(), line)
+		}
 	}
 }
