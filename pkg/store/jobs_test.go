@@ -1,0 +1,187 @@
+package store_test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/store/dynamotest"
+)
+
+func TestClaimJobOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+
+	var wg sync.WaitGroup
+	var won, conflicts atomic.Int32
+	for range 10 {
+		wg.Go(func() {
+			err := s.ClaimJob(ctx, &runner.Job{RunnerID: "r1", JobID: 1001, ProjectPath: "group/project"})
+			switch runner.ErrorCode(err) {
+			case "":
+				won.Add(1)
+			case runner.ECONFLICT:
+				conflicts.Add(1)
+			default:
+				t.Errorf("ClaimJob: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 || conflicts.Load() != 9 {
+		t.Errorf("10 claims of one job: %d won, %d conflicts; want 1 and 9", won.Load(), conflicts.Load())
+	}
+	// The same job id on another runner is another job.
+	if err := s.ClaimJob(ctx, &runner.Job{RunnerID: "r2", JobID: 1001}); err != nil {
+		t.Errorf("ClaimJob on another runner: %v", err)
+	}
+}
+
+func TestFinishJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock()
+	const retention = 7 * 24 * time.Hour
+	s := newStore(t, store.Config{Now: clk.Now, JobRetention: retention})
+	j := &runner.Job{
+		RunnerID: "r1", JobID: 7, ProjectPath: "group/project", Ref: "main", Sha: "0123abcd", Name: "test",
+		WebURL: "https://gitlab.example.com/group/project/-/jobs/7", LeaseExpiresAt: clk.Now().Add(time.Hour),
+	}
+	if err := s.ClaimJob(ctx, j); err != nil {
+		t.Fatalf("ClaimJob: %v", err)
+	}
+	got, err := s.GetJob(ctx, "r1", 7)
+	if err != nil {
+		t.Fatalf("GetJob: %v", err)
+	}
+	if got.State != runner.JobRunning || !got.StartedAt.Equal(clk.Now()) || got.Ref != "main" || got.Name != "test" ||
+		!got.LeaseExpiresAt.Equal(j.LeaseExpiresAt) || !got.ExpiresAt.Equal(clk.Now().Add(retention)) {
+		t.Errorf("claimed job = %+v, want running, started now, expiring after the retention", got)
+	}
+
+	clk.Advance(3 * time.Minute)
+	outcome := runner.JobOutcome{
+		State: runner.JobFailed, FailureReason: "script_failure", Duration: 2*time.Minute + 500*time.Millisecond,
+		MemoryMB: 2048, BilledDuration: 2*time.Minute + 501*time.Millisecond,
+	}
+	if err := s.FinishJob(ctx, "r1", 7, outcome); err != nil {
+		t.Fatalf("FinishJob: %v", err)
+	}
+	got, err = s.GetJob(ctx, "r1", 7)
+	if err != nil {
+		t.Fatalf("GetJob: %v", err)
+	}
+	if got.State != runner.JobFailed || got.FailureReason != "script_failure" || got.Duration != outcome.Duration ||
+		got.MemoryMB != 2048 || got.BilledDuration != outcome.BilledDuration ||
+		got.FinishedAt == nil || !got.FinishedAt.Equal(clk.Now()) {
+		t.Errorf("finished job = %+v, want the outcome %+v at %v", got, outcome, clk.Now())
+	}
+
+	tests := []struct {
+		name    string
+		runner  string
+		job     int64
+		outcome runner.JobOutcome
+		code    string
+	}{
+		{"twice", "r1", 7, runner.JobOutcome{State: runner.JobSuccess}, runner.ECONFLICT},
+		{"never claimed", "r1", 8, runner.JobOutcome{State: runner.JobSuccess}, runner.ENOTFOUND},
+		{"not a final state", "r1", 7, runner.JobOutcome{State: runner.JobRunning}, runner.EINVALID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantCode(t, "FinishJob", s.FinishJob(ctx, tt.runner, tt.job, tt.outcome), tt.code)
+		})
+	}
+	again, _ := s.GetJob(ctx, "r1", 7)
+	if again.State != runner.JobFailed {
+		t.Errorf("state after a second finish = %q, want %q", again.State, runner.JobFailed)
+	}
+}
+
+func TestJobTTLAttribute(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock()
+	const retention = 48 * time.Hour
+	s := newStore(t, store.Config{Now: clk.Now, JobRetention: retention})
+	if err := s.ClaimJob(ctx, &runner.Job{RunnerID: "r1", JobID: 3}); err != nil {
+		t.Fatalf("ClaimJob: %v", err)
+	}
+	client := dynamotest.Start(t).Client()
+	table := s.TableNames().Jobs
+
+	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatalf("DescribeTimeToLive: %v", err)
+	}
+	if d := ttl.TimeToLiveDescription; d == nil || aws.ToString(d.AttributeName) != "expires_at" || d.TimeToLiveStatus != types.TimeToLiveStatusEnabled {
+		t.Errorf("TTL of %s = %+v, want enabled on expires_at", table, d)
+	}
+
+	out, err := client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(table),
+		Key: map[string]types.AttributeValue{
+			"runner_id": &types.AttributeValueMemberS{Value: "r1"},
+			"job_id":    &types.AttributeValueMemberN{Value: "3"},
+		},
+	})
+	if err != nil {
+		t.Fatalf("GetItem: %v", err)
+	}
+	n, ok := out.Item["expires_at"].(*types.AttributeValueMemberN)
+	if !ok {
+		t.Fatalf("expires_at = %#v, want a number (TTL needs epoch seconds)", out.Item["expires_at"])
+	}
+	if want := strconv.FormatInt(clk.Now().Add(retention).Unix(), 10); n.Value != want {
+		t.Errorf("expires_at = %s, want %s (claim time plus retention)", n.Value, want)
+	}
+}
+
+func TestListJobsNewestFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+	for _, id := range []int64{5, 120, 9, 1000, 77, 3} {
+		if err := s.ClaimJob(ctx, &runner.Job{RunnerID: "r1", JobID: id}); err != nil {
+			t.Fatalf("ClaimJob(%d): %v", id, err)
+		}
+	}
+	if err := s.ClaimJob(ctx, &runner.Job{RunnerID: "r2", JobID: 5000}); err != nil {
+		t.Fatalf("ClaimJob: %v", err)
+	}
+	tests := []struct {
+		limit int
+		want  []int64
+	}{
+		{3, []int64{1000, 120, 77}},
+		{0, []int64{1000, 120, 77, 9, 5, 3}},
+		{100, []int64{1000, 120, 77, 9, 5, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.limit), func(t *testing.T) {
+			jobs, err := s.ListJobs(ctx, "r1", tt.limit)
+			if err != nil {
+				t.Fatalf("ListJobs: %v", err)
+			}
+			var got []int64
+			for _, j := range jobs {
+				got = append(got, j.JobID)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ListJobs(limit %d) = %v, want %v", tt.limit, got, tt.want)
+			}
+		})
+	}
+}
