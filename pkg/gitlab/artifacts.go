@@ -188,11 +188,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // /jobs/:id/artifacts) and returns the number of bytes written. jobToken is
 // the running job's token. It first asks for a direct download, following
 // 302/307 redirects to object storage without the job token; if that fails
-// before any byte was written (and not with 401/403/404, which are final),
-// it asks once more without direct download, GitLab then serving the file.
+// before the archive started to stream, and not with 401/403/404 (final), it
+// asks once more without direct download, GitLab then serving the file.
 func (c *Client) DownloadArtifacts(ctx context.Context, jobID int64, jobToken string, w io.Writer) (int64, error) {
 	n, err := c.download(ctx, jobID, jobToken, true, w)
-	if err == nil || n > 0 || AbortsJob(err) || ctx.Err() != nil {
+	var e *Error
+	if err == nil || n > 0 || AbortsJob(err) || ctx.Err() != nil || !errors.As(err, &e) || e.StatusCode == http.StatusOK {
+		// Done, final, or failed while streaming (w may hold bytes).
 		return n, err
 	}
 	c.log.WarnContext(ctx, "direct artifact download failed, asking GitLab to serve it", "job_id", jobID, "error", err)

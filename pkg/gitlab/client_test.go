@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,9 +328,9 @@ func TestNetworkErrorsAreNotRetried(t *testing.T) {
 		}
 	})
 	t.Run("connection dropped", func(t *testing.T) {
-		var calls int
+		var calls atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			calls++
+			calls.Add(1)
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
 				_ = conn.Close()
@@ -339,8 +340,8 @@ func TestNetworkErrorsAreNotRetried(t *testing.T) {
 		c, _ := newClient(t, srv.URL)
 		_, err := c.UpdateJob(t.Context(), 1, gitlab.UpdateJobRequest{Token: jobToken, State: gitlab.StateRunning})
 		checkErr(t, err, gitlab.ErrUnavailable)
-		if calls != 1 {
-			t.Errorf("calls = %d, want 1", calls)
+		if got := calls.Load(); got != 1 {
+			t.Errorf("calls = %d, want 1", got)
 		}
 	})
 }
