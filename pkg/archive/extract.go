@@ -31,9 +31,13 @@ func unsafeEntry(name, reason string) error {
 // resolves outside dir, is refused as a whole before anything is written,
 // with an error naming the entry and wrapping ErrUnsafeEntry. Writes go
 // through an os.Root, so an entry is also refused when it would pass through
-// a symlink already on disk that leads outside dir. Existing files are
-// replaced. Permission bits are kept (setuid, setgid and sticky bits are
-// dropped) and so are modification times.
+// a symlink already on disk that leads outside dir, and once everything is
+// written each extracted symlink is resolved again on disk (links chained
+// through other links) and removed with an error if it leads outside.
+// Existing files and links are replaced; a directory in a file's way is an
+// error. Permission bits are kept (setuid, setgid and sticky bits are
+// dropped; directories always keep owner rwx) and so are modification
+// times. After an error, entries extracted before it stay in place.
 func ExtractZip(r io.ReaderAt, size int64, dir string) error {
 	zr, err := zip.NewReader(r, size)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
@@ -58,41 +62,17 @@ func ExtractZip(r io.ReaderAt, size int64, dir string) error {
 	}
 	defer root.Close()
 
-	var dirs, links []entry
-	for _, e := range entries {
-		switch {
-		case e.mode.IsDir():
-			if !resolvesInside(root, e.name) {
-				return unsafeEntry(e.f.Name, "path passes through a symlink leading outside the target directory")
-			}
-			if err := root.MkdirAll(e.name, 0o755); err != nil {
-				return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
-			}
-			dirs = append(dirs, e)
-		case e.mode&fs.ModeSymlink != 0:
-			if err := writeLink(root, e); err != nil {
-				return err
-			}
-			links = append(links, e)
-		default:
-			if err := writeFile(root, e); err != nil {
-				return err
-			}
-		}
-	}
-	// A link checked on its own may still resolve outside once the links it
-	// passes through exist; check each against what is now on disk.
-	for _, e := range links {
-		if !resolvesInside(root, e.name) {
-			_ = root.Remove(e.name)
-			return unsafeEntry(e.f.Name, "symlink resolves outside the target directory")
-		}
+	dirs, err := writeEntries(root, entries)
+	if err != nil {
+		return err
 	}
 	// Directory modes and times last, deepest first, so that a read-only
-	// directory does not stop its own contents from being written.
+	// directory does not stop its own contents from being written. The
+	// owner always keeps rwx on directories: the build dir must stay
+	// removable and a later cache or artifact must be able to land in it.
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].name > dirs[j].name })
 	for _, e := range dirs {
-		if err := root.Chmod(e.name, e.mode.Perm()); err != nil {
+		if err := root.Chmod(e.name, e.mode.Perm()|0o700); err != nil {
 			return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
 		}
 		if !e.f.Modified.IsZero() {
@@ -102,6 +82,45 @@ func ExtractZip(r io.ReaderAt, size int64, dir string) error {
 		}
 	}
 	return nil
+}
+
+// writeEntries writes entries under root and returns the directories
+// among them. Whatever happens, every symlink it created is then resolved
+// again against what is on disk: a link checked on its own may still lead
+// outside once the links it passes through exist, and such a link is
+// removed rather than left for the job to follow.
+func writeEntries(root *os.Root, entries []entry) (dirs []entry, err error) {
+	var links []entry
+	defer func() {
+		for _, e := range links {
+			if !resolvesInside(root, e.name) {
+				_ = root.Remove(e.name)
+				err = errors.Join(err, unsafeEntry(e.f.Name, "symlink resolves outside the target directory"))
+			}
+		}
+	}()
+	for _, e := range entries {
+		switch {
+		case e.mode.IsDir():
+			if !resolvesInside(root, e.name) {
+				return nil, unsafeEntry(e.f.Name, "path passes through a symlink leading outside the target directory")
+			}
+			if err := root.MkdirAll(e.name, 0o755); err != nil {
+				return nil, fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
+			}
+			dirs = append(dirs, e)
+		case e.mode&fs.ModeSymlink != 0:
+			if err := writeLink(root, e); err != nil {
+				return nil, err
+			}
+			links = append(links, e)
+		default:
+			if err := writeFile(root, e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return dirs, nil
 }
 
 // ExtractZipStream is ExtractZip for an archive read from a stream (an HTTP
