@@ -49,3 +49,13 @@ func (Token) GoString() string { return redacted }
 
 // LogValue implements slog.LogValuer without revealing the token.
 func (Token) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// LogValue implements slog.LogValuer: the identity without its token.
+func (id Identity) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("sub", id.Sub),
+		slog.String("username", id.Username),
+		slog.String("name", id.Name),
+		slog.String("email", id.Email),
+	)
+}

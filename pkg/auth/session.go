@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 )
@@ -198,4 +199,13 @@ func ValidCSRF(sess *Session, token string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(sess.CSRF), []byte(token)) == 1
+}
+
+// LogValue implements slog.LogValuer: the session without its token or
+// CSRF token.
+func (s Session) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("identity", s.Identity),
+		slog.Time("expires_at", s.ExpiresAt),
+	)
 }
