@@ -2,6 +2,7 @@ package checkout_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -42,8 +43,9 @@ func startGitServer(t testing.TB, token string, start func(http.Handler) *httpte
 	}
 	s := &gitServer{root: t.TempDir(), token: token}
 	backend := &cgi.Handler{
-		Path: gitBin,
-		Args: []string{"http-backend"},
+		Stderr: io.Discard,
+		Path:   gitBin,
+		Args:   []string{"http-backend"},
 		Env: []string{
 			"GIT_PROJECT_ROOT=" + s.root,
 			"GIT_HTTP_EXPORT_ALL=1",

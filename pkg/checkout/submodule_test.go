@@ -1,0 +1,157 @@
+package checkout_test
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gitlab-serverless-runner/pkg/checkout"
+)
+
+// superproject builds group/app with submodule "libs/lib" (../lib.git),
+// which itself has submodule "nested" (../nested.git), all relative URLs
+// served by srv. It returns the app's job commit and the lib and nested
+// commits pinned.
+func superproject(t *testing.T, srv *gitServer) (app *project, appSha, libSha, nestedSha string) {
+	t.Helper()
+	nested := srv.newProject(t, "group/nested")
+	nestedSha = nested.commit("nested", map[string]string{"nested.txt": "deep\n"})
+	nested.push("HEAD:refs/heads/main")
+
+	lib := srv.newProject(t, "group/lib")
+	lib.commit("lib", map[string]string{"lib.txt": "lib\n"})
+	libSha = lib.addSubmodule("nested", "../nested.git", nestedSha)
+	lib.push("HEAD:refs/heads/main")
+
+	app = srv.newProject(t, "group/app")
+	app.commit("app", map[string]string{"main.txt": "app\n"})
+	appSha = app.addSubmodule("libs/lib", "../lib.git", libSha)
+	app.push("HEAD:refs/heads/main")
+	app.setRef("refs/pipelines/7", appSha)
+	return app, appSha, libSha, nestedSha
+}
+
+func TestGetSubmodules(t *testing.T) {
+	srv := newGitServer(t, token)
+	app, appSha, libSha, nestedSha := superproject(t, srv)
+
+	tests := []struct {
+		name           string
+		strategy       checkout.SubmoduleStrategy
+		paths          []string
+		wantFiles      map[string]string
+		wantSubmodules []string
+		wantLine       string
+	}{
+		{"none", checkout.SubmodulesNone, nil,
+			map[string]string{".gitmodules": "", "main.txt": "app\n"}, nil, "Skipping Git submodules setup\n"},
+		{"normal", checkout.SubmodulesNormal, nil,
+			map[string]string{".gitmodules": "", "main.txt": "app\n", "libs/lib/.gitmodules": "", "libs/lib/lib.txt": "lib\n"},
+			[]string{"libs/lib"}, "Updating/initializing submodules with git depth set to 1...\n"},
+		{"recursive", checkout.SubmodulesRecursive, nil,
+			map[string]string{".gitmodules": "", "main.txt": "app\n", "libs/lib/.gitmodules": "", "libs/lib/lib.txt": "lib\n", "libs/lib/nested/nested.txt": "deep\n"},
+			[]string{"libs/lib", "libs/lib/nested"}, "Updating/initializing submodules recursively with git depth set to 1...\n"},
+		{"recursive with the only submodule excluded", checkout.SubmodulesRecursive, []string{":(exclude)libs/lib"},
+			map[string]string{".gitmodules": "", "main.txt": "app\n"}, nil, "Updating/initializing submodules recursively"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "app")
+			var trace bytes.Buffer
+			res, err := checkout.Get(context.Background(), checkout.Options{
+				Git: branchJob(app.url(token), "main", appSha, 7, 1), Dir: dir,
+				Submodules: tt.strategy, SubmodulePaths: tt.paths, Trace: &trace})
+			if err != nil {
+				t.Fatalf("Get: %v\ntrace:\n%s", err, trace.String())
+			}
+			got := files(t, dir)
+			for name := range tt.wantFiles {
+				if strings.HasSuffix(name, ".gitmodules") {
+					tt.wantFiles[name] = got[name] // content checked by git below
+				}
+			}
+			sameFiles(t, got, tt.wantFiles)
+			if g, w := strings.Join(res.Submodules, " "), strings.Join(tt.wantSubmodules, " "); g != w {
+				t.Errorf("Result.Submodules: got %q, want %q", g, w)
+			}
+			if !strings.Contains(trace.String(), tt.wantLine) {
+				t.Errorf("trace: got %q, want %q in it", trace.String(), tt.wantLine)
+			}
+			assertDetachedAt(t, dir, appSha)
+			// The git CLI sees the submodules where they belong.
+			for _, sub := range tt.wantSubmodules {
+				want := libSha
+				if strings.HasSuffix(sub, "nested") {
+					want = nestedSha
+				}
+				if got := runGit(t, filepath.Join(dir, sub), "rev-parse", "HEAD"); got != want {
+					t.Errorf("HEAD of submodule %s: got %s, want %s", sub, got, want)
+				}
+			}
+			assertNoToken(t, dir)
+		})
+	}
+}
+
+func TestGetSubmoduleOnAnotherHostGetsNoToken(t *testing.T) {
+	srv := newGitServer(t, token)
+	other := newGitServer(t, "") // another host: public, records what it receives
+	ext := other.newProject(t, "vendor/ext")
+	extSha := ext.commit("ext", map[string]string{"ext.txt": "external\n"})
+	ext.push("HEAD:refs/heads/main")
+
+	app := srv.newProject(t, "group/app")
+	app.commit("app", map[string]string{"main.txt": "app\n"})
+	extURL := other.URL + "/vendor/ext.git"
+	sha := app.addSubmodule("ext", extURL, extSha)
+	app.push("HEAD:refs/heads/main")
+	app.setRef("refs/pipelines/3", sha)
+
+	dir := filepath.Join(t.TempDir(), "app")
+	_, err := checkout.Get(context.Background(), checkout.Options{
+		Git: branchJob(app.url(token), "main", sha, 3, 0), Dir: dir, Submodules: checkout.SubmodulesNormal})
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got, want := files(t, dir)["ext/ext.txt"], "external\n"; got != want {
+		t.Errorf("ext/ext.txt: got %q, want %q", got, want)
+	}
+	reqs := other.requests()
+	if len(reqs) == 0 {
+		t.Fatal("the other host received no request")
+	}
+	for _, auth := range reqs {
+		if auth != "" {
+			t.Errorf("the other host received Authorization %q, want none", auth)
+		}
+	}
+}
+
+// assertNoToken fails if the job token is in any file under dir/.git,
+// submodule repositories included.
+func assertNoToken(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join(dir, ".git"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(token)) {
+			t.Errorf("%s contains the job token", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := runGit(t, dir, "config", "--get", "remote.origin.url"); strings.Contains(got, "@") {
+		t.Errorf("remote.origin.url: got %q, want a URL without credentials", got)
+	}
+}
