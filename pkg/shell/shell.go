@@ -1,0 +1,308 @@
+// Package shell owns running a job's scripts the way gitlab-runner's shell
+// executor does: it builds the job's environment from GitLab's variables and
+// the runner's own, writes file variables to files, generates one bash (or
+// sh) script per step that echoes every command before running it under
+// `set -eo pipefail`, runs it in its own process group with the project
+// directory as working directory, streams stdout and stderr into the trace,
+// and stops the whole process group on cancellation or timeout.
+//
+// Variables reach the job through the process environment, never by quoting
+// them into the script, so any value (quotes, `$`, newlines, backslashes,
+// unicode) arrives byte for byte. Before that, like the runner, each value
+// that is not `raw` is expanded once: `$KEY`, `${KEY}` and `$$` (a literal
+// `$`) are resolved against the job's variables, then the base environment
+// (PATH, ...); an unknown name becomes empty. A reference to a file variable
+// yields the path of its file, as `$KEY` would in the shell.
+package shell
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+)
+
+// Defaults for Config's zero values.
+const (
+	// DefaultKillGrace is the time between SIGTERM and SIGKILL.
+	DefaultKillGrace = 2 * time.Second
+	// DefaultAfterScriptTimeout bounds after_script (runner default).
+	DefaultAfterScriptTimeout = 5 * time.Minute
+	// DefaultPath is the PATH when the base environment has none.
+	DefaultPath = "/usr/local/bin:/usr/bin:/bin"
+)
+
+// Shells that Config.Shell may force.
+const (
+	Bash = "bash"
+	Sh   = "sh"
+)
+
+// gitlabEnvFile is the name, in the temporary directory, of the dotenv file
+// GITLAB_ENV points at.
+const gitlabEnvFile = "gitlab_env"
+
+// Config says where and how a job's scripts run. BuildsDir and ProjectDir
+// are required; every other zero value means the documented default.
+type Config struct {
+	// BuildsDir is CI_BUILDS_DIR.
+	BuildsDir string
+	// ProjectDir is CI_PROJECT_DIR and the scripts' working directory.
+	ProjectDir string
+	// TempDir holds file variables, GITLAB_ENV and the generated scripts
+	// (RUNNER_TEMP_PROJECT_DIR); default ProjectDir + ".tmp".
+	TempDir string
+	// HomeDir is the job's HOME; default "home" in os.TempDir().
+	HomeDir string
+	// BaseEnv is the environment under the job's variables; nil means
+	// SanitizedBaseEnv(os.Environ()). HOME is always replaced by HomeDir.
+	BaseEnv []string
+	// Shell forces Bash or Sh; "" uses bash when the base PATH has it and
+	// sh otherwise.
+	Shell string
+	// KillGrace is the time between SIGTERM and SIGKILL of a stopped step's
+	// process group; default DefaultKillGrace.
+	KillGrace time.Duration
+	// AfterScriptTimeout bounds after_script; default
+	// DefaultAfterScriptTimeout. The job deadline, carried by the context
+	// given to RunAfterScript, bounds it too.
+	AfterScriptTimeout time.Duration
+	// JobTimeout is CI_JOB_TIMEOUT (whole seconds); zero leaves it unset.
+	JobTimeout time.Duration
+	// ConcurrentID and ConcurrentProjectID are CI_CONCURRENT_ID and
+	// CI_CONCURRENT_PROJECT_ID.
+	ConcurrentID, ConcurrentProjectID int
+	// RunnerVersion and RunnerRevision are CI_RUNNER_VERSION and
+	// CI_RUNNER_REVISION.
+	RunnerVersion, RunnerRevision string
+	// ServerCA, when set, is the PEM of the GitLab server's CA, given to the
+	// job as the file variable CI_SERVER_TLS_CA_FILE.
+	ServerCA []byte
+	// Disposable sets CI_DISPOSABLE_ENVIRONMENT=true (the environment is
+	// wiped after the job, as the executor does on Lambda); otherwise
+	// CI_SHARED_ENVIRONMENT=true, as the runner's shell executor says.
+	Disposable bool
+	// RunnerVariables are the runner's configured variables (the runner's
+	// `environment` setting); job variables override them.
+	RunnerVariables gitlab.Variables
+}
+
+// Session is one job's prepared environment: Open writes its files, Run and
+// RunAfterScript run steps in it, Close removes the temporary directory.
+// Steps run one at a time; a Session is not safe for concurrent use.
+type Session struct {
+	cfg       Config
+	env       []string // complete environment, CI_JOB_STATUS excluded
+	shellPath string
+	shellKind string
+	tempDir   string
+	runs      int
+}
+
+// Open prepares a job's environment from its variables: it creates the
+// project, temporary and home directories, writes file variables (mode 0600)
+// and an empty GITLAB_ENV file, and computes the environment every step gets.
+func Open(cfg Config, vars gitlab.Variables) (*Session, error) {
+	if !filepath.IsAbs(cfg.BuildsDir) || !filepath.IsAbs(cfg.ProjectDir) {
+		return nil, errors.New("shell: open session: builds and project directories must be absolute")
+	}
+	if cfg.TempDir == "" {
+		cfg.TempDir = filepath.Clean(cfg.ProjectDir) + ".tmp"
+	}
+	if cfg.HomeDir == "" {
+		cfg.HomeDir = filepath.Join(os.TempDir(), "home")
+	}
+	if cfg.BaseEnv == nil {
+		cfg.BaseEnv = SanitizedBaseEnv(os.Environ())
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = DefaultKillGrace
+	}
+	if cfg.AfterScriptTimeout <= 0 {
+		cfg.AfterScriptTimeout = DefaultAfterScriptTimeout
+	}
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{cfg.ProjectDir, 0o755}, {cfg.TempDir, 0o700}, {cfg.HomeDir, 0o700}} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("shell: create %s: %w", d.path, err)
+		}
+	}
+
+	s := &Session{cfg: cfg, tempDir: cfg.TempDir}
+	base := baseEnv(cfg)
+	list := s.variableList(vars)
+	resolved, err := resolve(list, base, cfg.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range resolved.files {
+		if err := os.WriteFile(f.path, []byte(f.content), 0o600); err != nil {
+			return nil, fmt.Errorf("shell: write file variable %s: %w", f.key, err)
+		}
+		// WriteFile keeps the mode of a file that already exists.
+		if err := os.Chmod(f.path, 0o600); err != nil {
+			return nil, fmt.Errorf("shell: write file variable %s: %w", f.key, err)
+		}
+	}
+	envPath := filepath.Join(cfg.TempDir, gitlabEnvFile)
+	if err := os.WriteFile(envPath, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("shell: create GITLAB_ENV file: %w", err)
+	}
+	s.env = mergeEnv(base, resolved.env)
+
+	s.shellKind, s.shellPath, err = pickShell(cfg.Shell, lookupEnv(base, "PATH"))
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// variableList puts the runner's and the job's variables in precedence order
+// (later wins), as the runner does.
+func (s *Session) variableList(job gitlab.Variables) gitlab.Variables {
+	cfg := s.cfg
+	pub := func(k, v string) gitlab.Variable { return gitlab.Variable{Key: k, Value: v, Public: true} }
+	list := append(gitlab.Variables{}, cfg.RunnerVariables...)
+	list = append(list,
+		pub("CI_BUILDS_DIR", cfg.BuildsDir),
+		pub("CI_PROJECT_DIR", cfg.ProjectDir),
+		pub("CI_CONCURRENT_ID", strconv.Itoa(cfg.ConcurrentID)),
+		pub("CI_CONCURRENT_PROJECT_ID", strconv.Itoa(cfg.ConcurrentProjectID)),
+		pub("CI_SERVER", "yes"),
+	)
+	if cfg.JobTimeout > 0 {
+		list = append(list, pub("CI_JOB_TIMEOUT", strconv.FormatInt(int64(cfg.JobTimeout/time.Second), 10)))
+	}
+	if len(cfg.ServerCA) > 0 {
+		list = append(list, gitlab.Variable{Key: "CI_SERVER_TLS_CA_FILE", Value: string(cfg.ServerCA), Public: true, File: true, Raw: true})
+	}
+	list = append(list, job...)
+	if cfg.Disposable {
+		list = append(list, pub("CI_DISPOSABLE_ENVIRONMENT", "true"))
+	} else {
+		list = append(list, pub("CI_SHARED_ENVIRONMENT", "true"))
+	}
+	list = append(list,
+		pub("CI_RUNNER_VERSION", cfg.RunnerVersion),
+		pub("CI_RUNNER_REVISION", cfg.RunnerRevision),
+		pub("CI_RUNNER_EXECUTABLE_ARCH", runtime.GOOS+"/"+runtime.GOARCH),
+		pub("RUNNER_TEMP_PROJECT_DIR", cfg.TempDir),
+		gitlab.Variable{Key: "GITLAB_ENV", Value: filepath.Join(cfg.TempDir, gitlabEnvFile), Public: true, Raw: true},
+	)
+	return list
+}
+
+// Env returns the environment every step gets, CI_JOB_STATUS excepted (it
+// is added per step).
+func (s *Session) Env() []string { return append([]string(nil), s.env...) }
+
+// Shell returns the shell the steps run in: Bash or Sh.
+func (s *Session) Shell() string { return s.shellKind }
+
+// Close removes the temporary directory: file variables, GITLAB_ENV and the
+// generated scripts (the runner's cleanup_file_variables).
+func (s *Session) Close() error {
+	if err := os.RemoveAll(s.tempDir); err != nil {
+		return fmt.Errorf("shell: remove temporary directory: %w", err)
+	}
+	return nil
+}
+
+// baseEnv is cfg.BaseEnv with HOME replaced and PATH defaulted.
+func baseEnv(cfg Config) []string {
+	env := make([]string, 0, len(cfg.BaseEnv)+2)
+	hasPath := false
+	for _, kv := range cfg.BaseEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "HOME", "CI_JOB_STATUS":
+			continue
+		case "PATH":
+			hasPath = true
+		}
+		env = append(env, kv)
+	}
+	if !hasPath {
+		env = append(env, "PATH="+DefaultPath)
+	}
+	return append(env, "HOME="+cfg.HomeDir)
+}
+
+// lookupEnv returns the last value of key in env.
+func lookupEnv(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// mergeEnv returns base overridden by vars (in order, later wins), one
+// entry per name.
+func mergeEnv(base []string, vars [][2]string) []string {
+	index := map[string]int{}
+	var out []string
+	set := func(k, kv string) {
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			return
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		set(k, kv)
+	}
+	for _, kv := range vars {
+		set(kv[0], kv[0]+"="+kv[1])
+	}
+	return out
+}
+
+// pickShell finds the shell to run steps in.
+func pickShell(force, path string) (kind, file string, err error) {
+	switch force {
+	case Bash, Sh:
+		if p := lookPath(force, path); p != "" {
+			return force, p, nil
+		}
+		if force == Sh {
+			return Sh, "/bin/sh", nil
+		}
+		return "", "", errors.New("shell: find bash: not on PATH")
+	case "":
+		if p := lookPath(Bash, path); p != "" {
+			return Bash, p, nil
+		}
+		if p := lookPath(Sh, path); p != "" {
+			return Sh, p, nil
+		}
+		return Sh, "/bin/sh", nil
+	default:
+		return "", "", fmt.Errorf("shell: pick shell %q: want %q or %q", force, Bash, Sh)
+	}
+}
+
+// lookPath searches path (not the executor's own PATH) for an executable.
+func lookPath(name, path string) string {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
