@@ -14,6 +14,11 @@
 //	// in handlers: sess, err := sessions.Get(c.Request())
 //	// forms: auth.CSRFToken(sess) in a hidden field, auth.ValidCSRF(sess, c.FormValue("csrf"))
 //	// logout (a POST with a valid CSRF token): sessions.Logout(c.Response())
+//	// before calling GitLab as the user: tok, err := login.FreshToken(ctx, sess.Identity.OAuthToken);
+//	// if it changed, store it: sess.Identity.OAuthToken = tok; sessions.Save(c.Response(), sess)
+//
+// Sign-in errors wrap one of the Err* values; StatusCode maps them to an HTTP
+// status in one place and UserMessage gives text safe to show.
 //
 // The GitLab OAuth access token lives only in the session cookie, sealed with
 // AES-256-GCM; it is never stored elsewhere, logged or printed (Token redacts

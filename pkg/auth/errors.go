@@ -29,6 +29,9 @@ var (
 	// ErrInvalidIDToken: the ID token is missing, badly signed, for another
 	// client or issuer, expired, or carries the wrong nonce.
 	ErrInvalidIDToken = errors.New("the identity provider's ID token is not valid")
+	// ErrTokenExpired: the user's OAuth token expired and could not be
+	// renewed (see Login.FreshToken); they must sign in again.
+	ErrTokenExpired = errors.New("your GitLab authorization has expired")
 )
 
 // StatusCode maps a sign-in error to the HTTP status to answer with. This is
@@ -47,7 +50,7 @@ func StatusCode(err error) int {
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrTokenExchange):
 		return http.StatusBadGateway
-	case errors.Is(err, ErrNotSignedIn):
+	case errors.Is(err, ErrNotSignedIn), errors.Is(err, ErrTokenExpired):
 		return http.StatusUnauthorized
 	default:
 		return http.StatusInternalServerError
@@ -58,7 +61,7 @@ func StatusCode(err error) int {
 // signing in; the full chain belongs in the logs.
 func UserMessage(err error) string {
 	for _, known := range []error{ErrNoLoginState, ErrStateMismatch, ErrInvalidCallback, ErrProviderDenied,
-		ErrIssuerUnreachable, ErrTokenExchange, ErrInvalidIDToken, ErrNotSignedIn} {
+		ErrIssuerUnreachable, ErrTokenExchange, ErrInvalidIDToken, ErrNotSignedIn, ErrTokenExpired} {
 		if errors.Is(err, known) {
 			return "Sign-in failed: " + known.Error() + ". Please sign in again."
 		}
