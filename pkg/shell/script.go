@@ -11,9 +11,10 @@ const (
 	ansiReset     = "\x1b[0;m"
 )
 
-// Script returns the script a step runs in shell (Bash or Sh): it loads the
-// dotenv file GITLAB_ENV points at, so variables a previous step wrote
-// there are exported, sets `-eo pipefail` (sh: `-e`), then for each
+// Script returns the script a step runs in shell (Bash or Sh): it sources
+// the dotenv file GITLAB_ENV points at with allexport on, so KEY=value lines
+// an earlier step appended are exported (the file is read as shell: quote a
+// value that has spaces), sets `-eo pipefail` (sh: `-e`), then for each
 // command echoes `$ <command>` in bold green and runs the command intact.
 // A multi-line command is echoed as its first line followed by
 // "# collapsed multi-line command", as the runner does. Blank commands are

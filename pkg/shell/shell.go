@@ -13,6 +13,11 @@
 // `$`) are resolved against the job's variables, then the base environment
 // (PATH, ...); an unknown name becomes empty. A reference to a file variable
 // yields the path of its file, as `$KEY` would in the shell.
+//
+// A step's process group is stopped with sandbox.StopGroup (SIGTERM, a
+// grace period, SIGKILL) when its context ends, and also when the step's
+// shell exits, so background processes never outlive their step. Processes
+// that leave the group (setsid) are the sandbox's clean-up to catch.
 package shell
 
 import (
