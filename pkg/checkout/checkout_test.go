@@ -127,6 +127,10 @@ func TestGetChecksOutTheJobCommit(t *testing.T) {
 			}
 			sameFiles(t, files(t, dir), tt.wantFiles)
 			assertDetachedAt(t, dir, tt.git.Sha)
+			assertNoToken(t, dir)
+			if strings.Contains(trace.String(), token) {
+				t.Errorf("trace contains the job token: %q", trace.String())
+			}
 			if got := runGit(t, dir, "rev-list", "--count", "HEAD"); got != tt.wantHistory {
 				t.Errorf("commits in history: got %s, want %s", got, tt.wantHistory)
 			}
@@ -339,6 +343,62 @@ func TestGetSkipCheckoutFetchesOnly(t *testing.T) {
 	for _, line := range []string{"Skipping Git checkout\n", "Skipping Git submodules setup\n"} {
 		if !strings.Contains(trace.String(), line) {
 			t.Errorf("trace: got %q, want a line %q", trace.String(), line)
+		}
+	}
+}
+
+func TestGetTraceOfAClone(t *testing.T) {
+	srv := newGitServer(t, token)
+	p := srv.newProject(t, "group/app")
+	sha := p.commit("first", map[string]string{"a.txt": "a\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+	dir := filepath.Join(t.TempDir(), "app")
+	var trace bytes.Buffer
+	if _, err := checkout.Get(context.Background(), checkout.Options{
+		Git: branchJob(p.url(token), "main", sha, 1, 20), Dir: dir, Trace: &trace}); err != nil {
+		t.Fatal(err)
+	}
+	want := "Fetching changes with git depth set to 20...\n" +
+		"Initialized empty Git repository in " + filepath.Join(dir, ".git") + "/\n" +
+		"Created fresh repository.\n" +
+		"Checking out " + sha[:8] + " as detached HEAD (ref is main)...\n" +
+		"Skipping Git submodules setup\n"
+	if got := trace.String(); got != want {
+		t.Errorf("trace:\ngot  %q\nwant %q", got, want)
+	}
+}
+
+func TestGetFetchAfterShallowCloneForFullHistory(t *testing.T) {
+	srv := newGitServer(t, token)
+	p := srv.newProject(t, "group/app")
+	p.commit("first", map[string]string{"a.txt": "a\n"})
+	sha := p.commit("second", map[string]string{"b.txt": "b\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+	dir := filepath.Join(t.TempDir(), "app")
+
+	steps := []struct {
+		depth       int
+		wantReused  bool
+		wantHistory string
+	}{
+		{1, false, "1"},
+		{1, true, "1"},
+		{0, false, "2"}, // a shallow repository cannot be deepened: cloned afresh
+		{0, true, "2"},
+	}
+	for i, st := range steps {
+		res, err := checkout.Get(context.Background(), checkout.Options{
+			Git: branchJob(p.url(token), "main", sha, 1, st.depth), Dir: dir, Strategy: checkout.StrategyFetch})
+		if err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		if res.Reused != st.wantReused {
+			t.Errorf("job %d (depth %d): Reused got %v, want %v", i, st.depth, res.Reused, st.wantReused)
+		}
+		if got := runGit(t, dir, "rev-list", "--count", "HEAD"); got != st.wantHistory {
+			t.Errorf("job %d (depth %d): commits in history: got %s, want %s", i, st.depth, got, st.wantHistory)
 		}
 	}
 }

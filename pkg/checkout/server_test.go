@@ -140,13 +140,8 @@ func (p *project) commit(msg string, files map[string]string) string {
 // reachable at url (relative or absolute) and commits it.
 func (p *project) addSubmodule(path, url, sha string) string {
 	p.t.Helper()
-	gm := filepath.Join(p.work, ".gitmodules")
-	f, err := os.OpenFile(gm, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	fmt.Fprintf(f, "[submodule %q]\n\tpath = %s\n\turl = %s\n", path, path, url)
-	f.Close()
+	runGit(p.t, p.work, "config", "-f", ".gitmodules", "submodule."+path+".path", path)
+	runGit(p.t, p.work, "config", "-f", ".gitmodules", "submodule."+path+".url", url)
 	runGit(p.t, p.work, "update-index", "--add", "--cacheinfo", "160000,"+sha+","+path)
 	runGit(p.t, p.work, "add", ".gitmodules")
 	runGit(p.t, p.work, "commit", "-q", "-m", "add submodule "+path)

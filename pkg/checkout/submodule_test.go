@@ -155,3 +155,48 @@ func assertNoToken(t *testing.T, dir string) {
 		t.Errorf("remote.origin.url: got %q, want a URL without credentials", got)
 	}
 }
+
+func TestGetFetchUpdatesSubmodules(t *testing.T) {
+	srv := newGitServer(t, token)
+	app, appSha, _, _ := superproject(t, srv)
+	dir := filepath.Join(t.TempDir(), "app")
+	opts := checkout.Options{Git: branchJob(app.url(token), "main", appSha, 7, 0), Dir: dir,
+		Strategy: checkout.StrategyFetch, Submodules: checkout.SubmodulesRecursive}
+	if _, err := checkout.Get(context.Background(), opts); err != nil {
+		t.Fatalf("first job: %v", err)
+	}
+	writeFile(t, dir, "libs/lib/untracked.txt", "x")
+	writeFile(t, dir, "libs/lib/lib.txt", "edited\n")
+
+	// The library moves on and the app pins the new commit.
+	lib := &project{t: t, srv: srv, path: "group/lib", work: t.TempDir(), bare: filepath.Join(srv.root, "group", "lib.git")}
+	runGit(t, "", "clone", "-q", lib.bare, lib.work)
+	newLib := lib.commit("lib v2", map[string]string{"lib.txt": "lib v2\n"})
+	lib.push("HEAD:refs/heads/main")
+	newApp := app.addSubmodule("libs/lib", "../lib.git", newLib)
+	app.push("HEAD:refs/heads/main")
+	app.setRef("refs/pipelines/8", newApp)
+
+	opts.Git = branchJob(app.url(token), "main", newApp, 8, 0)
+	res, err := checkout.Get(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("second job: %v", err)
+	}
+	if !res.Reused {
+		t.Errorf("Reused: got false, want true")
+	}
+	got := files(t, dir)
+	if got["libs/lib/lib.txt"] != "lib v2\n" {
+		t.Errorf("libs/lib/lib.txt: got %q, want %q", got["libs/lib/lib.txt"], "lib v2\n")
+	}
+	if _, ok := got["libs/lib/untracked.txt"]; ok {
+		t.Errorf("libs/lib/untracked.txt survived the clean")
+	}
+	if got["libs/lib/nested/nested.txt"] != "deep\n" {
+		t.Errorf("libs/lib/nested/nested.txt: got %q, want %q", got["libs/lib/nested/nested.txt"], "deep\n")
+	}
+	if g := runGit(t, filepath.Join(dir, "libs/lib"), "rev-parse", "HEAD"); g != newLib {
+		t.Errorf("HEAD of libs/lib: got %s, want %s", g, newLib)
+	}
+	assertNoToken(t, dir)
+}
