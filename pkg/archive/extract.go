@@ -90,6 +90,7 @@ func ExtractZip(r io.ReaderAt, size int64, dir string) error {
 // outside once the links it passes through exist, and such a link is
 // removed rather than left for the job to follow.
 func writeEntries(root *os.Root, entries []entry) (dirs []entry, err error) {
+	x := &extractor{root: root, dirs: map[string]bool{".": true}}
 	var links []entry
 	defer func() {
 		for _, e := range links {
@@ -102,20 +103,17 @@ func writeEntries(root *os.Root, entries []entry) (dirs []entry, err error) {
 	for _, e := range entries {
 		switch {
 		case e.mode.IsDir():
-			if !resolvesInside(root, e.name) {
-				return nil, unsafeEntry(e.f.Name, "path passes through a symlink leading outside the target directory")
-			}
-			if err := root.MkdirAll(e.name, 0o755); err != nil {
-				return nil, fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
+			if err := x.ensureDir(e.name, e); err != nil {
+				return nil, err
 			}
 			dirs = append(dirs, e)
 		case e.mode&fs.ModeSymlink != 0:
-			if err := writeLink(root, e); err != nil {
+			if err := x.writeLink(e); err != nil {
 				return nil, err
 			}
 			links = append(links, e)
 		default:
-			if err := writeFile(root, e); err != nil {
+			if err := x.writeFile(e); err != nil {
 				return nil, err
 			}
 		}
@@ -268,18 +266,40 @@ func readLink(f *zip.File) (string, error) {
 	return string(b), nil
 }
 
-// clearPlace removes what stands at name so that a file or link can take
-// its place; a directory is left alone and reported.
-func clearPlace(root *os.Root, e entry) error {
-	if !resolvesInside(root, path.Dir(e.name)) {
+// extractor writes the entries of one archive under root.
+type extractor struct {
+	root *os.Root
+	// dirs are directories known to exist and to resolve inside root, so
+	// that each is checked once per archive rather than once per file.
+	dirs map[string]bool
+}
+
+// ensureDir creates dir (with parents) after checking that it does not
+// pass through a symlink leading outside root.
+func (x *extractor) ensureDir(dir string, e entry) error {
+	if x.dirs[dir] {
+		return nil
+	}
+	if !resolvesInside(x.root, dir) {
 		return unsafeEntry(e.f.Name, "path passes through a symlink leading outside the target directory")
 	}
-	if dir := path.Dir(e.name); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
-		}
+	if err := x.root.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
 	}
-	info, err := root.Lstat(e.name)
+	for d := dir; d != "."; d = path.Dir(d) {
+		x.dirs[d] = true
+	}
+	return nil
+}
+
+// clearPlace makes the parent of e's path and removes what stands at the
+// path itself, so that a file or link can take its place; a directory is
+// left alone and reported.
+func (x *extractor) clearPlace(e entry) error {
+	if err := x.ensureDir(path.Dir(e.name), e); err != nil {
+		return err
+	}
+	info, err := x.root.Lstat(e.name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -289,24 +309,32 @@ func clearPlace(root *os.Root, e entry) error {
 	if info.IsDir() {
 		return fmt.Errorf("archive: extract %s: a directory is in the way", e.f.Name)
 	}
-	if err := root.Remove(e.name); err != nil {
+	if info.Mode()&fs.ModeSymlink != 0 {
+		// Directories reached through the old link are no longer known.
+		for d := range x.dirs {
+			if d == e.name || strings.HasPrefix(d, e.name+"/") {
+				delete(x.dirs, d)
+			}
+		}
+	}
+	if err := x.root.Remove(e.name); err != nil {
 		return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
 	}
 	return nil
 }
 
-func writeLink(root *os.Root, e entry) error {
-	if err := clearPlace(root, e); err != nil {
+func (x *extractor) writeLink(e entry) error {
+	if err := x.clearPlace(e); err != nil {
 		return err
 	}
-	if err := root.Symlink(e.target, e.name); err != nil {
+	if err := x.root.Symlink(e.target, e.name); err != nil {
 		return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
 	}
 	return nil
 }
 
-func writeFile(root *os.Root, e entry) error {
-	if err := clearPlace(root, e); err != nil {
+func (x *extractor) writeFile(e entry) error {
+	if err := x.clearPlace(e); err != nil {
 		return err
 	}
 	rc, err := e.f.Open()
@@ -314,7 +342,7 @@ func writeFile(root *os.Root, e entry) error {
 		return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
 	}
 	defer rc.Close()
-	out, err := root.OpenFile(e.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := x.root.OpenFile(e.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)
 	}
@@ -323,10 +351,10 @@ func writeFile(root *os.Root, e entry) error {
 		err = cerr
 	}
 	if err == nil {
-		err = root.Chmod(e.name, e.mode.Perm())
+		err = x.root.Chmod(e.name, e.mode.Perm())
 	}
 	if err == nil && !e.f.Modified.IsZero() {
-		err = root.Chtimes(e.name, time.Now(), e.f.Modified)
+		err = x.root.Chtimes(e.name, time.Now(), e.f.Modified)
 	}
 	if err != nil {
 		return fmt.Errorf("archive: extract %s: %w", e.f.Name, err)

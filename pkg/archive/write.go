@@ -89,10 +89,13 @@ func newFlate(w io.Writer) (io.WriteCloser, error) {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
+// copyFile copies through a pooled buffer. The reader and writer are
+// wrapped so that io.CopyBuffer cannot hand the copy to *os.File's
+// ReadFrom/WriteTo, whose fallbacks allocate a fresh buffer per file.
 func copyFile(dst io.Writer, src io.Reader) error {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	_, err := io.CopyBuffer(dst, src, *buf)
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *buf)
 	return err
 }
 
