@@ -35,7 +35,9 @@ type clock struct {
 	now time.Time
 }
 
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
+// newClock starts at the real time: DynamoDB Local deletes items whose TTL
+// attribute is in the past, so a clock set in the past would lose them.
+func newClock() *clock { return &clock{now: time.Now().UTC().Truncate(time.Second)} }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()

@@ -290,7 +290,7 @@ func TestPollerWritesKeepSettingsVersion(t *testing.T) {
 	}
 
 	for name, err := range map[string]error{
-		"UpdateHealth": s.UpdateHealth(ctx, "missing", runner.Health{LastContactAt: &contact}),
+		"UpdateHealth":  s.UpdateHealth(ctx, "missing", runner.Health{LastContactAt: &contact}),
 		"SetLastUpdate": s.SetLastUpdate(ctx, "missing", "x"),
 		"RotateToken":   s.RotateToken(ctx, "missing", []byte("x"), nil, nil),
 	} {
