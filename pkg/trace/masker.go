@@ -173,16 +173,21 @@ func (s *pairSet) addFirst(a byte) {
 // scan returns the first index i in buf[from:] where buf[i], buf[i+1] is in
 // the set or, for the last byte, first[buf[i]] is true; len(buf) if none.
 func (s *pairSet) scan(buf []byte, from int, first *[256]bool) int {
-	i := from
 	n := len(buf)
-	for ; i+1 < n; i++ {
-		k := uint16(buf[i])<<8 | uint16(buf[i+1])
-		if s[k>>6]&(1<<(k&63)) != 0 {
-			return i
-		}
+	if from >= n {
+		return n
 	}
-	if i < n && first[buf[i]] {
-		return i
+	rest := buf[from+1:]
+	prev := uint16(buf[from]) << 8
+	for j, c := range rest {
+		k := prev | uint16(c)
+		if s[k>>6&1023]&(1<<(k&63)) != 0 {
+			return from + j
+		}
+		prev = uint16(c) << 8
+	}
+	if first[buf[n-1]] {
+		return n - 1
 	}
 	return n
 }
