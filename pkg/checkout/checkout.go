@@ -328,17 +328,20 @@ func (g *getter) reusable(dir string) *git.Repository {
 }
 
 // removeStaleLocks deletes the lock files an interrupted git process may
-// have left, and the post-checkout hook a previous job may have planted.
+// have left (submodule repositories included), and the post-checkout hook
+// a previous job may have planted.
 func removeStaleLocks(gitDir string) {
 	for _, name := range []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "hooks/post-checkout"} {
 		_ = os.Remove(filepath.Join(gitDir, name))
 	}
-	_ = filepath.WalkDir(filepath.Join(gitDir, "refs"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".lock") {
-			_ = os.Remove(p)
-		}
-		return nil
-	})
+	for _, sub := range []string{"refs", "modules"} {
+		_ = filepath.WalkDir(filepath.Join(gitDir, sub), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".lock") {
+				_ = os.Remove(p)
+			}
+			return nil
+		})
+	}
 }
 
 // setOrigin points remote origin at url (a URL without credentials),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
+	"errors"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -124,5 +125,19 @@ func TestGetTrustsTheGivenCA(t *testing.T) {
 				assertDetachedAt(t, dir, sha)
 			}
 		})
+	}
+}
+
+func TestGetStopsWhenTheContextIsDone(t *testing.T) {
+	srv := newGitServer(t, token)
+	p := srv.newProject(t, "group/app")
+	sha := p.commit("first", map[string]string{"a.txt": "a\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := checkout.Get(ctx, checkout.Options{Git: branchJob(p.url(token), "main", sha, 1, 1), Dir: filepath.Join(t.TempDir(), "app")})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error: got %v, want one wrapping context.Canceled", err)
 	}
 }

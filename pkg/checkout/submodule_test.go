@@ -200,3 +200,30 @@ func TestGetFetchUpdatesSubmodules(t *testing.T) {
 	}
 	assertNoToken(t, dir)
 }
+
+func TestGetSubmodulePinnedBehindBranchTip(t *testing.T) {
+	srv := newGitServer(t, token)
+	lib := srv.newProject(t, "group/lib")
+	old := lib.commit("old", map[string]string{"lib.txt": "old\n"})
+	lib.commit("new", map[string]string{"lib.txt": "new\n"})
+	lib.push("HEAD:refs/heads/main")
+	app := srv.newProject(t, "group/app")
+	sha := app.addSubmodule("lib", "../lib.git", old)
+	app.push("HEAD:refs/heads/main")
+	app.setRef("refs/pipelines/5", sha)
+
+	one := 1
+	dir := filepath.Join(t.TempDir(), "app")
+	var trace bytes.Buffer
+	if _, err := checkout.Get(context.Background(), checkout.Options{
+		Git: branchJob(app.url(token), "main", sha, 5, 0), Dir: dir,
+		Submodules: checkout.SubmodulesNormal, SubmoduleDepth: &one, Trace: &trace}); err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got, want := files(t, dir)["lib/lib.txt"], "old\n"; got != want {
+		t.Errorf("lib/lib.txt: got %q, want %q", got, want)
+	}
+	if want := "Updating/initializing submodules with git depth set to 1...\n"; !strings.Contains(trace.String(), want) {
+		t.Errorf("trace: got %q, want %q in it", trace.String(), want)
+	}
+}
