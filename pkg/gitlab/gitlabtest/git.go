@@ -30,6 +30,18 @@ type Project struct {
 	mu          sync.Mutex
 	current     string          // branch checked out in work
 	lightweight map[string]bool // tags made by Tag
+	allowed     map[int64]bool  // projects whose job tokens may read this one (guarded by srv.mu)
+}
+
+// AllowJobTokenFrom lets jobs of project other clone this project with their
+// job token (GitLab's job token allowlist), as submodules need.
+func (p *Project) AllowJobTokenFrom(other *Project) {
+	p.srv.mu.Lock()
+	defer p.srv.mu.Unlock()
+	if p.allowed == nil {
+		p.allowed = map[int64]bool{}
+	}
+	p.allowed[other.ID] = true
 }
 
 func (p *Project) appendConfig(text string) {
@@ -287,10 +299,12 @@ func (p *Project) Tag(name, ref string) string {
 // AddSubmodule commits, on the default branch, a submodule at dir pointing
 // at sub's current default-branch sha, with a relative URL in .gitmodules
 // (as GitLab projects usually do) so it resolves against the
-// superproject's clone URL. It returns the new sha.
+// superproject's clone URL, and lets p's job tokens read sub. It returns
+// the new sha.
 func (p *Project) AddSubmodule(dir string, sub *Project) string {
 	p.srv.t.Helper()
 	subSHA := sub.SHA()
+	sub.AllowJobTokenFrom(p)
 	url := strings.Repeat("../", strings.Count(p.Path, "/")+1) + sub.Path + ".git"
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -368,8 +382,10 @@ func (s *Server) gitTokenAllowed(projectPath, token string) bool {
 		if j.Token != token || (j.State != statusRunning && j.State != statusCanceling) {
 			continue
 		}
-		if p := s.projects[j.ProjectID]; p != nil && p.Path == projectPath {
-			return true
+		for _, p := range s.projects {
+			if p.Path == projectPath && (p.ID == j.ProjectID || p.allowed[j.ProjectID]) {
+				return true
+			}
 		}
 	}
 	return false
