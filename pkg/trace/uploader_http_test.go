@@ -2,6 +2,7 @@ package trace_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,7 @@ func newJobTrace(t *testing.T, client *gitlab.Client, job *gitlab.Job, change ..
 	cfg.MaxInterval = 5 * time.Millisecond
 	cfg.MinBackoff = time.Millisecond
 	cfg.MaxBackoff = 4 * time.Millisecond
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	for _, f := range change {
 		f(&cfg)
 	}

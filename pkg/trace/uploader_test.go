@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -132,6 +133,7 @@ func newUploader(t *testing.T, client trace.JobClient, buf *trace.Buffer, change
 		MaxInterval: 5 * time.Millisecond,
 		MinBackoff:  time.Millisecond,
 		MaxBackoff:  4 * time.Millisecond,
+		Logger:      slog.New(slog.DiscardHandler),
 	}
 	if change != nil {
 		change(&cfg)
