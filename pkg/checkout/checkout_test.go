@@ -127,7 +127,7 @@ func TestGetChecksOutTheJobCommit(t *testing.T) {
 			}
 			sameFiles(t, files(t, dir), tt.wantFiles)
 			assertDetachedAt(t, dir, tt.git.Sha)
-			assertNoToken(t, dir)
+			assertNoToken(t, dir, token)
 			if strings.Contains(trace.String(), token) {
 				t.Errorf("trace contains the job token: %q", trace.String())
 			}

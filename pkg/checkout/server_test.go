@@ -20,6 +20,10 @@ import (
 // gitServer serves the bare repositories under root over git's smart HTTP
 // protocol with the real git http-backend, as GitLab would: every request
 // must carry basic auth gitlab-ci-token:<token> (token "" means no auth).
+// The fake GitLab (gitlabtest) serves git too and gitlab_test.go uses it;
+// this smaller server remains for what a checkout test must steer directly:
+// arbitrary refs and commits on no branch, a fixed token, a second host
+// that records the Authorization headers it receives, and TLS.
 type gitServer struct {
 	*httptest.Server
 	root  string

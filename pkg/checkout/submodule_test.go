@@ -92,7 +92,7 @@ func TestGetSubmodules(t *testing.T) {
 					t.Errorf("HEAD of submodule %s: got %s, want %s", sub, got, want)
 				}
 			}
-			assertNoToken(t, dir)
+			assertNoToken(t, dir, token)
 		})
 	}
 }
@@ -131,9 +131,9 @@ func TestGetSubmoduleOnAnotherHostGetsNoToken(t *testing.T) {
 	}
 }
 
-// assertNoToken fails if the job token is in any file under dir/.git,
-// submodule repositories included.
-func assertNoToken(t *testing.T, dir string) {
+// assertNoToken fails if token is in any file under dir/.git, submodule
+// repositories included.
+func assertNoToken(t *testing.T, dir, token string) {
 	t.Helper()
 	err := filepath.WalkDir(filepath.Join(dir, ".git"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -198,7 +198,7 @@ func TestGetFetchUpdatesSubmodules(t *testing.T) {
 	if g := runGit(t, filepath.Join(dir, "libs/lib"), "rev-parse", "HEAD"); g != newLib {
 		t.Errorf("HEAD of libs/lib: got %s, want %s", g, newLib)
 	}
-	assertNoToken(t, dir)
+	assertNoToken(t, dir, token)
 }
 
 func TestGetSubmodulePinnedBehindBranchTip(t *testing.T) {
