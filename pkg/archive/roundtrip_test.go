@@ -301,3 +301,48 @@ func TestFileName(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteFormats(t *testing.T) {
+	src := t.TempDir()
+	makeTree(t, src, file("report.xml", "<r/>"))
+	files := []string{"report.xml"}
+	tests := []struct {
+		format string
+		check  func(t *testing.T, data []byte)
+	}{
+		{format: "", check: func(t *testing.T, data []byte) {
+			dst := t.TempDir()
+			if err := archive.ExtractZip(bytes.NewReader(data), int64(len(data)), dst); err != nil {
+				t.Fatalf("got %v, want a zip", err)
+			}
+		}},
+		{format: archive.FormatZip, check: func(t *testing.T, data []byte) {
+			if !bytes.HasPrefix(data, []byte("PK\x03\x04")) {
+				t.Errorf("got %q..., want a zip local header", data[:4])
+			}
+		}},
+		{format: archive.FormatGzip, check: func(t *testing.T, data []byte) {
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := io.ReadAll(zr); string(got) != "<r/>" {
+				t.Errorf("got %q, want %q", got, "<r/>")
+			}
+		}},
+		{format: archive.FormatRaw, check: func(t *testing.T, data []byte) {
+			if string(data) != "<r/>" {
+				t.Errorf("got %q, want %q", data, "<r/>")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run("format="+tt.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := archive.Write(&buf, tt.format, src, files, nil); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			tt.check(t, buf.Bytes())
+		})
+	}
+}
