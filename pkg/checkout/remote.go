@@ -64,7 +64,7 @@ func (r remote) auth(rawURL string) transport.AuthMethod {
 	return &githttp.BasicAuth{Username: r.username, Password: r.password}
 }
 
-// resolve turns a submodule URL from .gitmodules into an absolute URL the
+// resolveSubmoduleURL turns a submodule URL from .gitmodules into an absolute URL the
 // way git does: "./x" and "../x" are relative to base, the URL of the
 // repository holding the .gitmodules. The result never carries credentials
 // taken from base.
@@ -83,12 +83,13 @@ func resolveSubmoduleURL(base *url.URL, sub string) (string, error) {
 	return sub, nil
 }
 
-// redactURL removes the password from a URL for display; anything that does
-// not parse is hidden entirely.
+// redactURL removes the password from a URL for display. Of what does not
+// parse as a URL (such as scp-like "git@host:path"), only forms with no
+// "user:password@" part are shown.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		if strings.Contains(raw, "@") {
+		if at := strings.LastIndex(raw, "@"); at >= 0 && strings.Contains(raw[:at], ":") {
 			return "[invalid URL]"
 		}
 		return raw

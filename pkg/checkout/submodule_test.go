@@ -227,3 +227,18 @@ func TestGetSubmodulePinnedBehindBranchTip(t *testing.T) {
 		t.Errorf("trace: got %q, want %q in it", trace.String(), want)
 	}
 }
+
+func TestGetSubmoduleWithSSHURLFailsClearly(t *testing.T) {
+	srv := newGitServer(t, token)
+	app := srv.newProject(t, "group/app")
+	app.commit("app", map[string]string{"main.txt": "app\n"})
+	sha := app.addSubmodule("lib", "git@gitlab.example.com:group/lib.git", strings.Repeat("ab", 20))
+	app.push("HEAD:refs/heads/main")
+	app.setRef("refs/pipelines/2", sha)
+	_, err := checkout.Get(context.Background(), checkout.Options{
+		Git: branchJob(app.url(token), "main", sha, 2, 1), Dir: filepath.Join(t.TempDir(), "app"), Submodules: checkout.SubmodulesNormal})
+	want := `submodule lib: URL "git@gitlab.example.com:group/lib.git" is not supported`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error: got %v, want it to contain %q", err, want)
+	}
+}
