@@ -25,6 +25,16 @@
 //     ExpireRunnerToken, WatchJob, TruncateTrace (forces a 416 resume) and
 //     Inject (replace the next responses of an endpoint by 429/5xx/409/413
 //     with Retry-After or RateLimit-ResetTime).
+//   - Projects (CreateProject) are real git repositories served by git
+//     http-backend: Commit, Branch, Tag and AddSubmodule change them; a
+//     job's refs/pipelines/<pipeline id> is created when it is enqueued.
+//     Clones need HTTP basic auth gitlab-ci-token:<token of a job running
+//     on the project> (or on a project allowed by AllowJobTokenFrom).
+//
+// Besides the runner API it serves what the product's web side needs from
+// GitLab: GET /api/v4/user and GET /api/v4/projects for users made with
+// AddUser (PAT or OAuth bearer token), and job webhooks (AddJobHook) that
+// announce every job status change.
 //
 // Endpoints are named by their route pattern (the Endpoint* constants), the
 // same names Inject and RequestsTo take.

@@ -205,6 +205,7 @@ type jobState struct {
 	finalFirst     time.Time
 	traceLost      bool // TruncateTrace: the next PATCH may legitimately be off
 	watched        bool
+	announced      string // last status sent to webhooks
 }
 
 func (j *jobState) snapshot() Job {

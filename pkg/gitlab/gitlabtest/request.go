@@ -52,7 +52,9 @@ func (s *Server) handleJobRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := req.Info
-	s.touchManagerLocked(rs, req.SystemID, &info)
+	if req.SystemID != "" {
+		s.touchManagerLocked(rs, req.SystemID, &info)
+	}
 
 	// Workhorse long polling: hold while nothing changed for this runner.
 	if s.cfg.LongPoll > 0 && mt == "application/json" && req.LastUpdate != "" {

@@ -2,7 +2,9 @@ package gitlabtest_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,5 +340,68 @@ func TestLongPollTimeout(t *testing.T) {
 	res := requestJob(t, srv, r.Token, version, allFeatures())
 	if res.status != http.StatusNoContent || res.header.Get("X-GitLab-Last-Update") != "" {
 		t.Fatalf("got %d %q, want 204 without X-GitLab-Last-Update after the poll duration", res.status, res.header.Get("X-GitLab-Last-Update"))
+	}
+}
+
+func TestJobHook(t *testing.T) {
+	srv := gitlabtest.New(t)
+	proj := srv.CreateProject("group/demo", map[string]string{"a.txt": "a"})
+	type event struct {
+		token, kind, status string
+		id                  int64
+	}
+	events := make(chan event, 16)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			ObjectKind  string `json:"object_kind"`
+			BuildID     int64  `json:"build_id"`
+			BuildStatus string `json:"build_status"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		events <- event{r.Header.Get("X-Gitlab-Token"), body.ObjectKind, body.BuildStatus, body.BuildID}
+	}))
+	defer receiver.Close()
+	srv.AddJobHook(receiver.URL, "hook-secret")
+
+	r := srv.CreateRunner(gitlabtest.RunnerOptions{})
+	job := srv.EnqueueJob(proj, gitlabtest.JobSpec{})
+	got := takeJob(t, srv, r.Token, allFeatures())
+	put(t, srv, got, final(got.Token, "success", nil))
+	for _, want := range []string{"pending", "running", "success"} {
+		ev := <-events
+		if ev != (event{"hook-secret", "build", want, job.ID}) {
+			t.Fatalf("got event %+v, want %s for job %d with the secret", ev, want, job.ID)
+		}
+	}
+}
+
+func TestUserAPI(t *testing.T) {
+	srv := gitlabtest.New(t, gitlabtest.WithTLS())
+	proj := srv.CreateProject("group/demo", nil)
+	srv.CreateProject("other/hidden", nil)
+	u := srv.AddUser("alice", proj)
+	if !strings.HasPrefix(srv.URL(), "https://") || srv.CertPool() == nil {
+		t.Fatalf("got URL %s, want https with a certificate", srv.URL())
+	}
+	res := call(t, srv, http.MethodGet, "/api/v4/user", map[string]string{"Authorization": "Bearer " + u.OAuthToken}, nil)
+	var me struct {
+		ID       int64  `json:"id"`
+		Username string `json:"username"`
+	}
+	res.decode(t, &me)
+	if res.status != 200 || me.Username != "alice" || me.ID != u.ID {
+		t.Fatalf("got %d %+v, want alice", res.status, me)
+	}
+	res = call(t, srv, http.MethodGet, "/api/v4/projects?membership=true", map[string]string{"PRIVATE-TOKEN": u.PAT}, nil)
+	var projects []struct {
+		ID   int64  `json:"id"`
+		Path string `json:"path_with_namespace"`
+	}
+	res.decode(t, &projects)
+	if len(projects) != 1 || projects[0].ID != proj.ID || projects[0].Path != "group/demo" {
+		t.Fatalf("got %+v, want only group/demo", projects)
+	}
+	if res := call(t, srv, http.MethodGet, "/api/v4/user", nil, nil); res.status != http.StatusUnauthorized {
+		t.Fatalf("no token: got %d, want 401", res.status)
 	}
 }

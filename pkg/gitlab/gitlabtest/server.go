@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -145,6 +146,11 @@ type Server struct {
 	violations        []string
 	objects           map[string]int64 // object storage key -> job id
 	held              int              // job requests held by long polling
+	hooks             []jobHook
+	hookCh            chan hookEvent
+	hookDone          chan struct{}
+	deliveries        []HookDelivery
+	closed            bool
 }
 
 // New starts a fake GitLab on 127.0.0.1 and closes it when the test ends.
@@ -214,7 +220,13 @@ func (s *Server) close() {
 	// Wake long polls and waiters so Close does not wait for them.
 	s.mu.Lock()
 	s.notifyLocked()
+	s.closed = true
+	hookCh, hookDone := s.hookCh, s.hookDone
 	s.mu.Unlock()
+	if hookCh != nil {
+		close(hookCh)
+		<-hookDone
+	}
 	s.hs.CloseClientConnections()
 	s.hs.Close()
 }
@@ -398,6 +410,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 			endpoint = EndpointGit
 		}
 		sw := &statusWriter{ResponseWriter: w}
+		sw.Header().Set("X-Request-Id", randomHex(16))
 		injected := false
 		if f, ok := s.takeFault(endpoint); ok {
 			injected = true
@@ -443,8 +456,19 @@ func (s *Server) handleFallback(w http.ResponseWriter, r *http.Request) {
 	writeMessage(w, http.StatusNotFound, "404 Not Found")
 }
 
-// notifyLocked wakes everything waiting for a state change.
+// notifyLocked wakes everything waiting for a state change and announces
+// job status changes to webhooks.
 func (s *Server) notifyLocked() {
+	if len(s.hooks) > 0 && !s.closed {
+		ids := make([]int64, 0, len(s.jobs))
+		for id := range s.jobs {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			s.jobEventLocked(s.jobs[id])
+		}
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
