@@ -8,6 +8,11 @@
 // The job token travels only as HTTP basic auth on each request, to the
 // repository's own host: it is never written into .git/config and never
 // appears in an error or a trace line.
+//
+// go-git chooses its HTTP transport from a process-wide table: on first use
+// Get installs there, for http and https, a client that sends each request
+// through the transport of the Get that made it (Options.HTTPClient and
+// Options.CAPEM). Other go-git users in the same process share that client.
 package checkout
 
 import (
