@@ -1,0 +1,110 @@
+package executor
+
+import (
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Defaults of Config's zero values.
+const (
+	// DefaultBuildsDir is CI_BUILDS_DIR: Lambda's only writable disk is /tmp.
+	DefaultBuildsDir = "/tmp/builds"
+	// DefaultDeadlineMargin is kept free before Lambda's deadline to upload
+	// the rest of the trace and send the final update.
+	DefaultDeadlineMargin = 30 * time.Second
+	// DefaultJobTimeout applies when the job says 0 (runner_info.timeout).
+	DefaultJobTimeout = 7200 * time.Second
+	// DefaultOutputLimitKiB is gitlab-runner's output_limit default.
+	DefaultOutputLimitKiB = 4096
+	// DefaultRuntime names the runtime when the environment does not.
+	DefaultRuntime = "provided.al2023"
+)
+
+// Config is the executor's configuration, read once at cold start. The zero
+// value of every field means the documented default.
+type Config struct {
+	// Version is the product version printed at the top of the trace.
+	Version string
+	// Runtime names the Lambda runtime the job runs on, for the trace;
+	// default derived from AWS_EXECUTION_ENV, else DefaultRuntime.
+	Runtime string
+	// BuildsDir is CI_BUILDS_DIR; default DefaultBuildsDir. Project
+	// directories are <BuildsDir>/<namespace>/<project>.
+	BuildsDir string
+	// HomeDir is the job's HOME; default "home" in os.TempDir().
+	HomeDir string
+	// ScratchDir holds the executor's own temporary files (the trace
+	// buffer, downloads, cache archives); default os.TempDir(). It must not
+	// be inside a directory that clean-up wipes while a job runs.
+	ScratchDir string
+	// DeadlineMargin is the time kept before the invocation's deadline for
+	// the final trace upload and update; default DefaultDeadlineMargin.
+	DeadlineMargin time.Duration
+	// AfterScriptTimeout bounds after_script; zero means pkg/shell's
+	// default (5 minutes).
+	AfterScriptTimeout time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL when steps are
+	// stopped and leftovers killed; zero means the packages' defaults.
+	KillGrace time.Duration
+	// TraceInterval is the first trace PATCH interval (GitLab's
+	// X-GitLab-Trace-Update-Interval replaces it); zero means 3 s.
+	TraceInterval time.Duration
+	// Cleanup says how far the clean-up between jobs reaches.
+	Cleanup Cleanup
+	// WipeDirs are wiped before and after each job besides BuildsDir and
+	// HomeDir, in the Descendants and System clean-up modes (typically
+	// os.TempDir() on Lambda).
+	WipeDirs []string
+	// BaseEnv is the environment under the job's variables; nil means the
+	// executor's own environment without credentials
+	// (shell.SanitizedBaseEnv).
+	BaseEnv []string
+	// HTTPClient carries the GitLab API calls and the pre-signed URL
+	// requests (cache, payload); nil uses the packages' defaults.
+	HTTPClient *http.Client
+	// Logger receives the executor's structured logs; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Runtime == "" {
+		c.Runtime = RuntimeFromEnv(os.Getenv)
+	}
+	if c.BuildsDir == "" {
+		c.BuildsDir = DefaultBuildsDir
+	}
+	if c.HomeDir == "" {
+		c.HomeDir = filepath.Join(os.TempDir(), "home")
+	}
+	if c.ScratchDir == "" {
+		c.ScratchDir = os.TempDir()
+	}
+	if c.DeadlineMargin <= 0 {
+		c.DeadlineMargin = DefaultDeadlineMargin
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// RuntimeFromEnv names the Lambda runtime from AWS_EXECUTION_ENV
+// ("AWS_Lambda_python3.12" → "python3.12"), DefaultRuntime when unset.
+func RuntimeFromEnv(getenv func(string) string) string {
+	const prefix = "AWS_Lambda_"
+	v := getenv("AWS_EXECUTION_ENV")
+	if len(v) > len(prefix) && v[:len(prefix)] == prefix {
+		return v[len(prefix):]
+	}
+	if v != "" {
+		return v
+	}
+	return DefaultRuntime
+}

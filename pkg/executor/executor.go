@@ -1,0 +1,194 @@
+package executor
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/trace"
+)
+
+// maxPayloadBytes bounds an event fetched from payload_url.
+const maxPayloadBytes = 64 << 20
+
+// Executor runs jobs one at a time. Build it once at cold start with New;
+// Handle is the Lambda handler.
+type Executor struct {
+	cfg     Config
+	log     *slog.Logger
+	cleaner *cleaner
+	http    *http.Client
+	mu      sync.Mutex // one job at a time, as in a Lambda environment
+}
+
+// New returns an Executor for cfg. In the Descendants and System clean-up
+// modes it makes the process a child subreaper, and in System mode it
+// records the processes running now as the ones to spare.
+func New(cfg Config) (*Executor, error) {
+	cfg = cfg.withDefaults()
+	cl, err := newCleaner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 0}
+	}
+	return &Executor{cfg: cfg, log: cfg.Logger, cleaner: cl, http: hc}, nil
+}
+
+// Handle is the Lambda handler: it decodes the event, runs the job and
+// returns its Result. It returns no error for a job that failed or an event
+// that could not be run (the Result says so, and Lambda destinations deliver
+// it to the finisher): an error would only make Lambda retry.
+func (e *Executor) Handle(ctx context.Context, raw json.RawMessage) (Result, error) {
+	ev, err := DecodeEvent(raw)
+	if err == nil && ev.PayloadURL != "" {
+		raw, err = e.fetchPayload(ctx, ev.PayloadURL)
+		if err == nil {
+			ev, err = DecodeEvent(raw)
+			if err == nil && ev.PayloadURL != "" {
+				err = fmt.Errorf("%w: the event at payload_url has a payload_url itself", errBadEvent)
+			}
+		}
+	}
+	if err != nil {
+		return e.rejectEvent(ctx, raw, err), nil
+	}
+	return e.Run(ctx, ev), nil
+}
+
+// fetchPayload downloads the real event from a pre-signed URL.
+func (e *Executor) fetchPayload(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload_url: build request: %w", errBadEvent, err)
+	}
+	resp, err := e.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch payload_url: %w", errors.Unwrap(err)) // the URL carries a signature: do not repeat it
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch payload_url: status %d", resp.StatusCode)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPayloadBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read payload_url body: %w", err)
+	}
+	if len(b) > maxPayloadBytes {
+		return nil, fmt.Errorf("%w: the event at payload_url is larger than %d bytes", errBadEvent, maxPayloadBytes)
+	}
+	return b, nil
+}
+
+// rejectEvent logs an event that cannot be run and, when its job id, token
+// and GitLab URL can be read, fails the job with runner_system_failure and a
+// trace line saying why.
+func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) Result {
+	id, ok := readIdentity(raw)
+	res := Result{JobID: id.Job.ID, State: gitlab.StateFailed, FailureReason: gitlab.ReasonRunnerSystemFailure, Error: cause.Error()}
+	log := e.log.With("job_id", id.Job.ID)
+	if !ok {
+		log.Error("executor: cannot run event and cannot tell GitLab: no job id, token or GitLab URL readable", "error", cause)
+		res.State = ""
+		return res
+	}
+	log.Error("executor: cannot run event; failing the job", "error", cause)
+	client, err := e.client(id.GitLabURL, id.CAPEM)
+	if err != nil {
+		res.Error += "; " + err.Error()
+		return res
+	}
+	buf, err := trace.NewBuffer(e.cfg.ScratchDir)
+	if err != nil {
+		res.Error += "; " + err.Error()
+		return res
+	}
+	defer buf.Close()
+	var masked []string
+	for _, v := range id.Job.Variables {
+		if v.Masked {
+			masked = append(masked, v.Value)
+		}
+	}
+	w := trace.NewWriter(buf, trace.WriterOptions{Mask: trace.MaskOptions{Phrases: append(masked, id.Job.Token)}})
+	w.Printf("Running with gitlab-serverless-runner %s\n", e.cfg.Version)
+	w.Errorf("Job failed (system failure): the executor could not run this job: %v", cause)
+	_ = w.Close()
+	up, err := trace.NewUploader(trace.UploaderConfig{
+		Client: client, JobID: id.Job.ID, JobToken: id.Job.Token, Trace: buf,
+		FailureReasons: id.Job.Features.FailureReasons, FinalAttempts: 3, Logger: log,
+	})
+	if err != nil {
+		res.Error += "; " + err.Error()
+		return res
+	}
+	if err := up.Fail(ctx, trace.ReasonRunnerSystemFailure, 0); err != nil {
+		log.Error("executor: fail the job in GitLab", "error", err)
+		res.Error += "; report to GitLab: " + err.Error()
+		return res
+	}
+	res.Reported = true
+	return res
+}
+
+// client builds a GitLab client trusting caPEM in addition to the system
+// roots.
+func (e *Executor) client(instance, caPEM string) (*gitlab.Client, error) {
+	opts := gitlab.Options{HTTPClient: e.cfg.HTTPClient, Logger: e.log}
+	if caPEM != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+			return nil, errors.New("executor: ca_pem holds no PEM certificate")
+		}
+		opts.RootCAs = pool
+	}
+	c, err := gitlab.New(instance, opts)
+	if err != nil {
+		return nil, fmt.Errorf("executor: build GitLab client: %w", err)
+	}
+	return c, nil
+}
+
+// Run runs one job end to end and returns its Result. ctx carries the
+// invocation's deadline: the job ends, at the latest, DeadlineMargin before
+// it.
+func (e *Executor) Run(ctx context.Context, ev Event) Result {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	start := time.Now()
+	log := e.log.With("job_id", ev.Job.ID, "runner_id", ev.Runner.ID)
+	res := Result{JobID: ev.Job.ID, RunnerID: ev.Runner.ID}
+	defer func() { res.DurationMS = time.Since(start).Milliseconds() }()
+	if err := ev.Validate(); err != nil {
+		raw, _ := json.Marshal(ev)
+		r := e.rejectEvent(ctx, raw, err)
+		r.DurationMS = time.Since(start).Milliseconds()
+		return r
+	}
+	if err := e.cleaner.run(ctx); err != nil {
+		log.Error("executor: clean-up before the job", "error", err)
+	}
+	j := &jobRun{e: e, ev: ev, job: &ev.Job, log: log, start: start}
+	res = j.run(ctx)
+	res.RunnerID = ev.Runner.ID
+	if err := e.cleaner.run(ctx); err != nil {
+		log.Error("executor: clean-up after the job", "error", err)
+	}
+	res.DurationMS = time.Since(start).Milliseconds()
+	log.Info("executor: job done", "state", res.State, "failure_reason", res.FailureReason,
+		"exit_code", res.ExitCode, "duration_ms", res.DurationMS, "reported", res.Reported)
+	return res
+}

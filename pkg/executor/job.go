@@ -1,0 +1,381 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/shell"
+	"gitlab-serverless-runner/pkg/trace"
+)
+
+// errCanceled is the cause of the work context when GitLab asks to cancel.
+var errCanceled = errors.New("executor: job canceled in GitLab")
+
+// errAborted is the cause when GitLab no longer accepts the job.
+var errAborted = errors.New("executor: job aborted by GitLab")
+
+// outcome is how the job ends.
+type outcome struct {
+	// reason is empty on success.
+	reason   string
+	exitCode int
+	// message follows "ERROR: Job failed" in the trace.
+	message  string
+	canceled bool
+}
+
+func (o outcome) failed() bool { return o.reason != "" }
+
+// jobRun is the state of one job.
+type jobRun struct {
+	e     *Executor
+	ev    Event
+	job   *gitlab.Job
+	log   *slog.Logger
+	start time.Time
+
+	client *gitlab.Client
+	buf    *trace.Buffer
+	w      *trace.Writer
+	up     *trace.Uploader
+	sess   *shell.Session
+
+	projectDir string
+	timeout    time.Duration // the job's timeout
+	// byLambda is true when the invocation's deadline, not the job's
+	// timeout, bounds the job.
+	byLambda bool
+	// jobDeadline ends the work; finalAt is when the final update must
+	// start at the latest.
+	jobDeadline, finalAt time.Time
+}
+
+func (j *jobRun) run(ctx context.Context) Result {
+	res := Result{JobID: j.job.ID}
+	fail := func(err error) Result {
+		j.log.Error("executor: cannot start the job", "error", err)
+		res.Error = err.Error()
+		return res
+	}
+	var err error
+	if j.client, err = j.e.client(j.ev.GitLabURL, j.ev.CAPEM); err != nil {
+		return fail(err)
+	}
+	if j.ev.TwoPhase {
+		r, err := j.client.UpdateJob(ctx, j.job.ID, gitlab.UpdateJobRequest{Token: j.job.Token, State: gitlab.StateRunning})
+		switch {
+		case err != nil:
+			return fail(fmt.Errorf("executor: accept the job: %w", err))
+		case r.Aborted():
+			return fail(fmt.Errorf("executor: accept the job: GitLab says the job is %s", r.JobStatus))
+		}
+	}
+	if j.buf, err = trace.NewBuffer(j.e.cfg.ScratchDir); err != nil {
+		return fail(fmt.Errorf("executor: create trace buffer: %w", err))
+	}
+	defer j.buf.Close()
+	limit := j.ev.OutputLimit
+	if limit <= 0 {
+		limit = DefaultOutputLimitKiB
+	}
+	j.w = trace.NewWriter(j.buf, trace.WriterOptions{Mask: trace.MaskOptionsFor(j.job), Limit: limit * 1024})
+	ucfg := trace.ConfigFor(j.job, j.client, j.buf)
+	ucfg.Interval = j.e.cfg.TraceInterval
+	ucfg.Logger = j.log
+	if j.up, err = trace.NewUploader(ucfg); err != nil {
+		return fail(fmt.Errorf("executor: create trace uploader: %w", err))
+	}
+	j.up.Start(ctx)
+	j.setDeadlines(ctx)
+
+	o := j.execute(ctx)
+
+	// The final update.
+	if o.failed() {
+		j.w.Errorf("Job failed%s", o.message)
+	} else {
+		j.w.Notef("Job succeeded")
+	}
+	_ = j.w.Close()
+	res.State = gitlab.StateSuccess
+	if o.failed() {
+		res.State, res.FailureReason, res.ExitCode = gitlab.StateFailed, trace.FailureReason(o.reason, j.job.Features.FailureReasons), o.exitCode
+	}
+	if o.canceled {
+		res.State = StateCanceled
+	}
+	var ferr error
+	if o.failed() {
+		ferr = j.up.Fail(ctx, o.reason, o.exitCode)
+	} else {
+		ferr = j.up.Success(ctx)
+	}
+	switch {
+	case ferr == nil:
+		res.Reported = true
+	case errors.Is(ferr, trace.ErrAborted):
+		// GitLab ended the job itself (canceled, failed, 403).
+		res.Reported = true
+		if o.canceled || !o.failed() {
+			res.State = StateCanceled
+		}
+	default:
+		j.log.Error("executor: send the final update", "error", ferr)
+		res.Error = ferr.Error()
+	}
+	return res
+}
+
+// setDeadlines computes the job's deadline: the job timeout
+// (runner_info.timeout, DefaultJobTimeout when 0) or the invocation's
+// deadline minus the margin, whichever comes first.
+func (j *jobRun) setDeadlines(ctx context.Context) {
+	j.timeout = time.Duration(j.job.RunnerInfo.Timeout) * time.Second
+	if j.timeout <= 0 {
+		j.timeout = DefaultJobTimeout
+	}
+	j.jobDeadline = j.start.Add(j.timeout)
+	j.finalAt = j.jobDeadline.Add(DefaultAfterScriptReserve)
+	if d, ok := ctx.Deadline(); ok {
+		lambdaEnd := d.Add(-j.e.cfg.DeadlineMargin)
+		if lambdaEnd.Before(j.jobDeadline) {
+			j.jobDeadline, j.byLambda = lambdaEnd, true
+		}
+		if lambdaEnd.Before(j.finalAt) {
+			j.finalAt = lambdaEnd
+		}
+	}
+}
+
+// DefaultAfterScriptReserve is how long after a job timeout after_script
+// and the failure-path uploads may still run, when the invocation has
+// time left.
+const DefaultAfterScriptReserve = 5 * time.Minute
+
+// execute runs the stages and returns the job's outcome.
+func (j *jobRun) execute(ctx context.Context) outcome {
+	// jobCtx bounds the work by the job deadline; workCtx also stops on
+	// cancellation. postCtx bounds after_script and the uploads after the
+	// script: it survives a graceful cancel but not an abort.
+	jobCtx, cancelJob := context.WithDeadline(ctx, j.jobDeadline)
+	defer cancelJob()
+	workCtx, cancelWork := context.WithCancelCause(jobCtx)
+	defer cancelWork(nil)
+	postCtx, cancelPost := context.WithDeadline(ctx, j.finalAt)
+	defer cancelPost()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-j.up.Canceling():
+			cancelWork(errCanceled)
+		case <-j.up.Aborted():
+		case <-done:
+			return
+		}
+		select {
+		case <-j.up.Aborted():
+			cancelWork(errAborted)
+			cancelPost()
+		case <-done:
+		}
+	}()
+
+	j.prepare()
+	o, ok := j.setup(workCtx)
+	if !ok {
+		return j.finish(postCtx, workCtx, o)
+	}
+	defer j.cleanupFileVariables()
+	if o, ok = j.getSources(workCtx); !ok {
+		return j.finish(postCtx, workCtx, o)
+	}
+	j.restoreCache(workCtx)
+	if o, ok = j.downloadArtifacts(workCtx); !ok {
+		return j.finish(postCtx, workCtx, o)
+	}
+	status, o := j.steps(workCtx)
+	o = j.classify(workCtx, o)
+	if j.up.IsAborted() {
+		return outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
+	}
+	j.afterScript(postCtx, status)
+	j.archiveCache(postCtx, !o.failed())
+	if uo := j.uploadArtifacts(postCtx, !o.failed()); uo.failed() && !o.failed() {
+		o = uo
+	}
+	return o
+}
+
+// finish ends a job that failed before its script: classify the error
+// (timeout, cancellation) and run the failure-path uploads.
+func (j *jobRun) finish(postCtx, workCtx context.Context, o outcome) outcome {
+	o = j.classify(workCtx, o)
+	if j.up.IsAborted() || j.sess == nil {
+		return o
+	}
+	j.uploadArtifacts(postCtx, false)
+	return o
+}
+
+// classify turns a failure caused by the work context ending into a
+// timeout or a cancellation.
+func (j *jobRun) classify(workCtx context.Context, o outcome) outcome {
+	if !o.failed() && workCtx.Err() == nil {
+		return o
+	}
+	switch cause := context.Cause(workCtx); {
+	case errors.Is(cause, errCanceled), errors.Is(cause, errAborted):
+		return outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
+	case errors.Is(cause, context.DeadlineExceeded):
+		return j.timeoutOutcome()
+	}
+	return o
+}
+
+func (j *jobRun) timeoutOutcome() outcome {
+	if j.byLambda {
+		left := j.jobDeadline.Sub(j.start).Round(time.Second)
+		return outcome{reason: trace.ReasonJobExecutionTimeout, message: fmt.Sprintf(
+			": execution took longer than the %s this AWS Lambda invocation allowed (AWS Lambda stops functions at 15 minutes; %s are kept to report the job); the job's own timeout is %s",
+			left, j.e.cfg.DeadlineMargin, j.timeout)}
+	}
+	return outcome{reason: trace.ReasonJobExecutionTimeout, message: fmt.Sprintf(": execution took longer than %s seconds", j.timeout)}
+}
+
+// section runs fn inside a trace section.
+func (j *jobRun) section(name, header string, fn func()) {
+	if j.job.Features.TraceSections {
+		j.w.SectionStart(name, header)
+		defer j.w.SectionEnd(name)
+	} else {
+		j.w.Printf("%s%s%s\n", trace.ANSIBoldCyan, header, trace.ANSIReset)
+	}
+	fn()
+}
+
+// prepare writes the trace's header and the prepare_executor section.
+func (j *jobRun) prepare() {
+	desc := j.ev.Runner.Description
+	if desc == "" {
+		desc = "an unnamed runner"
+	}
+	if st := j.ev.Runner.ShortToken; st != "" {
+		desc += " " + st
+	}
+	j.w.Printf("Running with gitlab-serverless-runner %s on %s\n", j.e.cfg.Version, desc)
+	j.section("prepare_executor", `Preparing the "lambda" executor`, func() {
+		fn := os.Getenv("AWS_LAMBDA_FUNCTION_NAME")
+		if fn != "" {
+			j.w.Printf("Using AWS Lambda runtime %s (function %s)\n", j.e.cfg.Runtime, fn)
+		} else {
+			j.w.Printf("Using AWS Lambda runtime %s\n", j.e.cfg.Runtime)
+		}
+		var asked []string
+		if img := j.job.Image; img != nil && img.Name != "" {
+			asked = append(asked, fmt.Sprintf("image %q", img.Name))
+		}
+		for _, s := range j.job.Services {
+			if s.Name != "" {
+				asked = append(asked, fmt.Sprintf("service %q", s.Name))
+			}
+		}
+		if len(asked) > 0 {
+			j.w.Warningf("This job asks for %s, but containers cannot run on AWS Lambda: the job runs directly on the function's %s runtime.", strings.Join(asked, " and "), j.e.cfg.Runtime)
+		}
+	})
+}
+
+// setup opens the job's shell session: directories, variables, file
+// variables.
+func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
+	j.projectDir = ProjectDir(j.e.cfg.BuildsDir, j.job)
+	var runnerVars gitlab.Variables
+	if st := j.ev.Runner.ShortToken; st != "" {
+		runnerVars = append(runnerVars, gitlab.Variable{Key: "CI_RUNNER_SHORT_TOKEN", Value: st, Public: true})
+	}
+	cfg := shell.Config{
+		BuildsDir:          j.e.cfg.BuildsDir,
+		ProjectDir:         j.projectDir,
+		HomeDir:            j.e.cfg.HomeDir,
+		BaseEnv:            j.e.cfg.BaseEnv,
+		KillGrace:          j.e.cfg.KillGrace,
+		AfterScriptTimeout: j.e.cfg.AfterScriptTimeout,
+		JobTimeout:         j.timeout,
+		RunnerVersion:      j.e.cfg.Version,
+		ServerCA:           []byte(j.ev.CAPEM),
+		Disposable:         j.e.cfg.Cleanup != CleanupLocal,
+		RunnerVariables:    runnerVars,
+	}
+	var err error
+	if j.sess, err = shell.Open(cfg, j.job.Variables); err != nil {
+		return outcome{reason: trace.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): prepare the job environment: %v", err)}, false
+	}
+	return outcome{}, ctx.Err() == nil
+}
+
+// cleanupFileVariables removes file variables, GITLAB_ENV and the
+// generated scripts.
+func (j *jobRun) cleanupFileVariables() {
+	if j.sess == nil {
+		return
+	}
+	j.section("cleanup_file_variables", "Cleaning up project directory and file based variables", func() {
+		if err := j.sess.Close(); err != nil {
+			j.log.Warn("executor: remove file variables", "error", err)
+		}
+	})
+}
+
+// steps runs the script steps (script, release) until one fails, and
+// returns the CI_JOB_STATUS after_script should see.
+func (j *jobRun) steps(ctx context.Context) (string, outcome) {
+	for _, st := range j.job.Steps {
+		if st.Name == gitlab.StepAfterScript {
+			continue
+		}
+		var r shell.Result
+		j.section("step_"+st.Name, fmt.Sprintf("Executing %q stage of the job script", "step_"+st.Name), func() {
+			r = j.sess.Run(ctx, st, j.w)
+		})
+		switch r.Outcome {
+		case shell.Succeeded:
+			continue
+		case shell.Failed:
+			return r.JobStatus(), outcome{reason: trace.ReasonScriptFailure, exitCode: r.ExitCode, message: fmt.Sprintf(": exit code %d", r.ExitCode)}
+		case shell.Canceled:
+			return r.JobStatus(), outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
+		case shell.TimedOut:
+			return r.JobStatus(), j.timeoutOutcome()
+		default:
+			return shell.StatusFailed, outcome{reason: trace.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): run step %s: %v", st.Name, r.Err)}
+		}
+	}
+	return shell.StatusSuccess, outcome{}
+}
+
+// afterScript runs after_script in its own shell.
+func (j *jobRun) afterScript(ctx context.Context, status string) {
+	var script []string
+	for _, st := range j.job.Steps {
+		if st.Name == gitlab.StepAfterScript {
+			script = append(script, st.Script...)
+		}
+	}
+	if len(script) == 0 {
+		return
+	}
+	j.section("after_script", "Running after_script", func() {
+		if ctx.Err() != nil {
+			j.w.Warningf("after_script skipped: no time left before the job's deadline")
+			return
+		}
+		j.sess.RunAfterScript(ctx, script, status, j.w)
+	})
+}
