@@ -34,7 +34,8 @@ const (
 	EndpointObjectStorage    = "GET /objects/{key...}"
 	EndpointCurrentUser      = "GET /api/v4/user"
 	EndpointProjects         = "GET /api/v4/projects"
-	EndpointGit              = "git"
+	EndpointGit              = "git"     // git smart HTTP, any project
+	EndpointUnknown          = "unknown" // any other path (answered 404)
 )
 
 // Config steers the fake. The zero value gives GitLab's defaults; tests
@@ -251,7 +252,7 @@ func (s *Server) CertPool() *x509.CertPool {
 	return p
 }
 
-// Violation is recorded for every request that breaks the protocol.
+// violate records a protocol violation.
 func (s *Server) violate(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -407,7 +408,10 @@ func (s *Server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		endpoint := pattern
 		if pattern == "/" {
-			endpoint = EndpointGit
+			endpoint = EndpointUnknown
+			if strings.Contains(r.URL.Path, ".git/") {
+				endpoint = EndpointGit
+			}
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		sw.Header().Set("X-Request-Id", randomHex(16))
