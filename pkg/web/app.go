@@ -1,0 +1,374 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"gitlab-serverless-runner/pkg/auth"
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/templates"
+)
+
+// GitLab is what the app asks of a GitLab instance. *gitlab.Client is the
+// implementation; tests use it against the fake GitLab.
+type GitLab interface {
+	VerifyRunner(ctx context.Context, req gitlab.VerifyRequest) (gitlab.RunnerCredentials, error)
+	RegisterRunner(ctx context.Context, req gitlab.RegisterRequest) (gitlab.RunnerCredentials, error)
+	CreateUserRunner(ctx context.Context, userToken string, req gitlab.CreateRunnerRequest) (gitlab.RunnerCredentials, error)
+	UnregisterRunner(ctx context.Context, token string) error
+	UnregisterRunnerManager(ctx context.Context, token, systemID string) error
+	ListMaintainedProjects(ctx context.Context, userToken string) ([]gitlab.Project, error)
+}
+
+var _ GitLab = (*gitlab.Client)(nil)
+
+// JobLister lists a runner's recent jobs; runner.JobStore is one.
+type JobLister interface {
+	ListJobs(ctx context.Context, runnerID string, limit int) ([]*runner.Job, error)
+}
+
+// Deps are the app's collaborators. Every field but GitLab, Resolver and
+// Logger is required.
+type Deps struct {
+	Users    runner.UserStore
+	Runners  runner.RunnerStore
+	Jobs     JobLister
+	Sealer   *seal.Sealer
+	Sessions *auth.Sessions
+	Login    *auth.Login
+	// GitLab returns a client for an instance URL that passed the URL
+	// policy; nil means *gitlab.Client over the policy's guarded HTTP
+	// client.
+	GitLab func(instanceURL string) (GitLab, error)
+	// Resolver resolves GitLab host names for the URL policy; nil means
+	// the system resolver.
+	Resolver Resolver
+	// Logger receives request and error logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// App is the web application: login, runner pages and job history. It is
+// an http.Handler, safe for concurrent use.
+type App struct {
+	cfg    Config
+	deps   Deps
+	e      *echo.Echo
+	pages  map[string]*template.Template
+	policy URLPolicy
+	log    *slog.Logger
+}
+
+// NewAuth builds the sessions and the OIDC sign-in from cfg: the session
+// keys, the issuer and client, and the redirect URL under BaseURL.
+func NewAuth(cfg Config, logger *slog.Logger) (*auth.Sessions, *auth.Login, error) {
+	cfg = cfg.withDefaults()
+	if cfg.SessionKeys == "" {
+		return nil, nil, errors.New("web: SESSION_KEY is not set")
+	}
+	keys, err := auth.ParseKeys(strings.Split(cfg.SessionKeys, ",")...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("web: parse SESSION_KEY: %w", err)
+	}
+	sessions, err := auth.NewSessions(auth.SessionConfig{Keys: keys, InsecureCookies: cfg.InsecureCookies()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("web: configure sessions: %w", err)
+	}
+	scope := cfg.CreateRunnerScope
+	if scope == "none" {
+		scope = ""
+	}
+	login, err := auth.NewLogin(auth.LoginConfig{
+		Issuer:            cfg.OIDCIssuer,
+		ClientID:          cfg.OIDCClientID,
+		ClientSecret:      cfg.OIDCClientSecret,
+		RedirectURL:       cfg.RedirectURL(),
+		CreateRunnerScope: scope,
+		Logger:            logger,
+	}, sessions)
+	if err != nil {
+		return nil, nil, fmt.Errorf("web: configure sign-in: %w", err)
+	}
+	return sessions, login, nil
+}
+
+// New builds the app: it parses every template once and mounts the routes.
+func New(cfg Config, deps Deps) (*App, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Users == nil || deps.Runners == nil || deps.Jobs == nil || deps.Sealer == nil || deps.Sessions == nil || deps.Login == nil {
+		return nil, errors.New("web: build app: stores, sealer, sessions and login are required")
+	}
+	a := &App{
+		cfg:    cfg,
+		deps:   deps,
+		policy: URLPolicy{AllowHTTP: cfg.AllowHTTPGitLab, AllowPrivate: cfg.AllowPrivateGitLab, Resolver: deps.Resolver},
+		log:    deps.Logger,
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.deps.GitLab == nil {
+		hc := a.policy.HTTPClient()
+		a.deps.GitLab = func(instanceURL string) (GitLab, error) {
+			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
+		}
+	}
+	pages, err := templates.Parse(a.funcs())
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	a.pages = pages
+	a.e = a.routes()
+	return a, nil
+}
+
+// Echo returns the Echo instance, for mounting in another server.
+func (a *App) Echo() *echo.Echo { return a.e }
+
+// ServeHTTP implements http.Handler.
+func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.e.ServeHTTP(w, r) }
+
+func (a *App) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.handleError
+	// HTML forms can only GET and POST: PUT and DELETE come as a POST with
+	// a _method field, rewritten before routing.
+	e.Pre(middleware.MethodOverrideWithConfig(middleware.MethodOverrideConfig{Getter: middleware.MethodFromForm("_method")}))
+	e.Use(middleware.RequestID())
+	e.Use(a.logRequests)
+	e.Use(middleware.Recover())
+	e.Use(a.securityHeaders)
+	e.Use(middleware.BodyLimit("64K"))
+
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/static/style.css", a.stylesheet)
+	e.GET("/", a.home)
+	e.POST("/", a.beginLogin)
+	e.GET("/auth/callback", a.callback)
+
+	signedIn := []echo.MiddlewareFunc{a.requireSession, a.checkCSRF}
+	e.POST("/logout", a.logout, signedIn...)
+	e.GET("/runners", a.listRunners, signedIn...)
+	e.GET("/runners/new", a.newRunner, signedIn...)
+	e.POST("/runners", a.createRunner, signedIn...)
+	e.GET("/runners/:id", a.showRunner, signedIn...)
+	e.GET("/runners/:id/edit", a.editRunner, signedIn...)
+	e.PUT("/runners/:id", a.updateRunner, signedIn...)
+	e.DELETE("/runners/:id", a.deleteRunner, signedIn...)
+	return e
+}
+
+// securityHeaders sets the headers every answer carries.
+func (a *App) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	hsts := strings.HasPrefix(a.cfg.BaseURL, "https://")
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		if hsts {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		if c.Path() != "/static/style.css" {
+			h.Set("Cache-Control", "no-store")
+		}
+		return next(c)
+	}
+}
+
+// logRequests logs one line per request: never the query string, which
+// holds the sign-in code and state on the callback.
+func (a *App) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		a.log.InfoContext(c.Request().Context(), "request",
+			"method", c.Request().Method,
+			"path", c.Request().URL.Path,
+			"status", c.Response().Status,
+			"duration_ms", time.Since(start).Milliseconds(),
+			"request_id", requestID(c))
+		return nil
+	}
+}
+
+func requestID(c echo.Context) string { return c.Response().Header().Get(echo.HeaderXRequestID) }
+
+func (a *App) stylesheet(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "public, max-age=3600")
+	return c.Blob(http.StatusOK, "text/css; charset=utf-8", templates.CSS)
+}
+
+// pageError is an error whose message is written for the user.
+type pageError struct {
+	Status  int
+	Heading string
+	Message string
+}
+
+func (e *pageError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Heading, e.Message) }
+
+// statusOf maps an application error code to an HTTP status. This is the
+// one place that mapping lives.
+func statusOf(code string) int {
+	switch code {
+	case runner.EINVALID:
+		return http.StatusBadRequest
+	case runner.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case runner.ENOTFOUND:
+		return http.StatusNotFound
+	case runner.ECONFLICT, runner.ELIMIT:
+		return http.StatusConflict
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// handleError renders every error as a page. Internal failures are logged
+// with the request id and shown as a generic message with that id.
+func (a *App) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	p := &pageError{Status: http.StatusInternalServerError, Heading: "Something went wrong",
+		Message: "The request failed because of an internal error. Please try again."}
+	var pe *pageError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &pe):
+		p = pe
+	case errors.As(err, &he):
+		p.Status = he.Code
+		switch he.Code {
+		case http.StatusNotFound:
+			p.Heading, p.Message = "Not found", "There is no such page, or it is not yours."
+		case http.StatusMethodNotAllowed:
+			p.Heading, p.Message = "Not allowed", "This page does not accept that kind of request."
+		case http.StatusRequestEntityTooLarge:
+			p.Heading, p.Message = "Too large", "The form you sent is too large."
+		default:
+			if he.Code < 500 {
+				p.Heading, p.Message = http.StatusText(he.Code), "The request could not be handled."
+			}
+		}
+	default:
+		code := runner.ErrorCode(err)
+		p.Status = statusOf(code)
+		if code == runner.ENOTFOUND {
+			p.Heading, p.Message = "Not found", "There is no such runner, or it is not yours."
+		} else if code != runner.EINTERNAL {
+			p.Heading, p.Message = "Request refused", runner.ErrorMessage(err)
+		}
+	}
+	if p.Status >= 500 {
+		a.log.ErrorContext(c.Request().Context(), "request failed", "path", c.Request().URL.Path,
+			"request_id", requestID(c), "error", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(p.Status)
+		return
+	}
+	if rerr := a.render(c, p.Status, templates.Error, p.Heading, p); rerr != nil {
+		a.log.ErrorContext(c.Request().Context(), "render error page", "request_id", requestID(c), "error", rerr)
+	}
+}
+
+// view is what every page template receives.
+type view struct {
+	Title     string
+	Username  string
+	CSRF      string
+	Flash     string
+	FlashKind string
+	RequestID string
+	Page      any
+}
+
+// render executes a page into a buffer first, so a template failure
+// becomes a clean error page instead of half a page.
+func (a *App) render(c echo.Context, status int, page, title string, data any) error {
+	v := view{Title: title, RequestID: requestID(c), Page: data}
+	sess, _ := c.Get(sessionKey).(*auth.Session)
+	if sess == nil {
+		sess, _ = a.deps.Sessions.Get(c.Request())
+	}
+	if sess != nil {
+		v.Username = sess.Identity.Username
+		if v.Username == "" {
+			v.Username = sess.Identity.Name
+		}
+		v.CSRF = auth.CSRFToken(sess)
+	}
+	v.Flash, v.FlashKind = a.takeFlash(c)
+	var buf bytes.Buffer
+	if err := a.pages[page].ExecuteTemplate(&buf, "layout", v); err != nil {
+		return fmt.Errorf("web: render %s: %w", page, err)
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+func (a *App) funcs() template.FuncMap {
+	return template.FuncMap{
+		"when": func(t any) string {
+			switch v := t.(type) {
+			case time.Time:
+				return v.UTC().Format("2006-01-02 15:04 UTC")
+			case *time.Time:
+				if v == nil {
+					return "—"
+				}
+				return v.UTC().Format("2006-01-02 15:04 UTC")
+			}
+			return ""
+		},
+		"duration": func(d time.Duration) string {
+			if d <= 0 {
+				return "—"
+			}
+			return d.Round(time.Second).String()
+		},
+		"cost": func(j *runner.Job) string {
+			if j.BilledDuration <= 0 || j.MemoryMB <= 0 {
+				return "—"
+			}
+			return fmt.Sprintf("$%.6f", JobCost(j.BilledDuration, j.MemoryMB, a.cfg.PricePerGBSecond))
+		},
+		"modeName": func(mode string) string {
+			switch mode {
+			case runner.CreationToken:
+				return "a runner authentication token created in GitLab"
+			case runner.CreationRegistration:
+				return "a registration token"
+			case runner.CreationCreated:
+				return "created by this app in your project"
+			}
+			return mode
+		},
+	}
+}
+
+// JobCost estimates a job's Lambda cost in USD: billed duration × memory in
+// GB × price per GB-second.
+func JobCost(billed time.Duration, memoryMB int, pricePerGBSecond float64) float64 {
+	return billed.Seconds() * float64(memoryMB) / 1024 * pricePerGBSecond
+}

@@ -1,0 +1,20 @@
+// Package web owns the web application people use: sign-in with GitLab,
+// registering runners in three ways (a glrt- token, a legacy registration
+// token, or "create it for me" with the user's own OAuth token), editing
+// the settings this product owns, deleting runners, and each runner's
+// health and recent jobs with their estimated Lambda cost.
+//
+// New builds an App from a Config and its dependencies (stores, token
+// sealer, sessions, sign-in); the App is an http.Handler and exposes its
+// Echo instance, so the Lambda function, the one-process local mode and the
+// tests all mount the same thing. Pages are the templates package's, one
+// template set per page, parsed once in New.
+//
+// Rules kept here: every runner route looks the runner up by owner (another
+// user's runner is a 404 for every verb); every state-changing request
+// carries the session's CSRF token (403 otherwise); GitLab URLs pass a
+// URLPolicy (https only unless allowed, no loopback, private, link-local or
+// metadata addresses, checked on the resolved and the dialled address);
+// runner tokens are sealed before they are stored and never rendered or
+// logged; errors shown to users never carry internal error text.
+package web
