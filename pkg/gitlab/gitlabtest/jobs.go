@@ -203,6 +203,7 @@ type jobState struct {
 	gracefulCancel bool // the manager advertised cancel_gracefully
 	finalPending   int  // 202s answered to final updates
 	finalFirst     time.Time
+	runnerFinished bool // the runner's own final update was applied
 	traceLost      bool // TruncateTrace: the next PATCH may legitimately be off
 	watched        bool
 	announced      string // last status sent to webhooks

@@ -51,7 +51,9 @@ func (s *Server) handlePatchTrace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if j.State != statusRunning && j.State != statusCanceling || j.awaitingAck {
-		if j.final() {
+		// A runner learns of an abrupt cancel or a server-side failure only
+		// from this 403, so only a PATCH after its own final update is wrong.
+		if j.runnerFinished {
 			s.violateLocked("PATCH %s: trace sent after the job is %s", r.URL.Path, j.State)
 		}
 		w.Header().Set("Job-Status", j.State)

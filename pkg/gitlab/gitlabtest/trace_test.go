@@ -293,9 +293,15 @@ func TestCancelJob(t *testing.T) {
 		if err := srv.CancelJob(job.ID); err != nil {
 			t.Fatal(err)
 		}
+		// The runner learns of an abrupt cancel from the next PATCH's 403;
+		// that PATCH is not a protocol violation.
+		if res := patch(t, srv, job, "0-1", "ab"); res.status != 403 || res.header.Get("Job-Status") != "canceled" {
+			t.Fatalf("PATCH: got %d %q, want 403 canceled", res.status, res.header.Get("Job-Status"))
+		}
 		if res := put(t, srv, job, gitlab.UpdateJobRequest{Token: job.Token, State: "running"}); res.status != 403 || res.header.Get("Job-Status") != "canceled" {
 			t.Fatalf("PUT: got %d %q, want 403 canceled", res.status, res.header.Get("Job-Status"))
 		}
+		srv.AssertNoViolations(t)
 		if err := srv.CancelJob(job.ID); err == nil {
 			t.Fatal("canceling a canceled job: got no error")
 		}

@@ -152,6 +152,7 @@ func (s *Server) updateLocked(w http.ResponseWriter, r *http.Request, j *jobStat
 	} else {
 		j.State = req.State
 	}
+	j.runnerFinished = true
 	s.notifyLocked()
 	return answer(http.StatusOK, j.State)
 }
