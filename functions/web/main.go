@@ -1,0 +1,84 @@
+// Command web is the web application's Lambda function behind API Gateway's
+// HTTP API (payload format 2.0). Outside Lambda (no AWS_LAMBDA_RUNTIME_API)
+// it serves plain HTTP on LISTEN_ADDR for development.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	echoadapter "github.com/awslabs/aws-lambda-go-api-proxy/echo"
+
+	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/web"
+)
+
+func main() {
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	slog.SetDefault(logger)
+	if err := run(context.Background(), logger); err != nil {
+		logger.Error("web function stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+// run wires configuration and dependencies once, at cold start, and serves.
+func run(ctx context.Context, logger *slog.Logger) error {
+	cfg, err := web.ConfigFromEnv(nil)
+	if err != nil {
+		return err
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("load AWS configuration: %w", err)
+	}
+	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		if cfg.DynamoDBEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
+		}
+	})
+	st, err := store.New(db, store.Config{
+		Tables: store.TableNames{
+			Users: cfg.UsersTable, Runners: cfg.RunnersTable, Jobs: cfg.JobsTable, Slots: cfg.SlotsTable,
+		},
+		MaxRunnersPerUser: cfg.MaxRunnersPerUser,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.TokenSealingKeys == "" {
+		return errors.New("TOKEN_SEALING_KEY is not set")
+	}
+	sealer, err := seal.ParseKeys(cfg.TokenSealingKeys)
+	if err != nil {
+		return err
+	}
+	sessions, login, err := web.NewAuth(cfg, logger)
+	if err != nil {
+		return err
+	}
+	app, err := web.New(cfg, web.Deps{
+		Users: st, Runners: st, Jobs: st, Sealer: sealer,
+		Sessions: sessions, Login: login, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		lambda.Start(echoadapter.NewV2(app.Echo()).ProxyWithContext)
+		return nil
+	}
+	logger.Info("serving plain HTTP for development", "addr", cfg.ListenAddr, "base_url", cfg.BaseURL)
+	srv := &http.Server{Addr: cfg.ListenAddr, Handler: app, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
