@@ -52,6 +52,11 @@ type Config struct {
 	// TraceInterval is the first trace PATCH interval (GitLab's
 	// X-GitLab-Trace-Update-Interval replaces it); zero means 3 s.
 	TraceInterval time.Duration
+	// KeepAliveInterval is how long the trace may stay idle before a
+	// keep-alive update (PUT state=running), which is also when a
+	// cancellation in GitLab is noticed while the job prints nothing; zero
+	// means gitlab-runner's 30 s.
+	KeepAliveInterval time.Duration
 	// Cleanup says how far the clean-up between jobs reaches.
 	Cleanup Cleanup
 	// WipeDirs are wiped before and after each job besides BuildsDir and

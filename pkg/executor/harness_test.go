@@ -47,14 +47,15 @@ func newEnv(t *testing.T, opts ...gitlabtest.Option) *env {
 		t: t, srv: srv, client: c,
 		runner: srv.CreateRunner(gitlabtest.RunnerOptions{Description: "lambda runner"}),
 		cfg: executor.Config{
-			Version:        "1.2.3",
-			Runtime:        "provided.al2023",
-			BuildsDir:      filepath.Join(root, "builds"),
-			HomeDir:        filepath.Join(root, "home"),
-			ScratchDir:     t.TempDir(),
-			TraceInterval:  200 * time.Millisecond,
-			DeadlineMargin: time.Second,
-			Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Version:           "1.2.3",
+			Runtime:           "provided.al2023",
+			BuildsDir:         filepath.Join(root, "builds"),
+			HomeDir:           filepath.Join(root, "home"),
+			ScratchDir:        t.TempDir(),
+			TraceInterval:     200 * time.Millisecond,
+			KeepAliveInterval: time.Second,
+			DeadlineMargin:    time.Second,
+			Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		},
 	}
 }

@@ -87,6 +87,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 	j.w = trace.NewWriter(j.buf, trace.WriterOptions{Mask: trace.MaskOptionsFor(j.job), Limit: limit * 1024})
 	ucfg := trace.ConfigFor(j.job, j.client, j.buf)
 	ucfg.Interval = j.e.cfg.TraceInterval
+	ucfg.ForceSendInterval = j.e.cfg.KeepAliveInterval
 	ucfg.Logger = j.log
 	if j.up, err = trace.NewUploader(ucfg); err != nil {
 		return fail(fmt.Errorf("executor: create trace uploader: %w", err))

@@ -1,0 +1,206 @@
+package executor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+)
+
+// waitTrace waits until the job's stored trace contains s.
+func waitTrace(t *testing.T, e *env, id int64, s string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for !strings.Contains(string(e.srv.Job(id).Trace), s) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("trace of job %d never showed %q:\n%s", id, s, e.srv.Job(id).Trace)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func TestCancellation(t *testing.T) {
+	e := newEnv(t)
+	ev := e.take(project(e, nil), gitlabtest.JobSpec{
+		Script:      []string{"echo started", "sleep 300"},
+		AfterScript: []string{"echo after status=$CI_JOB_STATUS"},
+	})
+	done := make(chan executor.Result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	go func() { done <- e.executor().Run(ctx, ev) }()
+	waitTrace(t, e, ev.Job.ID, "$ sleep 300")
+	if err := e.srv.CancelJob(ev.Job.ID); err != nil {
+		t.Fatal(err)
+	}
+	var res executor.Result
+	select {
+	case res = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the executor did not stop the job within a minute of the cancel (sleep 300 still running?)")
+	}
+	got := e.srv.Job(ev.Job.ID)
+	if got.State != "canceled" || res.State != executor.StateCanceled || !res.Reported {
+		t.Errorf("job = %s, result %+v, want canceled and reported", got.State, res)
+	}
+	wantContains(t, got.Trace, "after status=canceled", "ERROR: Job failed: canceled")
+	e.srv.AssertNoViolations(t)
+}
+
+func TestAbortWhenGitLabCancelsOutright(t *testing.T) {
+	e := newEnv(t)
+	ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after"}})
+	done := make(chan executor.Result, 1)
+	go func() { done <- e.executor().Run(context.Background(), ev) }()
+	waitTrace(t, e, ev.Job.ID, "$ sleep 300")
+	// canceling, then canceled: the second cancel is a forced one.
+	for range 2 {
+		if err := e.srv.CancelJob(ev.Job.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case res := <-done:
+		if res.State != executor.StateCanceled {
+			t.Errorf("result = %+v, want canceled", res)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the executor did not abort within a minute")
+	}
+	if got := e.srv.Job(ev.Job.ID); got.State != "canceled" {
+		t.Errorf("job = %s, want canceled", got.State)
+	}
+	e.srv.AssertNoViolations(t)
+}
+
+func TestDeadline(t *testing.T) {
+	t.Run("the invocation's deadline", func(t *testing.T) {
+		e := newEnv(t)
+		e.cfg.DeadlineMargin = 2 * time.Second
+		ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res := e.executor().Run(ctx, ev)
+		if err := ctx.Err(); err != nil {
+			t.Errorf("Run returned after the invocation's deadline (ctx: %v), want before it", err)
+		}
+		got := e.srv.Job(ev.Job.ID)
+		if got.State != "failed" || got.FailureReason != "job_execution_timeout" || res.FailureReason != "job_execution_timeout" {
+			t.Errorf("job = %s/%s, result %+v, want failed/job_execution_timeout", got.State, got.FailureReason, res)
+		}
+		wantContains(t, got.Trace, "AWS Lambda stops functions at 15 minutes", "the job's own timeout is 1h0m0s")
+	})
+	t.Run("the job's timeout", func(t *testing.T) {
+		e := newEnv(t)
+		ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after status=$CI_JOB_STATUS"}, Timeout: 2})
+		_, got := e.run(ev)
+		if got.State != "failed" || got.FailureReason != "job_execution_timeout" {
+			t.Errorf("job = %s/%s, want failed/job_execution_timeout", got.State, got.FailureReason)
+		}
+		wantContains(t, got.Trace, "ERROR: Job failed: execution took longer than 2s seconds", "after status=timedout")
+		wantNotContains(t, got.Trace, "AWS Lambda stops")
+		e.srv.AssertNoViolations(t)
+	})
+}
+
+func TestImageAndServicesLine(t *testing.T) {
+	e := newEnv(t)
+	_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{
+		Script:   []string{"true"},
+		Image:    &gitlab.Image{Name: "golang:1.23"},
+		Services: []gitlab.Image{{Name: "postgres:16"}},
+	}))
+	if got.State != "success" {
+		t.Fatalf("job = %s", got.State)
+	}
+	wantContains(t, got.Trace, `WARNING: This job asks for image "golang:1.23" and service "postgres:16", but containers cannot run on AWS Lambda: the job runs directly on the function's provided.al2023 runtime.`)
+}
+
+func TestOutputLimit(t *testing.T) {
+	e := newEnv(t)
+	ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"head -c 20000 /dev/zero | tr '\\0' x", "echo still-running > $CI_BUILDS_DIR/after-limit"}})
+	ev.OutputLimit = 4 // KiB
+	_, got := e.run(ev)
+	if got.State != "success" {
+		t.Fatalf("job = %s", got.State)
+	}
+	wantContains(t, got.Trace, "Job's log exceeded limit of 4096 bytes.")
+	if n := len(got.Trace); n > 6000 {
+		t.Errorf("trace is %d bytes, want about the 4096-byte limit", n)
+	}
+	if s := readFile(t, e.cfg.BuildsDir+"/after-limit"); s != "still-running\n" {
+		t.Errorf("job output after the limit: %q, want the job to carry on", s)
+	}
+	e.srv.AssertNoViolations(t)
+}
+
+func TestMalformedEvents(t *testing.T) {
+	e := newEnv(t)
+	p := project(e, nil)
+	t.Run("readable job id and token: failed in GitLab", func(t *testing.T) {
+		ev := e.take(p, gitlabtest.JobSpec{Script: []string{"true"}})
+		var m map[string]any
+		b, _ := json.Marshal(ev)
+		json.Unmarshal(b, &m)
+		m["job"].(map[string]any)["steps"] = "not a list"
+		res := e.handle(m)
+		got := e.srv.Job(ev.Job.ID)
+		if got.State != "failed" || got.FailureReason != "runner_system_failure" || res.FailureReason != "runner_system_failure" || !res.Reported {
+			t.Errorf("job = %s/%s, result %+v, want failed/runner_system_failure reported", got.State, got.FailureReason, res)
+		}
+		wantContains(t, got.Trace, "ERROR: Job failed (system failure): the executor could not run this job: invalid executor event: decode JSON: field job.steps has the wrong type")
+		wantNotContains(t, got.Trace, ev.Job.Token)
+	})
+	t.Run("missing repo URL", func(t *testing.T) {
+		ev := e.take(p, gitlabtest.JobSpec{Script: []string{"true"}})
+		ev.Job.GitInfo.RepoURL = ""
+		res := e.handle(ev)
+		if got := e.srv.Job(ev.Job.ID); got.State != "failed" || got.FailureReason != "runner_system_failure" || res.JobID != ev.Job.ID {
+			t.Errorf("job = %s/%s, result %+v, want failed/runner_system_failure", got.State, got.FailureReason, res)
+		}
+	})
+	for _, tt := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"not JSON", []byte("{not json")},
+		{"no job", []byte(`{"gitlab_url": "http://127.0.0.1:1"}`)},
+		{"no gitlab_url", []byte(`{"job": {"id": 5, "token": "glcbt-x"}}`)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := e.handle(tt.raw)
+			if res.State != "" || res.Reported || !strings.Contains(res.Error, "invalid executor event") {
+				t.Errorf("result = %+v, want no state, not reported, an invalid event error", res)
+			}
+		})
+	}
+	e.srv.AssertNoViolations(t)
+}
+
+func TestPayloadURL(t *testing.T) {
+	e := newEnv(t)
+	ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"echo from the large payload"}})
+	body, _ := json.Marshal(ev)
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(body)
+	}))
+	defer store.Close()
+	res := e.handle(executor.Event{PayloadURL: store.URL + "/payloads/1?X-Amz-Signature=abc"})
+	got := e.srv.Job(ev.Job.ID)
+	if res.State != "success" || got.State != "success" {
+		t.Errorf("result %+v, job %s, want success", res, got.State)
+	}
+	if !bytes.Contains(got.Trace, []byte("from the large payload\n")) {
+		t.Errorf("trace lacks the script's output:\n%s", got.Trace)
+	}
+}
