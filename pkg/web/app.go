@@ -170,6 +170,9 @@ func (a *App) routes() *echo.Echo {
 	e.GET("/runners/:id/edit", a.editRunner, signedIn...)
 	e.PUT("/runners/:id", a.updateRunner, signedIn...)
 	e.DELETE("/runners/:id", a.deleteRunner, signedIn...)
+	// TODO(dispatch): POST /runners/:id/webhook-secret regenerates the
+	// runner's webhook secret (stored as runner.Runner.WebhookSecretHash)
+	// and shows it once; it lands with the webhook receiver that checks it.
 	return e
 }
 
