@@ -1,0 +1,106 @@
+// Command executor is the executor Lambda function: it runs one GitLab CI
+// job per invocation (see pkg/executor and docs/executor-event.md).
+//
+// Configuration (environment):
+//
+//	EXECUTOR_BUILDS_DIR         CI_BUILDS_DIR (default /tmp/builds)
+//	EXECUTOR_HOME_DIR           the job's HOME (default /tmp/home)
+//	EXECUTOR_DEADLINE_MARGIN    time kept before Lambda's deadline to report
+//	                            the job, a Go duration (default 30s)
+//	EXECUTOR_KEEPALIVE_INTERVAL idle time before a keep-alive update (default 30s)
+//	EXECUTOR_CLEANUP            local, descendants or system; default: system
+//	                            when the runtime's init is our parent (Lambda),
+//	                            descendants under another parent (the emulator),
+//	                            local outside Lambda
+//	LOG_LEVEL                   debug, info, warn or error (default info)
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"gitlab-serverless-runner/pkg/executor"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("LOG_LEVEL"))}))
+	slog.SetDefault(log)
+	cfg, err := configFromEnv(os.Getenv)
+	if err != nil {
+		log.Error("executor: invalid configuration", "error", err)
+		os.Exit(2)
+	}
+	cfg.Logger = log
+	x, err := executor.New(cfg)
+	if err != nil {
+		log.Error("executor: start", "error", err)
+		os.Exit(1)
+	}
+	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(), "builds_dir", cfg.BuildsDir)
+	lambda.Start(x.Handle)
+}
+
+func configFromEnv(getenv func(string) string) (executor.Config, error) {
+	cfg := executor.Config{
+		Version:   productVersion(),
+		Runtime:   executor.RuntimeFromEnv(getenv),
+		BuildsDir: getenv("EXECUTOR_BUILDS_DIR"),
+		HomeDir:   getenv("EXECUTOR_HOME_DIR"),
+		Cleanup:   executor.CleanupFromEnv(getenv, os.Getppid()),
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"EXECUTOR_DEADLINE_MARGIN", &cfg.DeadlineMargin}, {"EXECUTOR_KEEPALIVE_INTERVAL", &cfg.KeepAliveInterval}} {
+		if v := getenv(d.name); v != "" {
+			dur, err := time.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return cfg, fmt.Errorf("read %s: want a positive duration such as 30s, got %q", d.name, v)
+			}
+			*d.dst = dur
+		}
+	}
+	if v := getenv("EXECUTOR_CLEANUP"); v != "" {
+		c, err := executor.ParseCleanup(v)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Cleanup = c
+	}
+	if cfg.Cleanup == executor.CleanupSystem {
+		// In a Lambda environment of our own, everything a job wrote to
+		// the only writable disk goes between jobs.
+		cfg.WipeDirs = []string{os.TempDir()}
+	}
+	return cfg, nil
+}
+
+func productVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
