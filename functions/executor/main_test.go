@@ -38,7 +38,7 @@ type fixture struct {
 	dirs   string
 }
 
-func start(t *testing.T) *fixture {
+func start(t *testing.T, extraEnv map[string]string) *fixture {
 	t.Helper()
 	srv := gitlabtest.New(t, gitlabtest.WithTraceUpdateInterval(1, 1))
 	c, err := gitlab.New(srv.URL(), gitlab.Options{})
@@ -54,6 +54,9 @@ func start(t *testing.T) *fixture {
 		"AWS_REGION":                  "eu-west-1",
 	}
 	for k, v := range lambdaCredentials {
+		env[k] = v
+	}
+	for k, v := range extraEnv {
 		env[k] = v
 	}
 	return &fixture{
@@ -94,7 +97,7 @@ func (f *fixture) invoke(spec gitlabtest.JobSpec) (executor.Result, gitlabtest.J
 }
 
 func TestJobsUnderTheEmulator(t *testing.T) {
-	f := start(t)
+	f := start(t, nil)
 
 	// A process of this machine outside the function's tree: the clean-up
 	// must never reach it.
@@ -146,39 +149,12 @@ func TestJobsUnderTheEmulator(t *testing.T) {
 		}
 	})
 
-	t.Run("a warm environment shows the next job nothing", func(t *testing.T) {
-		_, first := f.invoke(gitlabtest.JobSpec{Script: []string{
-			`setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo "detached=$!"`,
-			`nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo "nohup=$!"`,
-			`echo left > left-in-project; echo left > "$HOME/left-in-home"; echo left > "$CI_BUILDS_DIR/left-in-builds"`,
-			`echo "pid file" > "$HOME/pid"`,
-		}})
-		if first.State != "success" {
-			t.Fatalf("first job = %s; trace:\n%s", first.State, first.Trace)
-		}
-		detached := pidFrom(t, first.Trace, "detached")
-		nohup := pidFrom(t, first.Trace, "nohup")
-		_, second := f.invoke(gitlabtest.JobSpec{
-			Variables: []gitlab.Variable{{Key: "PIDS", Value: fmt.Sprintf("%d %d", detached, nohup)}},
-			Script: []string{
-				`for p in $PIDS; do if kill -0 "$p" 2>/dev/null; then echo "process $p is still alive"; exit 1; fi; done`,
-				`for f in left-in-project "$HOME/left-in-home" "$HOME/pid" "$CI_BUILDS_DIR/left-in-builds"; do if test -e "$f"; then echo "found $f"; exit 2; fi; done`,
-				`echo "home has: $(ls -A "$HOME")"`,
-			},
-		})
-		if second.State != "success" {
-			t.Errorf("second job = %s/exit %d, want success (nothing left over); trace:\n%s", second.State, second.ExitCode, second.Trace)
-		}
-		for _, pid := range []int{detached, nohup} {
-			if alive(pid) {
-				t.Errorf("process %d from the first job is still alive", pid)
-			}
-		}
-		if !strings.Contains(string(second.Trace), "home has: \n") {
-			t.Errorf("the second job's HOME is not empty; trace:\n%s", second.Trace)
-		}
-	})
+	t.Run("a warm environment shows the next job nothing", func(t *testing.T) { warmEnvironmentIsClean(t, f, true) })
 
+	// The emulator starts the bootstrap at the first invocation.
+	if !strings.Contains(f.fn.Logs(), `"cleanup":"descendants"`) {
+		t.Errorf("under the emulator with a parent other than PID 1 the clean-up mode is not descendants; logs:\n%s", f.fn.Logs())
+	}
 	if err := bystander.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("a process outside the function was killed by the clean-up: %v", err)
 	}
@@ -207,4 +183,72 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// warmEnvironmentIsClean runs two jobs in one warm environment: the first
+// leaves processes (detached and not) and files in the project, HOME and
+// builds directories; the second must find none of them.
+// hostPIDs says the job's pids are this test's pids (no PID namespace).
+func warmEnvironmentIsClean(t *testing.T, f *fixture, hostPIDs bool) {
+	_, first := f.invoke(gitlabtest.JobSpec{Script: []string{
+		`setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo "detached=$!"`,
+		`nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo "nohup=$!"`,
+		`echo left > left-in-project; echo left > "$HOME/left-in-home"; echo left > "$CI_BUILDS_DIR/left-in-builds"`,
+		`echo "pid file" > "$HOME/pid"`,
+		`echo left > "${TMPDIR:-/nonexistent}/left-in-tmp" 2>/dev/null || true`,
+	}})
+	if first.State != "success" {
+		t.Fatalf("first job = %s; trace:\n%s", first.State, first.Trace)
+	}
+	detached := pidFrom(t, first.Trace, "detached")
+	nohup := pidFrom(t, first.Trace, "nohup")
+	_, second := f.invoke(gitlabtest.JobSpec{
+		Variables: []gitlab.Variable{{Key: "PIDS", Value: fmt.Sprintf("%d %d", detached, nohup)}},
+		Script: []string{
+			`for p in $PIDS; do if kill -0 "$p" 2>/dev/null; then echo "process $p is still alive"; exit 1; fi; done`,
+			`for f in left-in-project "$HOME/left-in-home" "$HOME/pid" "$CI_BUILDS_DIR/left-in-builds" "${TMPDIR:-/nonexistent}/left-in-tmp"; do if test -e "$f"; then echo "found $f"; exit 2; fi; done`,
+			`echo "home has: $(ls -A "$HOME")"`,
+		},
+	})
+	if second.State != "success" {
+		t.Errorf("second job = %s/exit %d, want success (nothing left over); trace:\n%s", second.State, second.ExitCode, second.Trace)
+	}
+	for _, pid := range []int{detached, nohup} {
+		if hostPIDs && alive(pid) {
+			t.Errorf("process %d from the first job is still alive", pid)
+		}
+	}
+	if !strings.Contains(string(second.Trace), "home has: \n") {
+		t.Errorf("the second job's HOME is not empty; trace:\n%s", second.Trace)
+	}
+}
+
+// TestSystemCleanupInAPIDNamespace runs the emulator as PID 1 of a fresh PID
+// namespace (with its own /proc), as Lambda runs its init: the executor then
+// picks the system-wide clean-up, which can only see the namespace's
+// processes, and wipes $TMPDIR, pointed at a test directory.
+func TestSystemCleanupInAPIDNamespace(t *testing.T) {
+	rie, err := lambdatest.EmulatorPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatalf("this test needs unshare (util-linux): %v", err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "rie-in-pid-namespace")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --user --map-root-user --pid --fork --mount-proc --kill-child %s \"$@\"\n", unshare, rie)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_LAMBDA_RIE", wrapper)
+	tmp := t.TempDir()
+	f := start(t, map[string]string{"TMPDIR": tmp})
+	warmEnvironmentIsClean(t, f, false)
+	if !strings.Contains(f.fn.Logs(), `"cleanup":"system"`) {
+		t.Errorf("as the child of PID 1 the executor did not pick the system clean-up; logs:\n%s", f.fn.Logs())
+	}
+	if res, got := f.invoke(gitlabtest.JobSpec{Script: []string{"exit 5"}}); res.ExitCode != 5 || got.State != "failed" {
+		t.Errorf("failing job: result %+v, GitLab %s, want exit code 5 failed", res, got.State)
+	}
 }
