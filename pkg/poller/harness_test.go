@@ -1,0 +1,229 @@
+package poller_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/store/dynamotest"
+)
+
+func TestMain(m *testing.M) { os.Exit(dynamotest.Main(m)) }
+
+// invocation is one recorded executor invocation.
+type invocation struct {
+	Function string
+	Opts     invoke.Options
+	Event    poller.ExecutorEvent
+}
+
+// recordingInvoker records invocations; fail, when set, refuses them.
+type recordingInvoker struct {
+	mu    sync.Mutex
+	calls []invocation
+	fail  error
+}
+
+func (r *recordingInvoker) Invoke(_ context.Context, function string, payload []byte, opts invoke.Options) error {
+	ev, err := poller.DecodeExecutorEvent(payload)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return r.fail
+	}
+	r.calls = append(r.calls, invocation{Function: function, Opts: opts, Event: ev})
+	return nil
+}
+
+func (r *recordingInvoker) Calls() []invocation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]invocation(nil), r.calls...)
+}
+
+// fakePresigner makes URLs that name the key and the method.
+type fakePresigner struct{}
+
+func (fakePresigner) PresignGet(_ context.Context, key string, ttl time.Duration) (string, error) {
+	return "https://cache.example/" + key + "?method=GET&ttl=" + fmt.Sprint(int(ttl.Seconds())), nil
+}
+
+func (fakePresigner) PresignPut(_ context.Context, key string, ttl time.Duration) (string, error) {
+	return "https://cache.example/" + key + "?method=PUT&ttl=" + fmt.Sprint(int(ttl.Seconds())), nil
+}
+
+// env is one test's world: a fake GitLab, DynamoDB Local and a poller.
+type env struct {
+	t       *testing.T
+	gl      *gitlabtest.Server
+	project *gitlabtest.Project
+	store   *store.Store
+	sealer  *seal.Sealer
+	inv     *recordingInvoker
+	poller  *poller.Poller
+	glOpts  gitlab.Options
+}
+
+func newEnv(t *testing.T, opts ...gitlabtest.Option) *env {
+	t.Helper()
+	srv := dynamotest.Start(t)
+	st, err := store.New(srv.Client(), store.Config{Tables: store.Prefixed(dynamotest.Prefix(t))})
+	if err != nil {
+		t.Fatalf("store.New: %v", err)
+	}
+	if err := st.CreateTables(context.Background()); err != nil {
+		t.Fatalf("CreateTables: %v", err)
+	}
+	sealer, err := seal.ParseKeys("1:" + seal.GenerateKey())
+	if err != nil {
+		t.Fatalf("seal.ParseKeys: %v", err)
+	}
+	gl := gitlabtest.New(t, opts...)
+	e := &env{
+		t: t, gl: gl, store: st, sealer: sealer, inv: &recordingInvoker{},
+		project: gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"}),
+		glOpts: gitlab.Options{
+			HTTPClient: gl.Client(),
+			Sleep:      func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+		},
+	}
+	e.poller = e.newPoller(e.inv)
+	return e
+}
+
+func (e *env) newPoller(inv invoke.Invoker) *poller.Poller {
+	e.t.Helper()
+	p, err := poller.New(poller.Deps{Runners: e.store, Jobs: e.store, Sealer: e.sealer, Invoker: inv, Cache: fakePresigner{}},
+		poller.Config{
+			ExecutorFunctions: map[string]string{"provided.al2023": "executor-provided", "python3.13": "executor-python"},
+			Version:           "test",
+			GitLab:            e.glOpts,
+		})
+	if err != nil {
+		e.t.Fatalf("poller.New: %v", err)
+	}
+	return p
+}
+
+// addRunner registers a runner in the fake GitLab and stores it.
+func (e *env) addRunner(concurrency int, change func(*runner.Runner)) (*runner.Runner, gitlabtest.Runner) {
+	e.t.Helper()
+	gr := e.gl.CreateRunner(gitlabtest.RunnerOptions{Description: "lambda runner"})
+	r := &runner.Runner{
+		ID: runner.NewID(), Owner: "alice", GitLabURL: e.gl.URL(), GitLabRunnerID: gr.ID,
+		TokenExpiresAt: gr.TokenExpiresAt, Description: gr.Description, RunUntagged: true,
+		Runtime: "provided.al2023", Concurrency: concurrency, SystemID: runner.NewSystemID(),
+		CreationMode: runner.CreationToken,
+	}
+	sealed, err := e.sealer.Seal(r.ID, gr.Token)
+	if err != nil {
+		e.t.Fatalf("Seal: %v", err)
+	}
+	r.SealedToken = sealed
+	if change != nil {
+		change(r)
+	}
+	if err := e.store.CreateRunner(context.Background(), r); err != nil {
+		e.t.Fatalf("CreateRunner: %v", err)
+	}
+	return r, gr
+}
+
+func (e *env) enqueue(spec gitlabtest.JobSpec) gitlabtest.Job {
+	if spec.Script == nil {
+		spec.Script = []string{"make test"}
+	}
+	return e.gl.EnqueueJob(e.project, spec)
+}
+
+func (e *env) poll(r *runner.Runner) poller.Result {
+	e.t.Helper()
+	res, err := e.poller.Poll(context.Background(), poller.Event{RunnerID: r.ID, Reason: poller.ReasonSchedule})
+	if err != nil {
+		e.t.Fatalf("Poll() error = %v", err)
+	}
+	return res
+}
+
+// freeSlots counts the runner's free slots by taking them all (and
+// giving them back).
+func (e *env) freeSlots(r *runner.Runner) int {
+	e.t.Helper()
+	ctx := context.Background()
+	var held []runner.Slot
+	for {
+		s, ok, err := e.store.AcquireSlot(ctx, r.ID, r.Concurrency, time.Minute)
+		if err != nil {
+			e.t.Fatalf("AcquireSlot: %v", err)
+		}
+		if !ok {
+			break
+		}
+		held = append(held, s)
+	}
+	for _, s := range held {
+		if err := e.store.ReleaseSlot(ctx, s); err != nil {
+			e.t.Fatalf("ReleaseSlot: %v", err)
+		}
+	}
+	return len(held)
+}
+
+func (e *env) runnerNow(id string) *runner.Runner {
+	e.t.Helper()
+	r, err := e.store.GetRunner(context.Background(), id)
+	if err != nil {
+		e.t.Fatalf("GetRunner: %v", err)
+	}
+	return r
+}
+
+// violations returns the fake's violations.
+func (e *env) violations() []string { return e.gl.Violations() }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting for %s", what)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func queryOf(raw string) url.Values {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	return u.Query()
+}
+
+var errThrottled = errors.New("TooManyRequestsException: rate exceeded")
+
+func hasLine(trace []byte, s string) bool { return strings.Contains(string(trace), s) }

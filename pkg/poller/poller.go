@@ -1,0 +1,386 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/runner"
+)
+
+// Defaults for the zero Config.
+const (
+	DefaultWindow      = 5 * time.Second
+	DefaultMaxLongPoll = 60 * time.Second
+	DefaultLeaseMargin = 5 * time.Minute
+	DefaultJobTimeout  = time.Hour
+)
+
+// Health messages, shown to the runner's owner.
+const (
+	MsgTokenRejected = "GitLab rejected the runner token (invalid or expired)"
+	MsgTokenUnsealed = "The runner token cannot be decrypted; register the runner again"
+)
+
+// Sealer opens and seals runner tokens; *seal.Sealer implements it.
+type Sealer interface {
+	Open(runnerID string, sealed []byte) (string, error)
+	Seal(runnerID, token string) ([]byte, error)
+}
+
+// Deps are the poller's collaborators. Cache may be nil (no cache URLs).
+type Deps struct {
+	Runners runner.RunnerStore
+	Jobs    runner.JobStore
+	Sealer  Sealer
+	Invoker invoke.Invoker
+	Cache   Presigner
+	Logger  *slog.Logger
+}
+
+// Config configures a Poller. The zero value of every field but
+// ExecutorFunctions is a usable default.
+type Config struct {
+	// ExecutorFunctions maps a runtime (runner.Runtime) to the name of the
+	// executor function that offers it.
+	ExecutorFunctions map[string]string
+	// Version is the product version sent to GitLab.
+	Version string
+	// Window is how long one poll keeps asking for jobs with short polls
+	// (DefaultWindow).
+	Window time.Duration
+	// MaxLongPoll caps a runner's LongPollSeconds (DefaultMaxLongPoll).
+	MaxLongPoll time.Duration
+	// LeaseMargin is added to a job's timeout for its slot lease and
+	// record lease (DefaultLeaseMargin).
+	LeaseMargin time.Duration
+	// GitLab configures the GitLab clients (HTTP client, retries).
+	GitLab gitlab.Options
+	// Now returns the current time (time.Now).
+	Now func() time.Time
+}
+
+// Poller polls GitLab for one runner at a time. It is safe for concurrent
+// use; overlapping polls of one runner share its concurrency slots.
+type Poller struct {
+	d   Deps
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Poller.
+func New(d Deps, cfg Config) (*Poller, error) {
+	if d.Runners == nil || d.Jobs == nil || d.Sealer == nil || d.Invoker == nil {
+		return nil, errors.New("poller: new: runners, jobs, sealer and invoker are required")
+	}
+	if len(cfg.ExecutorFunctions) == 0 {
+		return nil, errors.New("poller: new: no executor function is configured")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.MaxLongPoll <= 0 {
+		cfg.MaxLongPoll = DefaultMaxLongPoll
+	}
+	if cfg.LeaseMargin <= 0 {
+		cfg.LeaseMargin = DefaultLeaseMargin
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.GitLab.Logger == nil {
+		cfg.GitLab.Logger = log
+	}
+	return &Poller{d: d, cfg: cfg, log: log}, nil
+}
+
+// Why a poll stopped.
+const (
+	StopNoJob       = "no_job"       // GitLab had nothing (204)
+	StopConflict    = "conflict"     // GitLab answered 409
+	StopNoSlot      = "no_slot"      // every concurrency slot is taken
+	StopWindow      = "window"       // the poll window is over
+	StopPaused      = "paused"       // the runner is paused
+	StopForbidden   = "forbidden"    // GitLab refused the token
+	StopUnavailable = "unavailable"  // GitLab or the network failed
+	StopBadToken    = "token_sealed" // the token cannot be opened
+)
+
+// Result is the outcome of one poll.
+type Result struct {
+	// Jobs is the number of jobs handed to an executor.
+	Jobs int `json:"jobs"`
+	// Failed is the number of jobs taken but failed in GitLab because
+	// they could not be handed over.
+	Failed int `json:"failed"`
+	// Stop says why the poll ended (Stop* constants).
+	Stop string `json:"stop"`
+}
+
+// Poll takes jobs for the runner of ev until GitLab has none, the runner's
+// slots are full or the window ends. The error is non-nil only for a
+// failure of the product itself (storage); GitLab's refusals and outages
+// are recorded in the runner's health and end the poll normally.
+func (p *Poller) Poll(ctx context.Context, ev Event) (Result, error) {
+	log := p.log.With("runner_id", ev.RunnerID, "reason", ev.Reason)
+	r, err := p.d.Runners.GetRunner(ctx, ev.RunnerID)
+	if err != nil {
+		if runner.ErrorCode(err) == runner.ENOTFOUND {
+			log.InfoContext(ctx, "runner is gone; nothing to poll")
+			return Result{Stop: StopPaused}, nil
+		}
+		return Result{}, fmt.Errorf("poller: poll runner %s: %w", ev.RunnerID, err)
+	}
+	if r.Paused {
+		return Result{Stop: StopPaused}, nil
+	}
+	client, err := gitlab.New(r.GitLabURL, p.cfg.GitLab)
+	if err != nil {
+		p.recordError(ctx, r, "The runner's GitLab URL is invalid")
+		return Result{Stop: StopUnavailable}, nil
+	}
+	token, err := p.d.Sealer.Open(r.ID, r.SealedToken)
+	if err != nil {
+		log.ErrorContext(ctx, "cannot open the runner token", "error", err)
+		p.recordError(ctx, r, MsgTokenUnsealed)
+		return Result{Stop: StopBadToken}, nil
+	}
+	token, stop := p.rotateIfDue(ctx, log, client, r, token)
+	if stop != "" {
+		return Result{Stop: stop}, nil
+	}
+
+	window := p.cfg.Window
+	longPoll := r.LongPollSeconds > 0
+	if longPoll {
+		window = min(time.Duration(r.LongPollSeconds)*time.Second, p.cfg.MaxLongPoll)
+	}
+	pollCtx, cancel := context.WithTimeout(ctx, window)
+	defer cancel()
+	info := gitlab.NewInfo(p.cfg.Version, Features())
+	lastUpdate := r.LastUpdate
+	var res Result
+	contacted := false
+	defer func() {
+		if contacted && res.Stop != StopForbidden && res.Stop != StopUnavailable {
+			p.recordContact(ctx, r)
+		}
+		log.InfoContext(ctx, "poll finished", "jobs", res.Jobs, "failed", res.Failed, "stop", res.Stop)
+	}()
+	for {
+		if pollCtx.Err() != nil {
+			res.Stop = StopWindow
+			return res, nil
+		}
+		slot, ok, err := p.d.Jobs.AcquireSlot(ctx, r.ID, max(r.Concurrency, 1), window+time.Minute)
+		if err != nil {
+			return res, fmt.Errorf("poller: poll runner %s: acquire slot: %w", r.ID, err)
+		}
+		if !ok {
+			res.Stop = StopNoSlot
+			return res, nil
+		}
+		jr, err := client.RequestJob(pollCtx, gitlab.JobRequest{Token: token, SystemID: r.SystemID, LastUpdate: lastUpdate, Info: info})
+		if err != nil {
+			p.release(ctx, log, slot)
+			if pollCtx.Err() != nil && ctx.Err() == nil {
+				res.Stop = StopWindow // a long poll held past the window
+				return res, nil
+			}
+			res.Stop = p.requestFailed(ctx, log, r, err)
+			return res, nil
+		}
+		contacted = true
+		if jr.LastUpdate != "" && jr.LastUpdate != lastUpdate {
+			lastUpdate = jr.LastUpdate
+			if err := p.d.Runners.SetLastUpdate(ctx, r.ID, lastUpdate); err != nil {
+				log.WarnContext(ctx, "cannot save last_update", "error", err)
+			}
+		}
+		switch {
+		case jr.Conflict:
+			p.release(ctx, log, slot)
+			res.Stop = StopConflict
+			return res, nil
+		case jr.Job == nil:
+			p.release(ctx, log, slot)
+			if !longPoll {
+				res.Stop = StopNoJob
+				return res, nil
+			}
+			continue
+		}
+		handed, err := p.Dispatch(ctx, client, r, slot, jr.Job)
+		if handed {
+			res.Jobs++
+		} else {
+			res.Failed++
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+}
+
+// Dispatch claims job, taken from GitLab by runner r while holding slot,
+// and hands it to the executor of r's runtime. It reports whether the job
+// was handed over; a job already claimed (a duplicate) is neither handed
+// over nor failed, and frees the slot. When the executor cannot be
+// started the job is failed in GitLab, its record finished and the slot
+// freed. The error is non-nil only when the job could not be recorded.
+func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.Runner, slot runner.Slot, job *gitlab.Job) (handed bool, err error) {
+	log := p.log.With("runner_id", r.ID, "job_id", job.ID)
+	now := p.cfg.Now()
+	timeout := time.Duration(job.RunnerInfo.Timeout) * time.Second
+	if timeout <= 0 {
+		timeout = DefaultJobTimeout
+	}
+	lease := now.Add(timeout + p.cfg.LeaseMargin)
+	rec := &runner.Job{
+		RunnerID:       r.ID,
+		JobID:          job.ID,
+		State:          runner.JobRunning,
+		ProjectPath:    job.JobInfo.ProjectFullPath,
+		Ref:            job.GitInfo.Ref,
+		Sha:            job.GitInfo.Sha,
+		Name:           job.JobInfo.Name,
+		WebURL:         client.URL() + "/" + job.JobInfo.ProjectFullPath + "/-/jobs/" + strconv.FormatInt(job.ID, 10),
+		StartedAt:      now,
+		LeaseExpiresAt: lease,
+	}
+	if err := p.d.Jobs.ClaimJob(ctx, rec); err != nil {
+		if runner.ErrorCode(err) == runner.ECONFLICT {
+			log.WarnContext(ctx, "job already claimed; not run twice")
+			p.release(ctx, log, slot)
+			return false, nil
+		}
+		p.failJob(ctx, log, client, job, "The runner could not record the job; it was not started.")
+		p.release(ctx, log, slot)
+		return false, fmt.Errorf("poller: claim job %d of runner %s: %w", job.ID, r.ID, err)
+	}
+	if err := p.d.Jobs.RenewSlot(ctx, &slot, job.ID, lease); err != nil {
+		// The slot's lease ran out while GitLab answered; the job runs
+		// anyway rather than being dropped.
+		log.WarnContext(ctx, "slot lost before the job started", "error", err)
+	}
+	log.InfoContext(ctx, "job taken", "project", job.JobInfo.ProjectFullPath, "ref", job.GitInfo.Ref, "slot", slot.Index)
+
+	fail := func(msg string, cause error) (bool, error) {
+		log.ErrorContext(ctx, "job not handed to an executor", "error", cause)
+		p.failJob(ctx, log, client, job, msg)
+		p.finishFailed(ctx, log, r.ID, job.ID, now)
+		p.release(ctx, log, slot)
+		return false, nil
+	}
+	function, ok := p.cfg.ExecutorFunctions[r.Runtime]
+	if !ok {
+		return fail(fmt.Sprintf("The runtime %q is not offered by this installation; edit the runner to choose another.", r.Runtime), errors.New("unknown runtime "+r.Runtime))
+	}
+	cache, err := presignCache(ctx, p.d.Cache, r.ID, job, timeout+p.cfg.LeaseMargin)
+	if err != nil {
+		return fail("The runner could not prepare the job's cache.", err)
+	}
+	ev := ExecutorEvent{
+		GitLabURL: client.URL(),
+		Job:       job,
+		Runner:    ExecutorRunner{ID: r.GitLabRunnerID, Description: r.Description},
+		Cache:     cache,
+		TwoPhase:  Features().TwoPhaseJobCommit,
+		Dispatch: Dispatch{
+			RunnerID: r.ID, JobID: job.ID, GitLabURL: client.URL(),
+			SlotIndex: slot.Index, SlotToken: slot.Token, TwoPhase: Features().TwoPhaseJobCommit,
+			Function: function, Runtime: r.Runtime, StartedAt: now, TimeoutSec: int(timeout / time.Second),
+		},
+	}
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return fail("The runner could not encode the job for the executor.", err)
+	}
+	if err := p.d.Invoker.Invoke(ctx, function, payload, invoke.Options{TenantID: r.ID, Keep: []string{"dispatch"}}); err != nil {
+		return fail("The runner could not start the executor function; the job was not run.", err)
+	}
+	log.InfoContext(ctx, "executor invoked", "function", function)
+	return true, nil
+}
+
+// failJob fails a job the poller took, before anything was traced.
+func (p *Poller) failJob(ctx context.Context, log *slog.Logger, client *gitlab.Client, job *gitlab.Job, msg string) {
+	err := FailJob(context.WithoutCancel(ctx), client, JobFailure{
+		JobID: job.ID, Token: job.Token, TwoPhase: Features().TwoPhaseJobCommit,
+		Reason: gitlab.ReasonRunnerSystemFailure, Message: msg, TraceEmpty: true,
+	})
+	if err != nil {
+		log.ErrorContext(ctx, "cannot fail the job in GitLab", "error", err)
+	}
+}
+
+func (p *Poller) finishFailed(ctx context.Context, log *slog.Logger, runnerID string, jobID int64, started time.Time) {
+	now := p.cfg.Now()
+	err := p.d.Jobs.FinishJob(ctx, runnerID, jobID, runner.JobOutcome{
+		State: runner.JobFailed, FailureReason: gitlab.ReasonRunnerSystemFailure, FinishedAt: now, Duration: now.Sub(started),
+	})
+	if err != nil {
+		log.ErrorContext(ctx, "cannot record the job's failure", "error", err)
+	}
+}
+
+func (p *Poller) release(ctx context.Context, log *slog.Logger, slot runner.Slot) {
+	if err := p.d.Jobs.ReleaseSlot(context.WithoutCancel(ctx), slot); err != nil {
+		log.ErrorContext(ctx, "cannot release slot; it frees itself when its lease ends", "slot", slot.Index, "error", err)
+	}
+}
+
+// requestFailed records a failed job request in the runner's health and
+// returns why the poll stops.
+func (p *Poller) requestFailed(ctx context.Context, log *slog.Logger, r *runner.Runner, err error) string {
+	log.WarnContext(ctx, "job request failed", "error", err)
+	if errors.Is(err, gitlab.ErrForbidden) {
+		p.recordError(ctx, r, MsgTokenRejected)
+		return StopForbidden
+	}
+	p.recordError(ctx, r, describe(err))
+	return StopUnavailable
+}
+
+// describe says what went wrong with a GitLab call, without any secret.
+func describe(err error) string {
+	var ge *gitlab.Error
+	switch {
+	case errors.As(err, &ge) && ge.StatusCode == 429:
+		return "GitLab is rate limiting the runner (429); polling resumes on the next schedule"
+	case errors.As(err, &ge) && ge.StatusCode >= 500:
+		return fmt.Sprintf("GitLab is unavailable (%d); polling resumes on the next schedule", ge.StatusCode)
+	case errors.As(err, &ge) && ge.StatusCode != 0:
+		return fmt.Sprintf("GitLab answered %d to the job request", ge.StatusCode)
+	default:
+		return "GitLab cannot be reached (network error); polling resumes on the next schedule"
+	}
+}
+
+func (p *Poller) recordContact(ctx context.Context, r *runner.Runner) {
+	now := p.cfg.Now()
+	h := r.Health
+	h.LastContactAt = &now
+	if err := p.d.Runners.UpdateHealth(context.WithoutCancel(ctx), r.ID, h); err != nil {
+		p.log.WarnContext(ctx, "cannot record the runner's health", "runner_id", r.ID, "error", err)
+	}
+}
+
+func (p *Poller) recordError(ctx context.Context, r *runner.Runner, msg string) {
+	now := p.cfg.Now()
+	h := r.Health
+	h.LastError, h.LastErrorAt = msg, &now
+	if err := p.d.Runners.UpdateHealth(context.WithoutCancel(ctx), r.ID, h); err != nil {
+		p.log.WarnContext(ctx, "cannot record the runner's health", "runner_id", r.ID, "error", err)
+	}
+}

@@ -1,0 +1,64 @@
+package poller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/runner"
+)
+
+// rotateIfDue resets the runner's token from three quarters of its life
+// on, and saves the new one sealed with its expiry. It returns the token to
+// use, or why the poll stops.
+//
+// Two polls may find the token due at once. GitLab serialises them: the
+// first reset invalidates the old token, so the second reset is refused
+// with 403. The loser then reads the runner again and goes on with the
+// token the winner saved; only if none was saved is the token bad.
+func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitlab.Client, r *runner.Runner, token string) (string, string) {
+	now := p.cfg.Now()
+	obtained := r.CreatedAt
+	if r.TokenObtainedAt != nil {
+		obtained = *r.TokenObtainedAt
+	}
+	if r.TokenExpiresAt == nil || !gitlab.TokenExpiringSoon(obtained, r.TokenExpiresAt, now) {
+		return token, ""
+	}
+	creds, err := client.ResetRunnerToken(ctx, token)
+	if errors.Is(err, gitlab.ErrForbidden) {
+		fresh, gerr := p.d.Runners.GetRunner(ctx, r.ID)
+		if gerr == nil && !bytes.Equal(fresh.SealedToken, r.SealedToken) {
+			if t, oerr := p.d.Sealer.Open(r.ID, fresh.SealedToken); oerr == nil {
+				log.InfoContext(ctx, "token was rotated by a concurrent poll")
+				*r = *fresh
+				return t, ""
+			}
+		}
+		log.WarnContext(ctx, "token reset refused", "error", err)
+		p.recordError(ctx, r, MsgTokenRejected)
+		return "", StopForbidden
+	}
+	if err != nil {
+		// The old token still works until it expires: poll with it and try
+		// again next time.
+		log.WarnContext(ctx, "token reset failed; will retry", "error", err)
+		return token, ""
+	}
+	sealed, err := p.d.Sealer.Seal(r.ID, creds.Token)
+	if err == nil {
+		err = p.d.Runners.RotateToken(context.WithoutCancel(ctx), r.ID, sealed, &now, creds.TokenExpiresAt)
+	}
+	if err != nil {
+		// GitLab already invalidated the old token; the new one exists only
+		// here. Poll with it now; the owner must re-register if it is lost.
+		log.ErrorContext(ctx, "new runner token not saved", "error", err)
+		p.recordError(ctx, r, "The runner token was rotated but could not be saved; register the runner again if polling stops")
+		return creds.Token, ""
+	}
+	r.SealedToken, r.TokenObtainedAt, r.TokenExpiresAt = sealed, &now, creds.TokenExpiresAt
+	log.InfoContext(ctx, "runner token rotated", "expires_at", creds.TokenExpiresAt)
+	return creds.Token, ""
+}
