@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/seal"
+)
+
+// version is what the runner reports to GitLab and prints in traces.
+const version = "local"
+
+// executorFunction names the in-process executor offering runtime. Every
+// runtime runs on this machine with the tools it has: the name only keeps
+// the poller's dispatch the same as in a deployment.
+func executorFunction(runtime string) string { return "executor-" + runtime }
+
+// registerFunctions makes the poller, the executors and the finisher
+// invocable in process, with the executors' destinations pointing at the
+// finisher as the template's EventInvokeConfig does.
+func (s *System) registerFunctions(sealer *seal.Sealer) error {
+	functions := map[string]string{}
+	for _, rt := range s.cfg.Web.Runtimes {
+		name := executorFunction(rt)
+		functions[rt] = name
+		s.inv.Register(name, s.executorFunc(name, rt), invoke.FunctionConfig{
+			Destinations: invoke.Destinations{OnSuccess: finisherFunction, OnFailure: finisherFunction},
+			Timeout:      DefaultFunctionLimit,
+		})
+	}
+	return s.registerPollerAndFinisher(sealer, functions)
+}
+
+// executorFunc runs one job like the executor Lambda does, but in a
+// directory of its own under the jobs directory, removed afterwards, and
+// with the local clean-up: only the job's own process groups are stopped;
+// nothing else on the machine is touched.
+func (s *System) executorFunc(name, runtime string) invoke.Func {
+	log := s.log.With("part", name)
+	return func(ctx context.Context, payload []byte) ([]byte, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(s.stopping, cancel) // Ctrl-C cancels running jobs
+		defer stop()
+
+		var head struct {
+			Job struct {
+				ID int64 `json:"id"`
+			} `json:"job"`
+		}
+		_ = json.Unmarshal(payload, &head) // the executor reports a bad event itself
+		dir, err := os.MkdirTemp(s.jobsDir, "job-"+strconv.FormatInt(head.Job.ID, 10)+"-")
+		if err != nil {
+			return nil, fmt.Errorf("local: create job directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		cfg := executor.Config{
+			Version:    version,
+			Runtime:    runtime,
+			BuildsDir:  filepath.Join(dir, "builds"),
+			HomeDir:    filepath.Join(dir, "home"),
+			ScratchDir: filepath.Join(dir, "tmp"),
+			Cleanup:    executor.CleanupLocal,
+			Logger:     log.With("job_id", head.Job.ID),
+		}
+		for _, d := range []string{cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, fmt.Errorf("local: create job directory: %w", err)
+			}
+		}
+		ex, err := executor.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("local: build executor: %w", err)
+		}
+		res, err := ex.Handle(ctx, payload)
+		if err != nil {
+			return nil, err
+		}
+		out, err := json.Marshal(res)
+		if err != nil {
+			return nil, fmt.Errorf("local: encode executor result: %w", err)
+		}
+		return out, nil
+	}
+}

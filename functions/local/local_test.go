@@ -1,0 +1,213 @@
+package main_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	local "gitlab-serverless-runner/functions/local"
+)
+
+func newTestLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func TestSignInRegisterRunnerAndStop(t *testing.T) {
+	gl, _, glRunner := newFakeGitLab(t)
+	r := startSystem(t, nil)
+	b := newBrowser(t, r.sys.URL())
+
+	home := b.get("/")
+	if !strings.Contains(home.body, "Development sign-in") {
+		t.Errorf("home page has no development sign-in banner:\n%s", home.body)
+	}
+	if !strings.Contains(r.logs.String(), "DEVELOPMENT SIGN-IN") {
+		t.Errorf("logs do not say the development sign-in is on:\n%s", r.logs.String())
+	}
+	b.signIn()
+	id := b.registerRunner(gl.URL(), glRunner.Token, "my laptop runner")
+
+	p := b.get("/runners/" + id)
+	if !strings.Contains(p.body, "my laptop runner") {
+		t.Errorf("GET /runners/%s does not show the description:\n%s", id, p.body)
+	}
+	if !strings.Contains(p.body, "Development sign-in") {
+		t.Errorf("runner page has no development sign-in banner")
+	}
+	if got := b.get("/runners"); !strings.Contains(got.body, "/runners/"+id) {
+		t.Errorf("GET /runners does not list runner %s:\n%s", id, got.body)
+	}
+	if strings.Contains(r.logs.String(), glRunner.Token) {
+		t.Errorf("the runner token appears in the logs")
+	}
+	r.stop(t)
+	if _, err := b.http.Get(r.sys.URL() + "/healthz"); err == nil {
+		t.Errorf("the UI still answers after the system stopped")
+	}
+	gl.AssertNoViolations(t)
+}
+
+func TestDataSurvivesRestart(t *testing.T) {
+	gl, _, glRunner := newFakeGitLab(t)
+	dir := t.TempDir()
+	first := startSystem(t, env{"LOCAL_DATA_DIR": dir})
+	b := newBrowser(t, first.sys.URL())
+	b.signIn()
+	id := b.registerRunner(gl.URL(), glRunner.Token, "kept across restarts")
+	first.stop(t)
+
+	for _, f := range []string{"session.key", "sealing.key", "dev-oidc.addr"} {
+		info, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Errorf("data directory has no %s: %v", f, err)
+			continue
+		}
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v, want it readable by its owner only", f, perm)
+		}
+	}
+
+	second := startSystem(t, env{"LOCAL_DATA_DIR": dir})
+	b2 := b.at(second.sys.URL())
+	// The session cookie from before the restart still opens, and the
+	// runner registered then is still there.
+	p := b2.get("/runners/" + id)
+	if p.status != 200 || !strings.Contains(p.body, "kept across restarts") {
+		t.Errorf("GET /runners/%s after restart with the old session: status %d, want 200 with the runner:\n%s", id, p.status, p.body)
+	}
+	// Signing in again is the same user: the runner is still theirs.
+	fresh := newBrowser(t, second.sys.URL())
+	fresh.signIn()
+	if p := fresh.get("/runners"); !strings.Contains(p.body, "/runners/"+id) {
+		t.Errorf("after signing in again the runner list lacks %s:\n%s", id, p.body)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     env
+		wantErr string
+		check   func(t *testing.T, c local.Config)
+	}{
+		{
+			name: "defaults",
+			env:  env{},
+			check: func(t *testing.T, c local.Config) {
+				if !c.DevSignIn {
+					t.Errorf("DevSignIn = false with no OIDC_ISSUER, want true")
+				}
+				if !c.Web.AllowHTTPGitLab || !c.Web.AllowPrivateGitLab {
+					t.Errorf("AllowHTTPGitLab, AllowPrivateGitLab = %v, %v; want both true by default in local mode",
+						c.Web.AllowHTTPGitLab, c.Web.AllowPrivateGitLab)
+				}
+				if got, want := c.Web.GitLabURL, "https://gitlab.com"; got != want {
+					t.Errorf("Web.GitLabURL = %q, want %q", got, want)
+				}
+				if c.Web.BaseURL != "" {
+					t.Errorf("Web.BaseURL = %q, want it derived from the listen address", c.Web.BaseURL)
+				}
+			},
+		},
+		{
+			name: "settings",
+			env: env{"LOCAL_POLL_INTERVAL": "10s", "LOCAL_MAX_JOBS": "3", "LOCAL_DATA_DIR": "/data",
+				"ALLOW_PRIVATE_GITLAB": "false", "BASE_URL": "http://127.0.0.1:9999"},
+			check: func(t *testing.T, c local.Config) {
+				if c.PollInterval != 10*time.Second || c.MaxJobs != 3 || c.DataDir != "/data" {
+					t.Errorf("PollInterval, MaxJobs, DataDir = %v, %d, %q; want 10s, 3, /data", c.PollInterval, c.MaxJobs, c.DataDir)
+				}
+				if c.Web.AllowPrivateGitLab {
+					t.Errorf("ALLOW_PRIVATE_GITLAB=false was not honoured")
+				}
+				if got, want := c.Web.BaseURL, "http://127.0.0.1:9999"; got != want {
+					t.Errorf("Web.BaseURL = %q, want %q", got, want)
+				}
+			},
+		},
+		{
+			name: "real GitLab sign-in",
+			env:  env{"OIDC_ISSUER": "https://gitlab.example.com", "OIDC_CLIENT_ID": "id", "OIDC_CLIENT_SECRET": "s3cret"},
+			check: func(t *testing.T, c local.Config) {
+				if c.DevSignIn {
+					t.Errorf("DevSignIn = true with OIDC_ISSUER set, want false")
+				}
+				if got, want := c.Web.GitLabURL, "https://gitlab.example.com"; got != want {
+					t.Errorf("Web.GitLabURL = %q, want the issuer %q", got, want)
+				}
+			},
+		},
+		{name: "issuer without client", env: env{"OIDC_ISSUER": "https://gitlab.example.com"}, wantErr: "OIDC_CLIENT_ID"},
+		{name: "bad poll interval", env: env{"LOCAL_POLL_INTERVAL": "often"}, wantErr: "LOCAL_POLL_INTERVAL"},
+		{name: "zero poll interval", env: env{"LOCAL_POLL_INTERVAL": "0s"}, wantErr: "LOCAL_POLL_INTERVAL"},
+		{name: "bad max jobs", env: env{"LOCAL_MAX_JOBS": "-1"}, wantErr: "LOCAL_MAX_JOBS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := local.ConfigFromEnv(tt.env.lookup)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ConfigFromEnv error = %v, want one naming %s", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("error %q contains the client secret", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ConfigFromEnv: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestStartRefuses(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name string
+		env  env
+		want string
+	}{
+		{"development sign-in beyond loopback", env{"LOCAL_ADDR": "0.0.0.0:0"}, "loopback"},
+		{"address in use", env{"LOCAL_ADDR": busy.Addr().String()}, "LOCAL_ADDR"},
+		{"DynamoDB Local missing", env{"DYNAMODB_LOCAL_JAR": "/nonexistent/DynamoDBLocal.jar"}, "DYNAMODB_LOCAL_JAR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := env{"LOCAL_ADDR": "127.0.0.1:0"}
+			for k, v := range tt.env {
+				vars[k] = v
+			}
+			cfg, err := local.ConfigFromEnv(vars.lookup)
+			if err != nil {
+				t.Fatalf("ConfigFromEnv: %v", err)
+			}
+			cfg.Logger = newTestLogger(io.Discard)
+			sys, err := local.Start(context.Background(), cfg)
+			if err == nil {
+				t.Fatalf("Start succeeded at %s, want an error mentioning %q", sys.URL(), tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Start error = %q, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMainRejectsArguments(t *testing.T) {
+	err := local.Main(context.Background(), []string{"serve"}, env{}.lookup, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "environment") {
+		t.Errorf("Main with an argument = %v, want an error pointing at the environment variables", err)
+	}
+}

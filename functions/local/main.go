@@ -1,0 +1,41 @@
+// Command local runs the whole product in one process for development,
+// without AWS: DynamoDB Local, the web UI, the scheduler on a ticker, and
+// the poller, executors and finisher as in-process functions. `make local`
+// runs it; docs/local.md describes its configuration.
+//
+// With no OIDC settings it signs people in through a development OIDC
+// provider that admits anyone without a password, and so serves only on a
+// loopback address. Ctrl-C (SIGINT or SIGTERM) stops everything it started.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Main(ctx, os.Args[1:], os.LookupEnv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// Main reads the configuration through lookup, logs to stdout and runs the
+// system until ctx is cancelled. It returns nil after a clean stop.
+func Main(ctx context.Context, args []string, lookup func(string) (string, bool), stdout io.Writer) error {
+	if len(args) > 0 {
+		return errUsage
+	}
+	cfg, err := ConfigFromEnv(lookup)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = newLogger(stdout)
+	return Run(ctx, cfg)
+}
