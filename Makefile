@@ -37,5 +37,54 @@ bench: deps
 	@mkdir -p build
 	@$(GO) test $(BENCH_FLAGS) $(BENCH_PKGS) 2>&1 | tee build/bench.out | awk -f .ci/benchtable.awk
 
+# ---- Lambda builds: SAM's makefile builder runs `make build-<LogicalId>`
+# with ARTIFACTS_DIR set; `make build` runs every one into build/<LogicalId>/.
+# GOARCH_LAMBDA=amd64 builds for the template's Architecture=x86_64.
+LAMBDA_GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
+LAMBDA_ARTIFACTS = WebFunction SchedulerFunction PollerFunction FinisherFunction ExecutorFunction ExecutorPythonFunction ExecutorNodeFunction ExecutorLayer
+EXECUTOR_LAYER_SRC = functions/executor/layer
+
+.PHONY: $(addprefix build-,$(LAMBDA_ARTIFACTS))
+
+build:
+	@set -e; for id in $(LAMBDA_ARTIFACTS); do \
+		rm -rf "build/$$id"; mkdir -p "build/$$id"; \
+		$(MAKE) --no-print-directory "build-$$id" ARTIFACTS_DIR="$(CURDIR)/build/$$id"; \
+		echo "build: $$id"; \
+	done
+
+build-WebFunction:
+	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/web
+
+build-SchedulerFunction:
+	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/scheduler
+
+build-PollerFunction:
+	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/poller
+
+build-FinisherFunction:
+	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/finisher
+
+build-ExecutorFunction:
+	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/executor
+
+# Managed runtimes: the executor comes from ExecutorLayer through
+# AWS_LAMBDA_EXEC_WRAPPER; the function's own code is a handler that only
+# answers when the wrapper did not take over.
+build-ExecutorPythonFunction:
+	mkdir -p "$(ARTIFACTS_DIR)"
+	cp $(EXECUTOR_LAYER_SRC)/fallback/index.py "$(ARTIFACTS_DIR)/"
+
+build-ExecutorNodeFunction:
+	mkdir -p "$(ARTIFACTS_DIR)"
+	cp $(EXECUTOR_LAYER_SRC)/fallback/index.mjs "$(ARTIFACTS_DIR)/"
+
+# Layer contents land under /opt: /opt/gsr/executor and /opt/gsr/exec-wrapper.
+build-ExecutorLayer:
+	mkdir -p "$(ARTIFACTS_DIR)/gsr"
+	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/gsr/executor" ./functions/executor
+	cp $(EXECUTOR_LAYER_SRC)/exec-wrapper "$(ARTIFACTS_DIR)/gsr/exec-wrapper"
+	chmod 0755 "$(ARTIFACTS_DIR)/gsr/exec-wrapper" "$(ARTIFACTS_DIR)/gsr/executor"
+
 clean:
 	rm -rf bin build .aws-sam

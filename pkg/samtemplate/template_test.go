@@ -1,0 +1,343 @@
+package samtemplate_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"gitlab-serverless-runner/pkg/samtemplate"
+)
+
+func TestEveryReferenceResolves(t *testing.T) {
+	tpl := loadTemplate(t)
+	if got := len(tpl.References()); got < 50 {
+		t.Fatalf("found %d references; the walk over the template is broken", got)
+	}
+	for _, r := range tpl.Unresolved() {
+		t.Errorf("%s: names no parameter, resource, pseudo parameter or condition", r)
+	}
+}
+
+func TestUnresolvedReferencesAreFound(t *testing.T) {
+	tpl, err := samtemplate.Parse([]byte(`
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Known: {Type: String}
+Conditions:
+  IsKnown: !Equals [!Ref Known, "x"]
+Resources:
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: !Sub "${Known}-${AWS::Region}-${Missing1}-${Bucket.Arn}-${!Literal}"
+      Tags:
+        - Key: a
+          Value: !Ref Missing2
+        - Key: b
+          Value: !GetAtt Missing3.Arn
+        - Key: c
+          Value: !If [MissingCondition, !Ref Known, !Ref AWS::NoValue]
+        - Key: d
+          Value: !Sub ["${Local}", {Local: !Ref Missing4}]
+Outputs:
+  Out:
+    Value: !GetAtt Bucket.Arn
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range tpl.Unresolved() {
+		got = append(got, r.Kind+" "+r.Name)
+	}
+	slices.Sort(got)
+	want := []string{"Condition MissingCondition", "Fn::GetAtt Missing3", "Fn::Sub Missing1", "Ref Missing2", "Ref Missing4"}
+	if !slices.Equal(got, want) {
+		t.Errorf("unresolved: got %q, want %q", got, want)
+	}
+}
+
+func TestTemplateHasExactlyTheKnownFunctions(t *testing.T) {
+	tpl := loadTemplate(t)
+	var got []string
+	for _, r := range tpl.Resources("AWS::Serverless::Function") {
+		got = append(got, r.ID)
+	}
+	want := sortedKeys(functionPackages)
+	if !slices.Equal(got, want) {
+		t.Errorf("functions: got %q, want %q (a new function needs its checks here)", got, want)
+	}
+	if typed := len(tpl.Typed.GetAllServerlessFunctionResources()); typed != len(want) {
+		t.Errorf("goformation sees %d functions, want %d", typed, len(want))
+	}
+}
+
+// validRuntimes are the Lambda runtime identifiers the executors may use.
+var validRuntimes = []string{"provided.al2023", "python3.12", "python3.13", "python3.14", "nodejs22.x", "nodejs24.x"}
+
+func TestRuntimes(t *testing.T) {
+	tpl := loadTemplate(t)
+	params := tpl.Section("Parameters")
+	for _, id := range sortedKeys(functionPackages) {
+		t.Run(id, func(t *testing.T) {
+			fn := function(t, tpl, id)
+			var runtimes []string
+			var def string
+			if p := samtemplate.RefName(fn.Properties["Runtime"]); p != "" {
+				for _, v := range samtemplate.Path(params, p, "AllowedValues").([]any) {
+					runtimes = append(runtimes, v.(string))
+				}
+				def, _ = samtemplate.Path(params, p, "Default").(string)
+				if !slices.Contains(runtimes, def) {
+					t.Errorf("Runtime parameter %s: default %q is not among its allowed values %q", p, def, runtimes)
+				}
+			} else {
+				def, _ = fn.Properties["Runtime"].(string)
+				runtimes = []string{def}
+			}
+			for _, r := range runtimes {
+				if !slices.Contains(validRuntimes, r) {
+					t.Errorf("runtime %q: not one of %q", r, validRuntimes)
+				}
+			}
+			wrapper := samtemplate.Path(fn.Properties, "Environment", "Variables", "AWS_LAMBDA_EXEC_WRAPPER")
+			layers, _ := fn.Properties["Layers"].([]any)
+			if def == "provided.al2023" {
+				if got := fn.Properties["Handler"]; got != "bootstrap" {
+					t.Errorf("Handler: got %v, want bootstrap", got)
+				}
+				if wrapper != nil || len(layers) > 0 {
+					t.Errorf("an OS-only runtime runs bootstrap itself: got AWS_LAMBDA_EXEC_WRAPPER %v and layers %v", wrapper, render(layers))
+				}
+				return
+			}
+			// A managed runtime: the executor comes from the layer.
+			if !isExecutor(id) {
+				t.Fatalf("only executors may use managed runtimes, got %s", def)
+			}
+			if got, want := wrapper, "/opt/gsr/exec-wrapper"; got != want {
+				t.Errorf("AWS_LAMBDA_EXEC_WRAPPER: got %v, want %s", got, want)
+			}
+			if len(layers) != 1 || !samtemplate.IsRef(layers[0], "ExecutorLayer") {
+				t.Errorf("Layers: got %s, want [!Ref ExecutorLayer]", render(layers))
+			}
+			layer, _ := tpl.Resource("ExecutorLayer")
+			compatible := render(layer.Properties["CompatibleRuntimes"])
+			if !strings.Contains(compatible, render(fn.Properties["Runtime"])) {
+				t.Errorf("ExecutorLayer CompatibleRuntimes %s lacks %s", compatible, render(fn.Properties["Runtime"]))
+			}
+		})
+	}
+}
+
+func TestArchitectureIsOneParameter(t *testing.T) {
+	tpl := loadTemplate(t)
+	p := samtemplate.Path(tpl.Section("Parameters"), "Architecture")
+	if got := samtemplate.Path(p, "Default"); got != "arm64" {
+		t.Errorf("Architecture default: got %v, want arm64", got)
+	}
+	if got, want := render(samtemplate.Path(p, "AllowedValues")), "[arm64 x86_64]"; got != want {
+		t.Errorf("Architecture allowed values: got %s, want %s", got, want)
+	}
+	for _, id := range sortedKeys(functionPackages) {
+		fn := function(t, tpl, id)
+		if got, want := render(fn.Properties["Architectures"]), "[!Ref Architecture]"; got != want {
+			t.Errorf("%s Architectures: got %s, want %s", id, got, want)
+		}
+	}
+	if got, want := render(tpl.Unmodelled["ExecutorLayer"]["CompatibleArchitectures"]), "[!Ref Architecture]"; got != want {
+		t.Errorf("ExecutorLayer CompatibleArchitectures: got %s, want %s", got, want)
+	}
+}
+
+func TestExecutors(t *testing.T) {
+	tpl := loadTemplate(t)
+	params := tpl.Section("Parameters")
+	if got := samtemplate.Path(params, "ExecutorTimeout", "Default"); got != 900.0 {
+		t.Errorf("ExecutorTimeout default: got %v, want 900", got)
+	}
+	for _, id := range executors {
+		t.Run(id, func(t *testing.T) {
+			fn := function(t, tpl, id)
+			tests := []struct{ name, got, want string }{
+				{"TenancyConfig", render(tpl.Unmodelled[id]["TenancyConfig"]), "map[TenantIsolationMode:PER_TENANT]"},
+				{"MemorySize", render(fn.Properties["MemorySize"]), "!Ref ExecutorMemorySize"},
+				{"EphemeralStorage", render(samtemplate.Path(fn.Properties, "EphemeralStorage", "Size")), "!Ref ExecutorEphemeralStorage"},
+				{"Timeout", render(fn.Properties["Timeout"]), "!Ref ExecutorTimeout"},
+				{"MaximumRetryAttempts", render(samtemplate.Path(fn.Properties, "EventInvokeConfig", "MaximumRetryAttempts")), "0"},
+				{"OnSuccess", render(samtemplate.Path(fn.Properties, "EventInvokeConfig", "DestinationConfig", "OnSuccess", "Destination")), "!GetAtt FinisherFunction.Arn"},
+				{"OnSuccess type", render(samtemplate.Path(fn.Properties, "EventInvokeConfig", "DestinationConfig", "OnSuccess", "Type")), "Lambda"},
+				{"OnFailure", render(samtemplate.Path(fn.Properties, "EventInvokeConfig", "DestinationConfig", "OnFailure", "Destination")), "!GetAtt FinisherFunction.Arn"},
+				{"OnFailure type", render(samtemplate.Path(fn.Properties, "EventInvokeConfig", "DestinationConfig", "OnFailure", "Type")), "Lambda"},
+			}
+			for _, tt := range tests {
+				if tt.got != tt.want {
+					t.Errorf("%s: got %s, want %s", tt.name, tt.got, tt.want)
+				}
+			}
+			// Tenant isolation does not work with these (Lambda's documentation).
+			for _, prop := range []string{"ProvisionedConcurrencyConfig", "FunctionUrlConfig", "SnapStart", "AutoPublishAlias", "Events"} {
+				if v, ok := fn.Properties[prop]; ok {
+					t.Errorf("%s is set (%s): executors run in tenant isolation mode and are only invoked by the poller", prop, render(v))
+				}
+			}
+		})
+	}
+	for _, r := range tpl.Resources("AWS::Serverless::Function") {
+		if _, ok := tpl.Unmodelled[r.ID]["TenancyConfig"]; ok && !isExecutor(r.ID) {
+			t.Errorf("%s: tenant isolation is for executors only (an HTTP API cannot pass a tenant id)", r.ID)
+		}
+	}
+	// The typed model agrees on what goformation does model.
+	for _, id := range executors {
+		fn := tpl.Typed.GetAllServerlessFunctionResources()[id]
+		if fn.EventInvokeConfig == nil || fn.EventInvokeConfig.MaximumRetryAttempts == nil || *fn.EventInvokeConfig.MaximumRetryAttempts != 0 {
+			t.Errorf("%s: goformation reads no MaximumRetryAttempts of 0", id)
+		}
+		if fn.Timeout == nil || *fn.Timeout != 900 {
+			t.Errorf("%s: goformation reads timeout %v, want 900", id, fn.Timeout)
+		}
+	}
+}
+
+// policies renders a function's policies: "Template:Resource" for SAM
+// policy templates, "Allow action,action on resource,resource" for inline
+// statements, the name for managed policies.
+func policies(t testing.TB, fn samtemplate.Resource) []string {
+	t.Helper()
+	var out []string
+	list, _ := fn.Properties["Policies"].([]any)
+	for _, p := range list {
+		switch p := p.(type) {
+		case string:
+			out = append(out, "managed "+p)
+		case map[string]any:
+			if stmts, ok := p["Statement"].([]any); ok {
+				for _, s := range stmts {
+					var actions, resources []string
+					for _, a := range asList(samtemplate.Path(s, "Action")) {
+						actions = append(actions, render(a))
+					}
+					for _, r := range asList(samtemplate.Path(s, "Resource")) {
+						resources = append(resources, render(r))
+					}
+					slices.Sort(actions)
+					slices.Sort(resources)
+					out = append(out, render(samtemplate.Path(s, "Effect"))+" "+strings.Join(actions, ",")+" on "+strings.Join(resources, ","))
+				}
+				continue
+			}
+			for name, arg := range p {
+				m, _ := arg.(map[string]any)
+				var targets []string
+				for _, k := range sortedKeys(m) {
+					targets = append(targets, strings.TrimPrefix(render(m[k]), "!Ref "))
+				}
+				out = append(out, name+":"+strings.Join(targets, ","))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func asList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	if v == nil {
+		return nil
+	}
+	return []any{v}
+}
+
+func TestLeastPrivilege(t *testing.T) {
+	tpl := loadTemplate(t)
+	secret := "AWSSecretsManagerGetSecretValuePolicy:"
+	want := map[string][]string{
+		"WebFunction": {
+			secret + "OidcClientSecretSecret", secret + "SessionKeySecret", secret + "TokenSealingKeySecret",
+			"DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:UsersTable", "DynamoDBReadPolicy:JobsTable",
+			"LambdaInvokePolicy:PollerFunction",
+		},
+		"SchedulerFunction": {"DynamoDBReadPolicy:RunnersTable", "LambdaInvokePolicy:PollerFunction"},
+		"PollerFunction": {
+			secret + "TokenSealingKeySecret",
+			"Allow s3:GetObject,s3:PutObject on ${CacheBucket.Arn}/payloads/*,${CacheBucket.Arn}/runner/*",
+			"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:SlotsTable",
+			"LambdaInvokePolicy:ExecutorFunction", "LambdaInvokePolicy:ExecutorNodeFunction", "LambdaInvokePolicy:ExecutorPythonFunction",
+		},
+		"FinisherFunction":       {"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:SlotsTable"},
+		"ExecutorFunction":       nil,
+		"ExecutorPythonFunction": nil,
+		"ExecutorNodeFunction":   nil,
+	}
+	for _, id := range sortedKeys(want) {
+		t.Run(id, func(t *testing.T) {
+			fn := function(t, tpl, id)
+			w := want[id]
+			slices.Sort(w)
+			if got := policies(t, fn); !slices.Equal(got, w) {
+				t.Errorf("policies:\n got %q\nwant %q", got, w)
+			}
+			// A role of our own would bypass the policies above.
+			for _, prop := range []string{"Role", "PermissionsBoundary", "AssumeRolePolicyDocument"} {
+				if v, ok := fn.Properties[prop]; ok {
+					t.Errorf("%s is set (%s): functions use the role SAM makes from Policies", prop, render(v))
+				}
+			}
+		})
+	}
+	// The executors' environment carries no name of anything they could
+	// reach: no table, bucket, secret or function.
+	for _, id := range executors {
+		fn := function(t, tpl, id)
+		vars, _ := samtemplate.Path(fn.Properties, "Environment", "Variables").(map[string]any)
+		for k, v := range vars {
+			for _, r := range tpl.References() {
+				if strings.HasPrefix(r.Path, "Resources."+id+".Properties.Environment.Variables."+k) && r.Name != "AWS::NoValue" {
+					if _, isParam := tpl.Section("Parameters")[r.Name]; !isParam {
+						t.Errorf("%s: %s=%s refers to resource %s", id, k, render(v), r.Name)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestSecretsNeverInConfiguration(t *testing.T) {
+	tpl := loadTemplate(t)
+	if got := samtemplate.Path(tpl.Section("Parameters"), "OidcClientSecret", "NoEcho"); got != true {
+		t.Errorf("OidcClientSecret NoEcho: got %v, want true", got)
+	}
+	secretVars := []string{"SESSION_KEY", "TOKEN_SEALING_KEY", "OIDC_CLIENT_SECRET"}
+	for _, id := range sortedKeys(functionPackages) {
+		fn := function(t, tpl, id)
+		pols := policies(t, fn)
+		for _, name := range secretVars {
+			v := samtemplate.Path(fn.Properties, "Environment", "Variables", name)
+			if v == nil {
+				continue
+			}
+			ref := samtemplate.RefName(v)
+			res, ok := tpl.Resource(ref)
+			if !ok || res.Type != "AWS::SecretsManager::Secret" {
+				t.Errorf("%s %s=%s: want the ARN of a Secrets Manager secret (!Ref of one)", id, name, render(v))
+				continue
+			}
+			if !slices.Contains(pols, "AWSSecretsManagerGetSecretValuePolicy:"+ref) {
+				t.Errorf("%s reads %s but may not get secret %s", id, name, ref)
+			}
+		}
+	}
+	for _, id := range []string{"SessionKeySecret", "TokenSealingKeySecret"} {
+		r, _ := tpl.Resource(id)
+		g := r.Properties["GenerateSecretString"]
+		if got := samtemplate.Path(g, "PasswordLength"); got != 43.0 {
+			t.Errorf("%s PasswordLength: got %v, want 43 (256 bits of [A-Za-z0-9], unpadded base64 of 32 bytes)", id, got)
+		}
+		if got := samtemplate.Path(g, "ExcludePunctuation"); got != true {
+			t.Errorf("%s ExcludePunctuation: got %v, want true", id, got)
+		}
+	}
+}
