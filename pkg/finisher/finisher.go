@@ -1,0 +1,251 @@
+// Package finisher owns the end of every job handed to an executor: it
+// reads the Lambda destination record of each executor invocation (on
+// success and on failure), records the job's outcome, duration and memory,
+// frees the runner's concurrency slot, and fails the job in GitLab when the
+// executor crashed, was killed at Lambda's time limit or ended without
+// reporting, so that no job is left running in GitLab.
+package finisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/runner"
+)
+
+// DefaultMemoryMB is the executor memory assumed for a function missing
+// from Config.MemoryMB.
+const DefaultMemoryMB = 2048
+
+// Config configures a Finisher. The zero value is usable.
+type Config struct {
+	// MemoryMB is the configured memory of each executor function, by
+	// function name, for the job's cost.
+	MemoryMB map[string]int
+	// DefaultMemoryMB is used for functions not in MemoryMB
+	// (DefaultMemoryMB).
+	DefaultMemoryMB int
+	// GitLab configures the GitLab clients.
+	GitLab gitlab.Options
+	// HTTPClient fetches payloads passed by reference
+	// (http.DefaultClient).
+	HTTPClient *http.Client
+	// Now returns the current time (time.Now).
+	Now func() time.Time
+	// Logger receives one line per record; nil discards.
+	Logger *slog.Logger
+}
+
+// Finisher closes jobs from destination records. It is safe for concurrent
+// use, and a record delivered twice is closed once.
+type Finisher struct {
+	jobs runner.JobStore
+	cfg  Config
+	log  *slog.Logger
+}
+
+// New returns a Finisher.
+func New(jobs runner.JobStore, cfg Config) *Finisher {
+	if cfg.DefaultMemoryMB <= 0 {
+		cfg.DefaultMemoryMB = DefaultMemoryMB
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.GitLab.Logger == nil {
+		cfg.GitLab.Logger = log
+	}
+	return &Finisher{jobs: jobs, cfg: cfg, log: log}
+}
+
+// executorResult is the executor's response payload (its Result type):
+// only the fields the finisher reads.
+type executorResult struct {
+	JobID         int64  `json:"job_id"`
+	State         string `json:"state"`
+	FailureReason string `json:"failure_reason"`
+	DurationMS    int64  `json:"duration_ms"`
+	Reported      bool   `json:"reported"`
+	Error         string `json:"error"`
+}
+
+// Outcome is what the finisher did with one record.
+type Outcome struct {
+	RunnerID string `json:"runner_id,omitempty"`
+	JobID    int64  `json:"job_id,omitempty"`
+	// State is the recorded state.
+	State runner.JobState `json:"state,omitempty"`
+	// FailureReason is the recorded failure reason.
+	FailureReason string `json:"failure_reason,omitempty"`
+	// FailedInGitLab: the finisher reported the job failed itself.
+	FailedInGitLab bool `json:"failed_in_gitlab,omitempty"`
+	// Duplicate: the job was already finished (a redelivered record).
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// Handle decodes a destination record and finishes its job.
+func (f *Finisher) Handle(ctx context.Context, raw []byte) (Outcome, error) {
+	var rec invoke.Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return Outcome{}, fmt.Errorf("finisher: decode destination record: %w", err)
+	}
+	return f.Finish(ctx, rec)
+}
+
+// Finish closes the job of one executor invocation. An error means the job
+// could not be closed (GitLab or the store failed) and the record should
+// be delivered again; a record without dispatch data is logged and
+// dropped.
+func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, error) {
+	ev, err := poller.DecodeExecutorEvent(rec.RequestPayload)
+	d := ev.Dispatch
+	if err != nil || d.RunnerID == "" || d.JobID == 0 {
+		f.log.ErrorContext(ctx, "destination record without a dispatched job; dropped", "request_id", rec.RequestContext.RequestID, "error", err)
+		return Outcome{}, nil
+	}
+	log := f.log.With("runner_id", d.RunnerID, "job_id", d.JobID, "request_id", rec.RequestContext.RequestID)
+	out := Outcome{RunnerID: d.RunnerID, JobID: d.JobID}
+	now := f.cfg.Now()
+	duration := now.Sub(d.StartedAt)
+
+	var res executorResult
+	reported := false
+	if !rec.Failed() && len(rec.ResponsePayload) > 0 && json.Unmarshal(rec.ResponsePayload, &res) == nil && res.Reported {
+		reported = true
+		out.State, out.FailureReason = stateOf(res)
+		if res.DurationMS > 0 {
+			duration = time.Duration(res.DurationMS) * time.Millisecond
+		}
+	}
+	if !reported {
+		reason, msg := diagnose(rec, res)
+		out.State, out.FailureReason = runner.JobFailed, reason
+		log.WarnContext(ctx, "executor ended without reporting the job", "condition", rec.RequestContext.Condition,
+			"function_error", rec.ResponseContext.FunctionError, "reason", reason)
+		job, err := f.jobOf(ctx, ev)
+		if err != nil {
+			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
+		}
+		client, err := gitlab.New(d.GitLabURL, f.cfg.GitLab)
+		if err != nil {
+			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
+		}
+		if err := poller.FailJob(ctx, client, poller.JobFailure{
+			JobID: d.JobID, Token: job.Token, TwoPhase: d.TwoPhase, Reason: reason, Message: msg,
+		}); err != nil {
+			return out, fmt.Errorf("finisher: %w", err)
+		}
+		out.FailedInGitLab = true
+	}
+
+	memory := f.cfg.DefaultMemoryMB
+	if m, ok := f.cfg.MemoryMB[d.Function]; ok {
+		memory = m
+	}
+	err = f.jobs.FinishJob(ctx, d.RunnerID, d.JobID, runner.JobOutcome{
+		State: out.State, FailureReason: out.FailureReason, FinishedAt: now, Duration: duration,
+		MemoryMB: memory, BilledDuration: duration.Round(time.Millisecond),
+	})
+	switch {
+	case runner.ErrorCode(err) == runner.ECONFLICT:
+		out.Duplicate = true
+	case runner.ErrorCode(err) == runner.ENOTFOUND:
+		log.WarnContext(ctx, "job was never recorded; nothing to finish")
+	case err != nil:
+		return out, fmt.Errorf("finisher: record job %d of runner %s: %w", d.JobID, d.RunnerID, err)
+	}
+	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
+	if err := f.jobs.ReleaseSlot(ctx, slot); err != nil {
+		return out, fmt.Errorf("finisher: release slot %d of runner %s: %w", d.SlotIndex, d.RunnerID, err)
+	}
+	log.InfoContext(ctx, "job finished", "state", out.State, "failure_reason", out.FailureReason,
+		"failed_in_gitlab", out.FailedInGitLab, "duplicate", out.Duplicate, "duration_ms", duration.Milliseconds(), "memory_mb", memory)
+	return out, nil
+}
+
+// stateOf maps the executor's reported state to the record's.
+func stateOf(res executorResult) (runner.JobState, string) {
+	switch res.State {
+	case gitlab.StateSuccess:
+		return runner.JobSuccess, ""
+	case "canceled":
+		return runner.JobCanceled, ""
+	default:
+		return runner.JobFailed, res.FailureReason
+	}
+}
+
+// diagnose says why a job was not reported and with which reason to fail
+// it. The message goes to the job's trace: it names the kind of failure,
+// never the function's error text, which could quote job data.
+func diagnose(rec invoke.Record, res executorResult) (reason, msg string) {
+	e, _ := rec.Error()
+	switch {
+	case rec.RequestContext.Condition == invoke.ConditionEventAgeExceeded:
+		return gitlab.ReasonRunnerSystemFailure, "The executor function never started: the job waited too long in Lambda's queue."
+	case strings.Contains(e.ErrorMessage, "Task timed out"):
+		return gitlab.ReasonJobExecutionTimeout, "The executor was stopped by Lambda's time limit (15 minutes at most) before it could report the job's result."
+	case rec.Failed():
+		kind := e.ErrorType
+		if kind == "" {
+			kind = "unknown error"
+		}
+		return gitlab.ReasonRunnerSystemFailure, "The executor function crashed before reporting the job's result (" + kind + ")."
+	case res.Error != "":
+		return gitlab.ReasonRunnerSystemFailure, "The executor ended without reporting the job's result: " + res.Error
+	default:
+		return gitlab.ReasonRunnerSystemFailure, "The executor ended without reporting the job's result."
+	}
+}
+
+// jobOf returns the job of the event, fetching the event when it was
+// passed by reference.
+func (f *Finisher) jobOf(ctx context.Context, ev poller.ExecutorEvent) (*gitlab.Job, error) {
+	if ev.Job != nil && ev.Job.Token != "" {
+		return ev.Job, nil
+	}
+	if ev.PayloadURL == "" {
+		return nil, errors.New("the executor event holds no job token")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ev.PayloadURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch executor event: invalid payload URL")
+	}
+	resp, err := f.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch executor event: %w", errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch executor event: status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("fetch executor event: %w", err)
+	}
+	full, err := poller.DecodeExecutorEvent(body)
+	if err != nil {
+		return nil, err
+	}
+	if full.Job == nil || full.Job.Token == "" {
+		return nil, errors.New("the fetched executor event holds no job token")
+	}
+	return full.Job, nil
+}
