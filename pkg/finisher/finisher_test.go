@@ -165,10 +165,17 @@ func TestFinisherFailsJobsWhoseExecutorDied(t *testing.T) {
 		wantTrace  string // trace the executor wrote before the line
 	}{
 		{"crash after accepting", 0, func(w *world) invoke.Func {
-			return func(ctx context.Context, p []byte) ([]byte, error) { w.accept(ctx, p); panic("runtime error: index out of range") }
+			return func(ctx context.Context, p []byte) ([]byte, error) {
+				w.accept(ctx, p)
+				panic("runtime error: index out of range")
+			}
 		}, gitlab.ReasonRunnerSystemFailure, "crashed before reporting the job's result (Runtime.ExitError)", started},
 		{"killed at the time limit", 100 * time.Millisecond, func(w *world) invoke.Func {
-			return func(ctx context.Context, p []byte) ([]byte, error) { w.accept(ctx, p); <-ctx.Done(); return nil, ctx.Err() }
+			return func(ctx context.Context, p []byte) ([]byte, error) {
+				w.accept(ctx, p)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
 		}, gitlab.ReasonJobExecutionTimeout, "stopped by Lambda's time limit", started},
 		{"error before accepting the two-phase job", 0, func(w *world) invoke.Func {
 			return func(context.Context, []byte) ([]byte, error) { return nil, errors.New("exec format error") }
