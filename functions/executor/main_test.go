@@ -29,7 +29,7 @@ var lambdaCredentials = map[string]string{
 
 // fixture is a fake GitLab and the executor under the emulator.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *gitlabtest.Server
 	client *gitlab.Client
 	runner gitlabtest.Runner
@@ -38,7 +38,7 @@ type fixture struct {
 	dirs   string
 }
 
-func start(t *testing.T, extraEnv map[string]string) *fixture {
+func start(t testing.TB, extraEnv map[string]string) *fixture {
 	t.Helper()
 	srv := gitlabtest.New(t, gitlabtest.WithTraceUpdateInterval(1, 1))
 	c, err := gitlab.New(srv.URL(), gitlab.Options{})
@@ -251,4 +251,31 @@ func TestSystemCleanupInAPIDNamespace(t *testing.T) {
 	if res, got := f.invoke(gitlabtest.JobSpec{Script: []string{"exit 5"}}); res.ExitCode != 5 || got.State != "failed" {
 		t.Errorf("failing job: result %+v, GitLab %s, want exit code 5 failed", res, got.State)
 	}
+}
+
+// BenchmarkInvokeTrivialJob measures, under the emulator with a warm
+// function, the time from taking the job (the poller's job request plus the
+// invocation) to the first script line and to the result (the final update
+// is applied before the handler returns).
+func BenchmarkInvokeTrivialJob(b *testing.B) {
+	f := start(b, nil)
+	f.invoke(gitlabtest.JobSpec{Script: []string{"true"}}) // cold start
+	var toFirst, toResult time.Duration
+	n := 0
+	for b.Loop() {
+		begin := time.Now()
+		res, got := f.invoke(gitlabtest.JobSpec{Script: []string{`echo "first=$(date +%s%N)"`}})
+		toResult += time.Since(begin)
+		if res.State != "success" {
+			b.Fatalf("result %+v", res)
+		}
+		ns, err := strconv.ParseInt(pidLine.FindStringSubmatch(string(got.Trace))[2], 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		toFirst += time.Unix(0, ns).Sub(begin)
+		n++
+	}
+	b.ReportMetric(float64(toFirst.Milliseconds())/float64(n), "ms-to-first-script-line")
+	b.ReportMetric(float64(toResult.Milliseconds())/float64(n), "ms-to-result")
 }

@@ -27,14 +27,16 @@ var allFeatures = gitlab.Features{
 
 // env is one fake GitLab with a runner, and an executor's directories.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *gitlabtest.Server
 	runner gitlabtest.Runner
 	client *gitlab.Client
 	cfg    executor.Config
 }
 
-func newEnv(t *testing.T, opts ...gitlabtest.Option) *env {
+func newEnv(t *testing.T, opts ...gitlabtest.Option) *env { return newEnvTB(t, opts...) }
+
+func newEnvTB(t testing.TB, opts ...gitlabtest.Option) *env {
 	t.Helper()
 	opts = append([]gitlabtest.Option{gitlabtest.WithTraceUpdateInterval(1, 1)}, opts...)
 	srv := gitlabtest.New(t, opts...)
