@@ -1,0 +1,177 @@
+package webhook_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/webhook"
+)
+
+// runnersFunc is a function-field runner store.
+type runnersFunc func(ctx context.Context, id string) (*runner.Runner, error)
+
+func (f runnersFunc) GetRunner(ctx context.Context, id string) (*runner.Runner, error) {
+	return f(ctx, id)
+}
+
+// recorder records poller invocations.
+type recorder struct {
+	mu     sync.Mutex
+	events []poller.Event
+	fail   error
+}
+
+func (r *recorder) Invoke(_ context.Context, function string, payload []byte, _ invoke.Options) error {
+	if function != "poller" {
+		return errors.New("unexpected function " + function)
+	}
+	ev, err := poller.DecodeEvent(payload)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return r.fail
+	}
+	r.events = append(r.events, ev)
+	return nil
+}
+
+func (r *recorder) Events() []poller.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]poller.Event(nil), r.events...)
+}
+
+func store(secretHash string, paused bool) runnersFunc {
+	return func(_ context.Context, id string) (*runner.Runner, error) {
+		switch id {
+		case "r1":
+			return &runner.Runner{ID: "r1", WebhookSecretHash: secretHash, Paused: paused}, nil
+		case "broken":
+			return nil, errors.New("dynamodb: connection reset")
+		}
+		return nil, runner.Errorf(runner.ENOTFOUND, "Runner not found.")
+	}
+}
+
+func TestHandler(t *testing.T) {
+	secret, hash := webhook.NewSecret()
+	pending := `{"object_kind":"build","build_id":7,"build_status":"pending"}`
+	tests := []struct {
+		name       string
+		path       string
+		token      string
+		event      string
+		body       string
+		paused     bool
+		invokeErr  error
+		wantStatus int
+		wantPolls  int
+	}{
+		{"pending job starts a poll", "/webhooks/gitlab/r1", secret, "Job Hook", pending, false, nil, http.StatusAccepted, 1},
+		{"wrong secret", "/webhooks/gitlab/r1", secret + "x", "Job Hook", pending, false, nil, http.StatusUnauthorized, 0},
+		{"missing secret", "/webhooks/gitlab/r1", "", "Job Hook", pending, false, nil, http.StatusUnauthorized, 0},
+		{"the hash itself is not the secret", "/webhooks/gitlab/r1", hash, "Job Hook", pending, false, nil, http.StatusUnauthorized, 0},
+		{"unknown runner looks like a wrong secret", "/webhooks/gitlab/r2", secret, "Job Hook", pending, false, nil, http.StatusUnauthorized, 0},
+		{"store failure", "/webhooks/gitlab/broken", secret, "Job Hook", pending, false, nil, http.StatusServiceUnavailable, 0},
+		{"other event ignored", "/webhooks/gitlab/r1", secret, "Push Hook", `{"object_kind":"push"}`, false, nil, http.StatusNoContent, 0},
+		{"running job ignored", "/webhooks/gitlab/r1", secret, "Job Hook", `{"object_kind":"build","build_id":7,"build_status":"running"}`, false, nil, http.StatusNoContent, 0},
+		{"paused runner ignored", "/webhooks/gitlab/r1", secret, "Job Hook", pending, true, nil, http.StatusNoContent, 0},
+		{"bad JSON", "/webhooks/gitlab/r1", secret, "Job Hook", `{`, false, nil, http.StatusBadRequest, 0},
+		{"poller not started", "/webhooks/gitlab/r1", secret, "Job Hook", pending, false, errors.New("throttled"), http.StatusServiceUnavailable, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{fail: tt.invokeErr}
+			mux := http.NewServeMux()
+			mux.Handle(webhook.Route, webhook.New(store(hash, tt.paused), rec, "poller", nil))
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+tt.path, strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Gitlab-Event", tt.event)
+			if tt.token != "" {
+				req.Header.Set("X-Gitlab-Token", tt.token)
+			}
+			res, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tt.wantStatus {
+				t.Errorf("status = %d, want %d", res.StatusCode, tt.wantStatus)
+			}
+			events := rec.Events()
+			if len(events) != tt.wantPolls {
+				t.Fatalf("polls started = %d, want %d", len(events), tt.wantPolls)
+			}
+			for _, ev := range events {
+				if ev != (poller.Event{RunnerID: "r1", Reason: poller.ReasonWebhook}) {
+					t.Errorf("poll event = %+v, want runner r1 by webhook", ev)
+				}
+			}
+		})
+	}
+}
+
+// TestHandlerWithGitLab lets the fake GitLab deliver real job events.
+func TestHandlerWithGitLab(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		secret    func(good string) string
+		wantCode  int
+		wantPolls int
+	}{
+		{"right secret", func(good string) string { return good }, http.StatusAccepted, 1},
+		{"wrong secret", func(string) string { return "whsec_guess" }, http.StatusUnauthorized, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			secret, hash := webhook.NewSecret()
+			rec := &recorder{}
+			srv := httptest.NewServer(webhook.New(store(hash, false), rec, "poller", nil))
+			defer srv.Close()
+			gl := gitlabtest.New(t)
+			gl.AddJobHook(srv.URL+"/webhooks/gitlab/r1", tt.secret(secret))
+			gl.EnqueueJob(gl.CreateProject("group/demo", map[string]string{"a": "b"}), gitlabtest.JobSpec{Script: []string{"true"}})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for len(gl.HookDeliveries()) == 0 {
+				select {
+				case <-ctx.Done():
+					t.Fatal("no webhook delivered")
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			d := gl.HookDeliveries()[0]
+			if d.Status != "pending" || d.Code != tt.wantCode {
+				t.Errorf("delivery = %s answered %d, want pending answered %d", d.Status, d.Code, tt.wantCode)
+			}
+			if got := len(rec.Events()); got != tt.wantPolls {
+				t.Errorf("polls started = %d, want %d", got, tt.wantPolls)
+			}
+		})
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	a, ha := webhook.NewSecret()
+	b, hb := webhook.NewSecret()
+	if a == b || ha == hb {
+		t.Error("NewSecret returned the same secret twice")
+	}
+	if strings.Contains(ha, a) || webhook.HashSecret(a) != ha {
+		t.Errorf("HashSecret(secret) = %q, want the stored hash %q without the secret in it", webhook.HashSecret(a), ha)
+	}
+}
