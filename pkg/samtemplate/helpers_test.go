@@ -102,6 +102,18 @@ func render(v any) string {
 			parts[i] = render(e)
 		}
 		return "[" + strings.Join(parts, " ") + "]"
+	case map[string]any:
+		parts := make([]string, 0, len(v))
+		for _, k := range sortedKeys(v) {
+			parts = append(parts, k+":"+render(v[k]))
+		}
+		return "map[" + strings.Join(parts, " ") + "]"
+	case map[string]string:
+		parts := make([]string, 0, len(v))
+		for _, k := range sortedKeys(v) {
+			parts = append(parts, k+":"+v[k])
+		}
+		return "map[" + strings.Join(parts, " ") + "]"
 	case nil:
 		return "<nil>"
 	}

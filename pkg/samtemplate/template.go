@@ -38,8 +38,9 @@ type Template struct {
 	// {"Ref": "X"}, {"Fn::GetAtt": ["R", "Arn"]}, {"Fn::Sub": "..."}.
 	Raw map[string]any
 	// Typed is goformation's model of the template without the Unmodelled
-	// properties. Intrinsic functions are resolved the goformation way:
-	// Ref of a parameter gives its default, of a resource nothing.
+	// properties, with the parameters' defaults. Intrinsic functions are
+	// resolved the goformation way: Ref of a parameter gives its default,
+	// of a resource nothing; conditions are evaluated.
 	Typed *cloudformation.Template
 	// Unmodelled holds, per logical id, the properties stripped before
 	// typed parsing.
@@ -99,7 +100,7 @@ func Parse(data []byte) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("samtemplate: encode template: %w", err)
 	}
-	typed, err := goformation.ParseJSON(js)
+	typed, err := goformation.ParseJSONWithOptions(js, &intrinsics.ProcessorOptions{EvaluateConditions: true})
 	if err != nil {
 		return nil, fmt.Errorf("samtemplate: parse with goformation: %w", err)
 	}
