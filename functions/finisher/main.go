@@ -1,0 +1,88 @@
+// Command finisher is the on-success and on-failure destination of every
+// executor function: it records each job's outcome, frees its concurrency
+// slot and fails in GitLab the jobs whose executor died.
+//
+// Configuration (environment): TABLE_PREFIX ("gsr-") or JOBS_TABLE and
+// SLOTS_TABLE; EXECUTOR_MEMORY ("function=MB,...", the memory of each
+// executor function, for job costs); EXECUTOR_MEMORY_MB (the default, 2048);
+// DYNAMODB_ENDPOINT (optional local endpoint).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/store"
+)
+
+func main() {
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	slog.SetDefault(logger)
+	f, err := setup(context.Background(), logger)
+	if err != nil {
+		logger.Error("finisher function cannot start", "error", err)
+		os.Exit(1)
+	}
+	lambda.Start(func(ctx context.Context, raw json.RawMessage) (finisher.Outcome, error) {
+		return f.Handle(ctx, raw)
+	})
+}
+
+// setup wires configuration and dependencies once, at cold start.
+func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error) {
+	tables := store.Prefixed(envOr("TABLE_PREFIX", "gsr-"))
+	tables.Jobs = envOr("JOBS_TABLE", tables.Jobs)
+	tables.Slots = envOr("SLOTS_TABLE", tables.Slots)
+	memory := map[string]int{}
+	for pair := range strings.SplitSeq(os.Getenv("EXECUTOR_MEMORY"), ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		fn, mb, ok := strings.Cut(pair, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(mb))
+		if !ok || err != nil || n <= 0 {
+			return nil, fmt.Errorf("EXECUTOR_MEMORY: %q is not function=MB", pair)
+		}
+		memory[strings.TrimSpace(fn)] = n
+	}
+	def := 0
+	if s := os.Getenv("EXECUTOR_MEMORY_MB"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("EXECUTOR_MEMORY_MB %q is not a positive number", s)
+		}
+		def = n
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		if ep := os.Getenv("DYNAMODB_ENDPOINT"); ep != "" {
+			o.BaseEndpoint = aws.String(ep)
+		}
+	})
+	st, err := store.New(db, store.Config{Tables: tables})
+	if err != nil {
+		return nil, err
+	}
+	return finisher.New(st, finisher.Config{MemoryMB: memory, DefaultMemoryMB: def, Logger: logger}), nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
