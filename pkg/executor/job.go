@@ -206,7 +206,10 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	if j.up.IsAborted() {
 		return outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
 	}
-	j.afterScript(postCtx, status)
+	if ar, ran := j.afterScript(postCtx, status); ran && ar.Outcome != shell.Succeeded && !o.failed() &&
+		j.job.Variables.Get("AFTER_SCRIPT_IGNORE_ERRORS") == "false" {
+		o = outcome{reason: trace.ReasonScriptFailure, exitCode: ar.ExitCode, message: fmt.Sprintf(": after_script failed: exit code %d", ar.ExitCode)}
+	}
 	j.archiveCache(postCtx, !o.failed())
 	if uo := j.uploadArtifacts(postCtx, !o.failed()); uo.failed() && !o.failed() {
 		o = uo
@@ -361,8 +364,9 @@ func (j *jobRun) steps(ctx context.Context) (string, outcome) {
 	return shell.StatusSuccess, outcome{}
 }
 
-// afterScript runs after_script in its own shell.
-func (j *jobRun) afterScript(ctx context.Context, status string) {
+// afterScript runs after_script in its own shell; ran is false when there
+// was none or no time was left for it.
+func (j *jobRun) afterScript(ctx context.Context, status string) (r shell.Result, ran bool) {
 	var script []string
 	for _, st := range j.job.Steps {
 		if st.Name == gitlab.StepAfterScript {
@@ -370,13 +374,14 @@ func (j *jobRun) afterScript(ctx context.Context, status string) {
 		}
 	}
 	if len(script) == 0 {
-		return
+		return r, false
 	}
 	j.section("after_script", "Running after_script", func() {
 		if ctx.Err() != nil {
 			j.w.Warningf("after_script skipped: no time left before the job's deadline")
 			return
 		}
-		j.sess.RunAfterScript(ctx, script, status, j.w)
+		r, ran = j.sess.RunAfterScript(ctx, script, status, j.w), true
 	})
+	return r, ran
 }

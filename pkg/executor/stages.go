@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
@@ -54,7 +56,24 @@ func (j *jobRun) getSources(ctx context.Context) (o outcome, ok bool) {
 		}
 		opts.Trace = j.w
 		opts.CAPEM = []byte(j.ev.CAPEM)
-		if _, err := checkout.Get(ctx, opts); err != nil {
+		attempts, err := attemptsVar(j.job.Variables, "GET_SOURCES_ATTEMPTS")
+		if err != nil {
+			j.w.Errorf("%v", err)
+			o, ok = outcome{reason: trace.ReasonConfigurationError, message: fmt.Sprintf(": %v", err)}, false
+			return
+		}
+		for attempt := 1; ; attempt++ {
+			_, err = checkout.Get(ctx, opts)
+			if err == nil || ctx.Err() != nil || attempt >= attempts {
+				break
+			}
+			j.w.Warningf("Getting source from Git repository failed (attempt %d of %d): %v", attempt, attempts, err)
+			// gitlab-runner's clear_worktree: start the next attempt afresh.
+			if rerr := removeContents(j.projectDir); rerr != nil {
+				j.log.Warn("executor: clear the worktree before another attempt", "error", rerr)
+			}
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				o, ok = outcome{reason: trace.ReasonScriptFailure}, false
 				return
@@ -438,4 +457,34 @@ func untrackedFiles(dir string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// attemptsVar reads an attempts variable such as GET_SOURCES_ATTEMPTS:
+// 1 to 10, default 1.
+func attemptsVar(vars gitlab.Variables, name string) (int, error) {
+	v := strings.TrimSpace(vars.Get(name))
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 10 {
+		return 0, fmt.Errorf("read %s: %q is not a number from 1 to 10", name, v)
+	}
+	return n, nil
+}
+
+// removeContents empties dir, keeping dir itself.
+func removeContents(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }

@@ -31,12 +31,19 @@ func TestAfterScript(t *testing.T) {
 	}{
 		{"after success, failing after_script keeps success", []string{"echo main"}, []string{"echo status=$CI_JOB_STATUS", "exit 7"}, "success", 0, "status=success"},
 		{"after a script failure", []string{"exit 2"}, []string{"echo status=$CI_JOB_STATUS"}, "failed", 2, "status=failed"},
+		{"AFTER_SCRIPT_IGNORE_ERRORS=false fails the job", nil, nil, "failed", 6, "status=success"},
 		{"separate shell: no state from the script", []string{"export FROM_SCRIPT=leaked"}, []string{"echo from_script=${FROM_SCRIPT:-none} status=$CI_JOB_STATUS"}, "success", 0, "from_script=none status=success"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			res, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: tt.script, AfterScript: tt.after}))
+			spec := gitlabtest.JobSpec{Script: tt.script, AfterScript: tt.after}
+			if tt.script == nil {
+				spec.Script = []string{"true"}
+				spec.AfterScript = []string{"echo status=$CI_JOB_STATUS", "exit 6"}
+				spec.Variables = []gitlab.Variable{{Key: "AFTER_SCRIPT_IGNORE_ERRORS", Value: "false"}}
+			}
+			res, got := e.run(e.take(project(e, nil), spec))
 			if got.State != tt.wantState || got.ExitCode != tt.wantExit || res.State != tt.wantState {
 				t.Errorf("job = %s exit %d (result %+v), want %s exit %d", got.State, got.ExitCode, res, tt.wantState, tt.wantExit)
 			}
@@ -131,6 +138,29 @@ func TestGitStrategies(t *testing.T) {
 			t.Fatalf("jobs = %s, %s, want success; second trace:\n%s", first.State, second.State, second.Trace)
 		}
 		wantContains(t, second.Trace, "Reinitialized existing Git repository")
+	})
+	t.Run("submodules", func(t *testing.T) {
+		e := newEnv(t)
+		lib := e.srv.CreateProject("group/lib", map[string]string{"lib.txt": "library\n"})
+		p := project(e, nil)
+		p.AddSubmodule("vendor/lib", lib)
+		_, got := e.run(e.take(p, gitlabtest.JobSpec{
+			Variables: []gitlab.Variable{{Key: "GIT_SUBMODULE_STRATEGY", Value: "normal"}},
+			Script:    []string{`test "$(cat vendor/lib/lib.txt)" = library`},
+		}))
+		if got.State != "success" {
+			t.Errorf("job = %s/%s, want success; trace:\n%s", got.State, got.FailureReason, got.Trace)
+		}
+	})
+	t.Run("GET_SOURCES_ATTEMPTS retries a failed fetch", func(t *testing.T) {
+		e := newEnv(t)
+		ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"cat README.md"}, Variables: []gitlab.Variable{{Key: "GET_SOURCES_ATTEMPTS", Value: "2"}}})
+		e.srv.Inject(gitlabtest.EndpointGit, gitlabtest.Fault{Status: http.StatusForbidden})
+		_, got := e.run(ev)
+		if got.State != "success" {
+			t.Errorf("job = %s/%s, want success on the second attempt; trace:\n%s", got.State, got.FailureReason, got.Trace)
+		}
+		wantContains(t, got.Trace, "Getting source from Git repository failed (attempt 1 of 2)")
 	})
 	t.Run("bad GIT_STRATEGY", func(t *testing.T) {
 		e := newEnv(t)
@@ -405,6 +435,24 @@ func TestCache(t *testing.T) {
 			}
 		})
 	}
+	t.Run("when on_failure saves only after a failure", func(t *testing.T) {
+		for _, tt := range []struct {
+			script string
+			want   bool
+		}{{"true", false}, {"exit 1", true}} {
+			ev := cacheEv(gitlabtest.JobSpec{
+				Script: []string{"mkdir -p .failcache && echo x > .failcache/f", tt.script},
+				Cache:  []gitlab.Cache{{Key: "failures-" + tt.script[:4], Paths: []string{".failcache/"}, Policy: "push", When: "on_failure"}},
+			})
+			_, got := e.run(ev)
+			store.mu.Lock()
+			_, saved := store.objects["/bucket/runner/x/project/1/"+ev.Job.Cache[0].Key+"/cache.zip"]
+			store.mu.Unlock()
+			if saved != tt.want {
+				t.Errorf("script %q: cache saved = %v, want %v; trace:\n%s", tt.script, saved, tt.want, got.Trace)
+			}
+		}
+	})
 	t.Run("unreachable cache only warns", func(t *testing.T) {
 		ev := e.take(p, gitlabtest.JobSpec{Script: []string{"true"}, Cache: []gitlab.Cache{{Key: "deps", Paths: []string{".cache/"}}}})
 		ev.Cache = map[string]executor.CacheURLs{ev.Job.Cache[0].Key: {GetURL: "http://127.0.0.1:1/x?X-Amz-Signature=s", PutURL: "http://127.0.0.1:1/x?X-Amz-Signature=s"}}
