@@ -204,3 +204,15 @@ func TestPayloadURL(t *testing.T) {
 		t.Errorf("trace lacks the script's output:\n%s", got.Trace)
 	}
 }
+
+func TestRunStepsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"true"}, Payload: func(j *gitlab.Job) {
+		j.Steps = nil
+		j.Run = `[{"name":"hello","script":"echo hi"}]`
+	}}))
+	if got.State != "failed" || got.FailureReason != "runner_configuration_error" {
+		t.Errorf("job = %s/%s, want failed/runner_configuration_error", got.State, got.FailureReason)
+	}
+	wantContains(t, got.Trace, "does not support")
+}

@@ -189,6 +189,10 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	}()
 
 	j.prepare()
+	if j.job.Run != "" && len(j.job.Steps) == 0 {
+		j.w.Errorf("This job uses run: (CI steps), which this runner does not support")
+		return outcome{reason: trace.ReasonConfigurationError, message: ": run: steps are not supported"}
+	}
 	o, ok := j.setup(workCtx)
 	if !ok {
 		return j.finish(postCtx, workCtx, o)
