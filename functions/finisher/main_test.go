@@ -1,13 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/poller"
-
-	"encoding/json"
 )
 
 // TestSampleEvent checks that the sample destination record decodes into

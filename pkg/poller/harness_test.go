@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/invoke"
@@ -71,7 +73,7 @@ func (fakePresigner) PresignPut(_ context.Context, key string, ttl time.Duration
 
 // env is one test's world: a fake GitLab, DynamoDB Local and a poller.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	gl      *gitlabtest.Server
 	project *gitlabtest.Project
 	store   *store.Store
@@ -81,10 +83,15 @@ type env struct {
 	glOpts  gitlab.Options
 }
 
-func newEnv(t *testing.T, opts ...gitlabtest.Option) *env {
+func newEnv(t testing.TB, opts ...gitlabtest.Option) *env {
 	t.Helper()
-	srv := dynamotest.Start(t)
-	st, err := store.New(srv.Client(), store.Config{Tables: store.Prefixed(dynamotest.Prefix(t))})
+	return newEnvWithClient(t, dynamotest.Start(t).Client(), opts...)
+}
+
+// newEnvWithClient is newEnv with a given DynamoDB client.
+func newEnvWithClient(t testing.TB, db *dynamodb.Client, opts ...gitlabtest.Option) *env {
+	t.Helper()
+	st, err := store.New(db, store.Config{Tables: store.Prefixed(dynamotest.Prefix(t))})
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
 	}
