@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,5 +210,37 @@ func TestMainRejectsArguments(t *testing.T) {
 	err := local.Main(context.Background(), []string{"serve"}, env{}.lookup, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "environment") {
 		t.Errorf("Main with an argument = %v, want an error pointing at the environment variables", err)
+	}
+}
+
+func TestWebhookRouteIsServed(t *testing.T) {
+	r := startSystem(t, nil)
+	tests := []struct {
+		name   string
+		token  string
+		status int
+	}{
+		{"no secret", "", 401},
+		{"wrong secret", "not-the-secret", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, r.sys.URL()+"/webhooks/gitlab/some-runner", strings.NewReader(`{"object_kind":"build","build_status":"pending"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Gitlab-Event", "Job Hook")
+			if tt.token != "" {
+				req.Header.Set("X-Gitlab-Token", tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("POST /webhooks/gitlab/some-runner: status %d, want %d", resp.StatusCode, tt.status)
+			}
+		})
 	}
 }

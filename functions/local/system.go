@@ -24,6 +24,7 @@ import (
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
+	"gitlab-serverless-runner/pkg/webhook"
 )
 
 // Names of the in-process functions, as the deployed functions are named
@@ -40,6 +41,7 @@ const (
 	oidcAddrFile   = "dev-oidc.addr"
 	dynamoDir      = "dynamodb"
 	jobsDirName    = "jobs"
+	cacheDirName   = "cache"
 )
 
 // shutdownGrace bounds each step of the shutdown: the HTTP server's
@@ -60,9 +62,10 @@ type System struct {
 	inv   *invoke.Local
 	srv   *http.Server
 	sched *scheduler.Scheduler
+	cache *localCache
 
-	jobsDir     string
-	tempJobsDir bool
+	workDir string // the data directory, or a temporary one
+	jobsDir string
 
 	// stopping is cancelled when shutdown begins: in-process invocations
 	// run without their caller's cancellation, as on Lambda, so they
@@ -128,7 +131,11 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("local: parse TOKEN_SEALING_KEY: %w", err)
 	}
-	if err := s.prepareJobsDir(); err != nil {
+	if err := s.prepareWorkDir(); err != nil {
+		return nil, err
+	}
+
+	if s.cache, err = newLocalCache(filepath.Join(s.workDir, cacheDirName), s.url); err != nil {
 		return nil, err
 	}
 
@@ -159,7 +166,11 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if s.idp != nil {
 		app.Echo().Use(devBanner(devoidc.DefaultUser().Username))
 	}
-	s.srv = &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle(cachePath, s.cache)
+	mux.Handle(webhook.Route, webhook.New(s.store, s.inv, pollerFunction, s.log.With("part", "webhook")))
+	mux.Handle("/", app)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(ln) }()
@@ -370,21 +381,24 @@ func (s *System) startDevSignIn(w *web.Config) error {
 	return nil
 }
 
-// prepareJobsDir makes the directory under which every job gets its own.
-func (s *System) prepareJobsDir() error {
-	if s.cfg.DataDir != "" {
-		s.jobsDir = filepath.Join(s.cfg.DataDir, jobsDirName)
-		if err := os.MkdirAll(s.jobsDir, 0o700); err != nil {
-			return fmt.Errorf("local: create jobs directory: %w", err)
+// prepareWorkDir makes the directories of the jobs (each job gets its
+// own under jobs/) and of the cache: in the data directory, or in a
+// temporary directory removed at shutdown.
+func (s *System) prepareWorkDir() error {
+	work := s.cfg.DataDir
+	if work == "" {
+		dir, err := os.MkdirTemp("", "gsr-local-")
+		if err != nil {
+			return fmt.Errorf("local: create work directory: %w", err)
 		}
-		return nil
+		work = dir
+		s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
 	}
-	dir, err := os.MkdirTemp("", "gsr-local-jobs-")
-	if err != nil {
+	s.workDir = work
+	s.jobsDir = filepath.Join(work, jobsDirName)
+	if err := os.MkdirAll(s.jobsDir, 0o700); err != nil {
 		return fmt.Errorf("local: create jobs directory: %w", err)
 	}
-	s.jobsDir, s.tempJobsDir = dir, true
-	s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
 	return nil
 }
 

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/seal"
+)
+
+// registerPollerAndFinisher registers the poller, which hands jobs to the
+// executors named in executors (runtime → function), and the finisher,
+// which every executor's destinations deliver to.
+func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[string]string) error {
+	p, err := poller.New(poller.Deps{
+		Runners: s.store, Jobs: s.store, Sealer: sealer, Invoker: s.inv,
+		Cache:  s.cache,
+		Logger: s.log.With("part", pollerFunction),
+	}, poller.Config{ExecutorFunctions: executors, Version: version})
+	if err != nil {
+		return fmt.Errorf("local: build poller: %w", err)
+	}
+	s.inv.Register(pollerFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.stopping, cancel)()
+		ev, err := poller.DecodeEvent(payload)
+		if err != nil {
+			return nil, err
+		}
+		res, err := p.Poll(ctx, ev)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(res)
+	}, invoke.FunctionConfig{Timeout: DefaultFunctionLimit})
+
+	// The finisher is not cancelled at shutdown: it records the outcome of
+	// the jobs that shutdown cancelled.
+	f := finisher.New(s.store, finisher.Config{Logger: s.log.With("part", finisherFunction)})
+	s.inv.Register(finisherFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
+		out, err := f.Handle(ctx, payload)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(out)
+	}, invoke.FunctionConfig{Timeout: DefaultFunctionLimit})
+	return nil
+}
