@@ -65,7 +65,9 @@ type CacheURLs struct {
 // Result is the executor's output, delivered by Lambda destinations to the
 // finisher.
 type Result struct {
-	JobID    int64 `json:"job_id"`
+	// JobID is the job's id, 0 when the event had none readable.
+	JobID int64 `json:"job_id"`
+	// RunnerID is the event's runner.id.
 	RunnerID int64 `json:"runner_id,omitempty"`
 	// State is the state reported to GitLab: "success", "failed" or
 	// "canceled" (a job GitLab canceled, reported as failed with

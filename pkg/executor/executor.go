@@ -103,7 +103,7 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) Res
 		return res
 	}
 	log.Error("executor: cannot run event; failing the job", "error", cause)
-	client, err := e.client(id.GitLabURL, id.CAPEM)
+	client, err := e.client(id.GitLabURL, id.CAPEM, log)
 	if err != nil {
 		res.Error += "; " + err.Error()
 		return res
@@ -143,8 +143,8 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) Res
 
 // client builds a GitLab client trusting caPEM in addition to the system
 // roots.
-func (e *Executor) client(instance, caPEM string) (*gitlab.Client, error) {
-	opts := gitlab.Options{HTTPClient: e.cfg.HTTPClient, Logger: e.log}
+func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Client, error) {
+	opts := gitlab.Options{HTTPClient: e.cfg.HTTPClient, Logger: log}
 	if caPEM != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {

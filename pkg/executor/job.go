@@ -64,7 +64,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 		return res
 	}
 	var err error
-	if j.client, err = j.e.client(j.ev.GitLabURL, j.ev.CAPEM); err != nil {
+	if j.client, err = j.e.client(j.ev.GitLabURL, j.ev.CAPEM, j.log); err != nil {
 		return fail(err)
 	}
 	if j.ev.TwoPhase {
