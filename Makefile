@@ -37,6 +37,18 @@ bench: deps
 	@mkdir -p build
 	@$(GO) test $(BENCH_FLAGS) $(BENCH_PKGS) 2>&1 | tee build/bench.out | awk -f .ci/benchtable.awk
 
+# make local: the whole system in one process (functions/local) with the UI
+# on http://127.0.0.1:8080; docs/local.md lists its settings. Runners, jobs
+# and keys are kept in LOCAL_DATA_DIR (.local) across restarts; run
+# `make local LOCAL_DATA_DIR=` to keep everything in memory. Ctrl-C stops it
+# and everything it started.
+LOCAL_DATA_DIR ?= .local
+
+local: deps
+	@mkdir -p bin
+	$(GO) build -o bin/local ./functions/local
+	LOCAL_DATA_DIR="$(LOCAL_DATA_DIR)" bin/local
+
 # ---- Lambda builds: SAM's makefile builder runs `make build-<LogicalId>`
 # with ARTIFACTS_DIR set; `make build` runs every one into build/<LogicalId>/.
 # GOARCH_LAMBDA=amd64 builds for the template's Architecture=x86_64.
