@@ -5,7 +5,8 @@
 // Configuration (environment): TABLE_PREFIX ("gsr-") or RUNNERS_TABLE,
 // JOBS_TABLE, SLOTS_TABLE; TOKEN_SEALING_KEY; EXECUTOR_FUNCTIONS
 // ("runtime=function,..."); CACHE_BUCKET (no cache without it);
-// PAYLOAD_BUCKET (executor events above 256 KiB go through it);
+// PAYLOAD_BUCKET (CACHE_BUCKET; executor events above 256 KiB go through it,
+// under payloads/);
 // POLL_WINDOW_SECONDS (5); MAX_LONG_POLL_SECONDS (60); VERSION;
 // DYNAMODB_ENDPOINT, LAMBDA_ENDPOINT, S3_ENDPOINT (optional local endpoints).
 package main
@@ -29,6 +30,7 @@ import (
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/secrets"
 	"gitlab-serverless-runner/pkg/store"
 )
 
@@ -56,9 +58,12 @@ func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
 	tables.Runners = envOr("RUNNERS_TABLE", tables.Runners)
 	tables.Jobs = envOr("JOBS_TABLE", tables.Jobs)
 	tables.Slots = envOr("SLOTS_TABLE", tables.Slots)
-	keys := os.Getenv("TOKEN_SEALING_KEY")
-	if keys == "" {
+	if os.Getenv("TOKEN_SEALING_KEY") == "" {
 		return nil, errors.New("TOKEN_SEALING_KEY is not set")
+	}
+	keys, err := secrets.Resolve(ctx, os.Getenv("TOKEN_SEALING_KEY"))
+	if err != nil {
+		return nil, err
 	}
 	sealer, err := seal.ParseKeys(keys)
 	if err != nil {
@@ -99,7 +104,7 @@ func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
 		return nil, err
 	}
 	lcfg := invoke.LambdaConfig{Logger: logger, KeyPrefix: "payloads/"}
-	if b := os.Getenv("PAYLOAD_BUCKET"); b != "" {
+	if b := envOr("PAYLOAD_BUCKET", os.Getenv("CACHE_BUCKET")); b != "" {
 		lcfg.Payloads = invoke.NewS3Payloads(s3c, b, 0)
 	}
 	deps := poller.Deps{Runners: st, Jobs: st, Sealer: sealer, Invoker: invoke.NewLambda(lc, lcfg), Logger: logger}

@@ -293,7 +293,7 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	ev := ExecutorEvent{
 		GitLabURL: client.URL(),
 		Job:       job,
-		Runner:    ExecutorRunner{ID: r.GitLabRunnerID, Description: r.Description},
+		Runner:    ExecutorRunner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r)},
 		Cache:     cache,
 		TwoPhase:  Features().TwoPhaseJobCommit,
 		Dispatch: Dispatch{
@@ -311,6 +311,16 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	}
 	log.InfoContext(ctx, "executor invoked", "function", function)
 	return true, nil
+}
+
+// shortToken is CI_RUNNER_SHORT_TOKEN for the executor; "" if the token
+// cannot be opened (the job then runs without it).
+func (p *Poller) shortToken(r *runner.Runner) string {
+	token, err := p.d.Sealer.Open(r.ID, r.SealedToken)
+	if err != nil {
+		return ""
+	}
+	return gitlab.ShortToken(token)
 }
 
 // failJob fails a job the poller took, before anything was traced.

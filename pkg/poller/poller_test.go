@@ -15,7 +15,7 @@ import (
 
 func TestPollHandsJobToExecutor(t *testing.T) {
 	e := newEnv(t)
-	r, _ := e.addRunner(2, nil)
+	r, gr := e.addRunner(2, nil)
 	job := e.enqueue(gitlabtest.JobSpec{Cache: []gitlab.Cache{
 		{Key: "deps-$CI_COMMIT_REF_NAME", Paths: []string{"vendor"}, FallbackKeys: []string{"deps-main"}},
 		{Key: "pull-only", Policy: gitlab.CachePolicyPull, Paths: []string{"x"}},
@@ -37,8 +37,11 @@ func TestPollHandsJobToExecutor(t *testing.T) {
 	if ev.GitLabURL != e.gl.URL() || ev.Job == nil || ev.Job.ID != job.ID || ev.Job.Token == "" || !ev.TwoPhase {
 		t.Errorf("event = gitlab_url %q job %+v two_phase %v, want the fake's URL, job %d with its token, two-phase", ev.GitLabURL, ev.Job != nil, ev.TwoPhase, job.ID)
 	}
-	if ev.Runner.ID != r.GitLabRunnerID || ev.Runner.Description != "lambda runner" {
-		t.Errorf("event runner = %+v, want GitLab id %d", ev.Runner, r.GitLabRunnerID)
+	if ev.Runner.ID != r.GitLabRunnerID || ev.Runner.Description != "lambda runner" || ev.Runner.ShortToken != gitlab.ShortToken(gr.Token) {
+		t.Errorf("event runner = %+v, want GitLab id %d, the description and the short token", ev.Runner, r.GitLabRunnerID)
+	}
+	if strings.Contains(mustJSON(ev), gr.Token) {
+		t.Error("executor event holds the runner token")
 	}
 	d := ev.Dispatch
 	if d.RunnerID != r.ID || d.JobID != job.ID || d.SlotToken == "" || d.Function != "executor-provided" || d.TimeoutSec != 3600 {
@@ -86,9 +89,9 @@ func TestPollHandsJobToExecutor(t *testing.T) {
 	if reqs := e.gl.RequestsTo(gitlabtest.EndpointJobRequest); len(reqs) != 2 {
 		t.Errorf("job requests = %d, want 2 (one job, then 204)", len(reqs))
 	}
-	gr, _ := e.gl.Runner(r.GitLabRunnerID)
-	if len(gr.Managers) != 1 || gr.Managers[0].SystemID != r.SystemID || !gr.Managers[0].Info.Features.TwoPhaseJobCommit || gr.Managers[0].Info.Features.Image {
-		t.Errorf("runner managers = %+v, want one with the runner's system id, two-phase commit and no image support", gr.Managers)
+	now, _ := e.gl.Runner(r.GitLabRunnerID)
+	if len(now.Managers) != 1 || now.Managers[0].SystemID != r.SystemID || !now.Managers[0].Info.Features.TwoPhaseJobCommit || now.Managers[0].Info.Features.Image {
+		t.Errorf("runner managers = %+v, want one with the runner's system id, two-phase commit and no image support", now.Managers)
 	}
 	e.gl.AssertNoViolations(t)
 }

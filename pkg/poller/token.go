@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
@@ -29,13 +30,9 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 	}
 	creds, err := client.ResetRunnerToken(ctx, token)
 	if errors.Is(err, gitlab.ErrForbidden) {
-		fresh, gerr := p.d.Runners.GetRunner(ctx, r.ID)
-		if gerr == nil && !bytes.Equal(fresh.SealedToken, r.SealedToken) {
-			if t, oerr := p.d.Sealer.Open(r.ID, fresh.SealedToken); oerr == nil {
-				log.InfoContext(ctx, "token was rotated by a concurrent poll")
-				*r = *fresh
-				return t, ""
-			}
+		if t, ok := p.awaitRotation(ctx, r); ok {
+			log.InfoContext(ctx, "token was rotated by a concurrent poll")
+			return t, ""
 		}
 		log.WarnContext(ctx, "token reset refused", "error", err)
 		p.recordError(ctx, r, MsgTokenRejected)
@@ -61,4 +58,27 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 	r.SealedToken, r.TokenObtainedAt, r.TokenExpiresAt = sealed, &now, creds.TokenExpiresAt
 	log.InfoContext(ctx, "runner token rotated", "expires_at", creds.TokenExpiresAt)
 	return creds.Token, ""
+}
+
+// awaitRotation waits briefly for a concurrent poll that won the reset to
+// save the new token: its reset answered before ours was refused, but its
+// save may still be on the way. It updates r and returns the new token.
+func (p *Poller) awaitRotation(ctx context.Context, r *runner.Runner) (string, bool) {
+	delay := 50 * time.Millisecond
+	for range 6 { // about 3 s in all
+		fresh, err := p.d.Runners.GetRunner(ctx, r.ID)
+		if err == nil && !bytes.Equal(fresh.SealedToken, r.SealedToken) {
+			if t, err := p.d.Sealer.Open(r.ID, fresh.SealedToken); err == nil {
+				*r = *fresh
+				return t, true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
+	return "", false
 }
