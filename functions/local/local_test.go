@@ -13,6 +13,8 @@ import (
 	"time"
 
 	local "gitlab-serverless-runner/functions/local"
+	"gitlab-serverless-runner/pkg/auth/devoidc"
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 )
 
 func newTestLogger(w io.Writer) *slog.Logger {
@@ -55,7 +57,7 @@ func TestSignInRegisterRunnerAndStop(t *testing.T) {
 }
 
 func TestDataSurvivesRestart(t *testing.T) {
-	gl, _, glRunner := newFakeGitLab(t)
+	gl, proj, glRunner := newFakeGitLab(t)
 	dir := t.TempDir()
 	first := startSystem(t, env{"LOCAL_DATA_DIR": dir})
 	b := newBrowser(t, first.sys.URL())
@@ -88,6 +90,17 @@ func TestDataSurvivesRestart(t *testing.T) {
 	if p := fresh.get("/runners"); !strings.Contains(p.body, "/runners/"+id) {
 		t.Errorf("after signing in again the runner list lacks %s:\n%s", id, p.body)
 	}
+	// The runner token sealed before the restart still opens: the runner
+	// takes and runs a job.
+	job := gl.EnqueueJob(proj, gitlabtest.JobSpec{Script: []string{"echo after-restart"}})
+	got, err := gl.WaitJob(t.Context(), job.ID)
+	if err != nil {
+		t.Fatalf("WaitJob: %v", err)
+	}
+	if got.State != "success" || !strings.Contains(string(got.Trace), "after-restart") {
+		t.Errorf("job after restart ended %s, want success with its output; trace:\n%s", got.State, got.Trace)
+	}
+	gl.AssertNoViolations(t)
 }
 
 func TestConfigFromEnv(t *testing.T) {
@@ -242,5 +255,32 @@ func TestWebhookRouteIsServed(t *testing.T) {
 				t.Errorf("POST /webhooks/gitlab/some-runner: status %d, want %d", resp.StatusCode, tt.status)
 			}
 		})
+	}
+}
+
+// TestSignInWithConfiguredIssuer configures an OIDC issuer, as with a real
+// GitLab: people sign in there, and no development banner shows.
+func TestSignInWithConfiguredIssuer(t *testing.T) {
+	idp, err := devoidc.Start(devoidc.Options{User: devoidc.User{Subject: "77", Username: "grace"}})
+	if err != nil {
+		t.Fatalf("start the stand-in GitLab OIDC provider: %v", err)
+	}
+	t.Cleanup(func() { idp.Close() })
+	r := startSystem(t, env{
+		"OIDC_ISSUER": idp.Issuer(), "OIDC_CLIENT_ID": idp.ClientID(), "OIDC_CLIENT_SECRET": idp.ClientSecret(),
+	})
+	b := newBrowser(t, r.sys.URL())
+	if home := b.get("/"); strings.Contains(home.body, "Development sign-in") {
+		t.Errorf("the development banner shows with an OIDC issuer configured")
+	}
+	b.signIn()
+	if p := b.get("/runners"); !strings.Contains(p.body, "grace") {
+		t.Errorf("GET /runners after sign-in does not show the issuer's user grace:\n%s", p.body)
+	}
+	if logs := r.logs.String(); strings.Contains(logs, "DEVELOPMENT SIGN-IN") {
+		t.Errorf("logs announce the development sign-in with an OIDC issuer configured")
+	}
+	if strings.Contains(r.logs.String(), idp.ClientSecret()) {
+		t.Errorf("the OIDC client secret appears in the logs")
 	}
 }
