@@ -23,6 +23,7 @@ var keptDefault = map[string]map[string]string{
 		"EXECUTOR_BUILDS_DIR":         "/tmp/builds, Lambda's only writable disk",
 		"EXECUTOR_HOME_DIR":           "/tmp/home",
 		"EXECUTOR_KEEPALIVE_INTERVAL": "30s",
+		"EXECUTOR_STATUS_INTERVAL":    "5s",
 		"EXECUTOR_CLEANUP":            "detects Lambda (system-wide clean-up)",
 	},
 }

@@ -1,0 +1,272 @@
+package samtemplate_test
+
+import (
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"gitlab-serverless-runner/pkg/auth"
+	"gitlab-serverless-runner/pkg/lambdatest"
+	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/store/dynamotest"
+)
+
+func TestMain(m *testing.M) { os.Exit(dynamotest.Main(m)) }
+
+// makeArtifact runs `make build-<id>` as SAM does, into a fresh
+// ARTIFACTS_DIR, and returns that directory.
+func makeArtifact(t *testing.T, id string, vars ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	args := append([]string{"--no-print-directory", "build-" + id, "ARTIFACTS_DIR=" + dir}, vars...)
+	cmd := exec.Command("make", args...)
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make build-%s: %v\n%s", id, err, out)
+	}
+	return dir
+}
+
+// hostArch is the GOARCH_LAMBDA setting for this machine, so the emulator can
+// run what make built.
+func hostArch() string { return "GOARCH_LAMBDA=" + runtime.GOARCH }
+
+func elfMachine(t *testing.T, path string) elf.Machine {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatalf("%s is not an ELF binary: %v", path, err)
+	}
+	defer f.Close()
+	if f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
+		t.Errorf("%s: OS ABI %v, want Linux", path, f.OSABI)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode()&0o111 == 0 {
+		t.Errorf("%s is not executable", path)
+	}
+	return f.Machine
+}
+
+func TestArtifactsAreLinuxBinariesOfTheLambdaArchitecture(t *testing.T) {
+	tpl := loadTemplate(t)
+	tests := []struct {
+		vars []string
+		want elf.Machine
+	}{
+		{nil, elf.EM_AARCH64},
+		{[]string{"GOARCH_LAMBDA=amd64"}, elf.EM_X86_64},
+	}
+	for _, tt := range tests {
+		for _, r := range makefileBuilt(t, tpl) {
+			if notLanded[r.ID] {
+				continue
+			}
+			t.Run(tt.want.String()+"/"+r.ID, func(t *testing.T) {
+				if tt.want != elf.EM_AARCH64 && !strings.HasPrefix(r.ID, "Executor") {
+					t.Skip("one architecture switch is enough for the others; the Makefile uses the same variable")
+				}
+				dir := makeArtifact(t, r.ID, tt.vars...)
+				handler, _ := r.Properties["Handler"].(string)
+				switch {
+				case r.Type == "AWS::Serverless::LayerVersion":
+					if got := elfMachine(t, filepath.Join(dir, "gsr", "executor")); got != tt.want {
+						t.Errorf("gsr/executor: machine %v, want %v", got, tt.want)
+					}
+					b, err := os.ReadFile(filepath.Join(dir, "gsr", "exec-wrapper"))
+					if err != nil || !strings.HasPrefix(string(b), "#!/bin/sh\n") {
+						t.Errorf("gsr/exec-wrapper: not a shell script (%v)", err)
+					}
+					if st, err := os.Stat(filepath.Join(dir, "gsr", "exec-wrapper")); err != nil || st.Mode()&0o111 == 0 {
+						t.Errorf("gsr/exec-wrapper is not executable")
+					}
+				case handler == "bootstrap":
+					if got := elfMachine(t, filepath.Join(dir, "bootstrap")); got != tt.want {
+						t.Errorf("bootstrap: machine %v, want %v", got, tt.want)
+					}
+				default:
+					// A managed runtime's handler file: index.handler is
+					// index.py or index.mjs.
+					module, _, _ := strings.Cut(handler, ".")
+					matches, _ := filepath.Glob(filepath.Join(dir, module+".*"))
+					if len(matches) != 1 {
+						t.Errorf("handler %s: got files %q, want one %s.<ext>", handler, matches, module)
+					}
+				}
+			})
+		}
+	}
+}
+
+func invoke(t *testing.T, fn *lambdatest.Function, payload []byte) lambdatest.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := fn.Invoke(ctx, payload)
+	if err != nil {
+		t.Fatalf("invoke: %v\nlogs:\n%s", err, fn.Logs())
+	}
+	return resp
+}
+
+// A malformed event reaches the executor: it answers with a result that
+// says so, which the finisher records.
+func checkExecutorRejects(t *testing.T, fn *lambdatest.Function) {
+	t.Helper()
+	resp := invoke(t, fn, []byte(`{"gitlab_url": 42, "job": "not a job"}`))
+	if resp.FunctionError != "" {
+		t.Fatalf("function error: %s\nlogs:\n%s", resp.FunctionError, fn.Logs())
+	}
+	var res struct {
+		State, Error string
+		Reported     bool
+	}
+	if err := json.Unmarshal(resp.Payload, &res); err != nil {
+		t.Fatalf("decode result %s: %v", resp.Payload, err)
+	}
+	if res.Error == "" || res.State != "" || res.Reported {
+		t.Errorf("result: got %s, want an error, no state, not reported", resp.Payload)
+	}
+}
+
+func executorEnv(t *testing.T) map[string]string {
+	dirs := t.TempDir()
+	return map[string]string{
+		"EXECUTOR_BUILDS_DIR":         filepath.Join(dirs, "builds"),
+		"EXECUTOR_HOME_DIR":           filepath.Join(dirs, "home"),
+		"EXECUTOR_CLEANUP":            "descendants",
+		"EXECUTOR_DEADLINE_MARGIN":    "60s",
+		"AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
+		"AWS_REGION":                  "us-east-1",
+	}
+}
+
+func TestExecutorBuiltByMakeRejectsAMalformedEvent(t *testing.T) {
+	dir := makeArtifact(t, "ExecutorFunction", hostArch())
+	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: executorEnv(t)})
+	checkExecutorRejects(t, fn)
+}
+
+// The managed runtimes start the layer's wrapper in place of their own
+// bootstrap, with that bootstrap's command line; the wrapper must hand the
+// Runtime API to the executor beside it.
+func TestExecWrapperStartsTheLayersExecutor(t *testing.T) {
+	layer := makeArtifact(t, "ExecutorLayer", hostArch())
+	wrapper := filepath.Join(layer, "gsr", "exec-wrapper")
+	// What Lambda's managed runtime does with AWS_LAMBDA_EXEC_WRAPPER.
+	runtimeBootstrap := filepath.Join(t.TempDir(), "bootstrap")
+	script := "#!/bin/sh\nexec \"$AWS_LAMBDA_EXEC_WRAPPER\" /var/lang/bin/python3 /var/runtime/bootstrap.py\n"
+	if err := os.WriteFile(runtimeBootstrap, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := executorEnv(t)
+	env["AWS_LAMBDA_EXEC_WRAPPER"] = wrapper
+	env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.14"
+	fn := lambdatest.Start(t, runtimeBootstrap, lambdatest.Options{Env: env})
+	checkExecutorRejects(t, fn)
+	if !strings.Contains(fn.Logs(), "python3.14") {
+		t.Errorf("the executor did not log the runtime it replaced (python3.14):\n%s", fn.Logs())
+	}
+}
+
+func TestExecWrapperFailsClearlyWithoutTheExecutor(t *testing.T) {
+	dir := t.TempDir()
+	wrapper := filepath.Join(dir, "exec-wrapper")
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "executor", "layer", "exec-wrapper"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wrapper, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(wrapper, "/var/lang/bin/node", "/var/runtime/index.mjs").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 127 {
+		t.Errorf("exit: got %v, want status 127", err)
+	}
+	if !strings.Contains(string(out), "executor layer") {
+		t.Errorf("message %q does not point at the executor layer", out)
+	}
+}
+
+func TestSchedulerBuiltByMakeFindsNoRunners(t *testing.T) {
+	srv := dynamotest.Start(t)
+	prefix := dynamotest.Prefix(t)
+	st, err := store.New(srv.Client(), store.Config{Tables: store.Prefixed(prefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateTables(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dir := makeArtifact(t, "SchedulerFunction", hostArch())
+	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: map[string]string{
+		"RUNNERS_TABLE":         prefix + store.RunnersSuffix,
+		"POLLER_FUNCTION":       "poller",
+		"SCHEDULER_PARALLELISM": "4",
+		"DYNAMODB_ENDPOINT":     srv.Endpoint,
+		"LAMBDA_ENDPOINT":       "http://127.0.0.1:1",
+		"AWS_REGION":            "us-east-1",
+		"AWS_ACCESS_KEY_ID":     "local",
+		"AWS_SECRET_ACCESS_KEY": "local",
+	}})
+	event, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "scheduler", "testdata", "event.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := invoke(t, fn, event)
+	if resp.FunctionError != "" {
+		t.Fatalf("function error: %s\nlogs:\n%s", resp.FunctionError, fn.Logs())
+	}
+	var sum struct {
+		Runners, Invoked, Failed *int
+	}
+	if err := json.Unmarshal(resp.Payload, &sum); err != nil {
+		t.Fatalf("decode summary %s: %v", resp.Payload, err)
+	}
+	if sum.Runners == nil || *sum.Runners != 0 || sum.Invoked == nil || *sum.Invoked != 0 || sum.Failed == nil || *sum.Failed != 0 {
+		t.Errorf("summary: got %s, want 0 runners, 0 invoked, 0 failed", resp.Payload)
+	}
+}
+
+func TestWebBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
+	dir := makeArtifact(t, "WebFunction", hostArch())
+	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: map[string]string{
+		"BASE_URL":              "https://runners.example.com",
+		"OIDC_CLIENT_ID":        "client",
+		"OIDC_CLIENT_SECRET":    "secret",
+		"SESSION_KEY":           auth.GenerateKey(),
+		"TOKEN_SEALING_KEY":     seal.GenerateKey(),
+		"AWS_REGION":            "us-east-1",
+		"AWS_ACCESS_KEY_ID":     "local",
+		"AWS_SECRET_ACCESS_KEY": "local",
+		"DYNAMODB_ENDPOINT":     "http://127.0.0.1:1",
+	}})
+	event, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "web", "testdata", "event.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := invoke(t, fn, event)
+	if resp.FunctionError != "" {
+		t.Fatalf("function error: %s\nlogs:\n%s", resp.FunctionError, fn.Logs())
+	}
+	var out struct {
+		StatusCode int    `json:"statusCode"`
+		Body       string `json:"body"`
+	}
+	if err := json.Unmarshal(resp.Payload, &out); err != nil {
+		t.Fatalf("decode response: %v", err)
+	}
+	if out.StatusCode != 200 || !strings.Contains(out.Body, "Sign in with GitLab") {
+		t.Errorf("got status %d and body %.200q, want 200 and the sign-in page", out.StatusCode, out.Body)
+	}
+}
