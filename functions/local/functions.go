@@ -11,10 +11,17 @@ import (
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/shell"
 )
 
 // version is what the runner reports to GitLab and prints in traces.
 const version = "local"
+
+// secretEnv are the variables of this process a job must not see: the
+// product's own keys and client secret. Jobs run as the user who started
+// local mode, like gitlab-runner's shell executor, so this keeps the
+// product's secrets out of job logs rather than making a sandbox.
+var secretEnv = []string{"SESSION_KEY", "TOKEN_SEALING_KEY", "OIDC_CLIENT_SECRET", "OIDC_CLIENT_ID"}
 
 // executorFunction names the in-process executor offering runtime. Every
 // runtime runs on this machine with the tools it has: the name only keeps
@@ -67,6 +74,7 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 			HomeDir:    filepath.Join(dir, "home"),
 			ScratchDir: filepath.Join(dir, "tmp"),
 			Cleanup:    executor.CleanupLocal,
+			BaseEnv:    shell.SanitizedBaseEnv(os.Environ(), secretEnv...),
 			Logger:     log.With("job_id", head.Job.ID),
 		}
 		for _, d := range []string{cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir} {

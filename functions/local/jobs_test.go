@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // TestJobsRunEndToEnd registers a runner through the UI and lets the local
@@ -20,7 +22,12 @@ import (
 func TestJobsRunEndToEnd(t *testing.T) {
 	gl, proj, glRunner := newFakeGitLab(t)
 	dataDir := t.TempDir()
-	r := startSystem(t, env{"LOCAL_DATA_DIR": dataDir})
+	// The product's secrets are in this process's environment, as when
+	// someone exports them before `make local`.
+	sessionKey, sealingKey := auth.GenerateKey(), seal.GenerateKey()
+	t.Setenv("SESSION_KEY", sessionKey)
+	t.Setenv("TOKEN_SEALING_KEY", sealingKey)
+	r := startSystem(t, env{"LOCAL_DATA_DIR": dataDir, "SESSION_KEY": sessionKey, "TOKEN_SEALING_KEY": sealingKey})
 	b := newBrowser(t, r.sys.URL())
 	b.signIn()
 	id := b.registerRunner(gl.URL(), glRunner.Token, "laptop")
@@ -32,6 +39,7 @@ func TestJobsRunEndToEnd(t *testing.T) {
 		wantState  string
 		wantReason string
 		wantTrace  []string
+		notInTrace []string
 	}{
 		{
 			name: "success",
@@ -47,6 +55,13 @@ func TestJobsRunEndToEnd(t *testing.T) {
 			spec:      gitlabtest.JobSpec{Script: []string{"cat vendor/dep.txt"}, Cache: cache},
 			wantState: "success",
 			wantTrace: []string{"cached-content"},
+		},
+		{
+			name:       "product secrets stay out of the job's environment",
+			spec:       gitlabtest.JobSpec{Script: []string{"env | sort"}},
+			wantState:  "success",
+			wantTrace:  []string{"CI_JOB_ID="},
+			notInTrace: []string{"SESSION_KEY", "TOKEN_SEALING_KEY", sessionKey, sealingKey},
 		},
 		{
 			name:       "script failure",
@@ -72,6 +87,11 @@ func TestJobsRunEndToEnd(t *testing.T) {
 			for _, w := range tt.wantTrace {
 				if !strings.Contains(string(got.Trace), w) {
 					t.Errorf("trace of job %d lacks %q:\n%s", job.ID, w, got.Trace)
+				}
+			}
+			for _, w := range tt.notInTrace {
+				if strings.Contains(string(got.Trace), w) {
+					t.Errorf("trace of job %d contains %q", job.ID, w)
 				}
 			}
 			if got.RunnerID != glRunner.ID {
