@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -282,5 +283,40 @@ func TestSignInWithConfiguredIssuer(t *testing.T) {
 	}
 	if strings.Contains(r.logs.String(), idp.ClientSecret()) {
 		t.Errorf("the OIDC client secret appears in the logs")
+	}
+}
+
+// TestCacheStoreRefusesUnsignedRequests: the local stand-in for the cache
+// bucket answers only URLs the poller signed, so a job reaches only its
+// own runner's cache.
+func TestCacheStoreRefusesUnsignedRequests(t *testing.T) {
+	r := startSystem(t, nil)
+	far := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	tests := []struct {
+		name   string
+		method string
+		query  string
+	}{
+		{"no signature", http.MethodGet, "key=runner/x/project/1/deps&method=GET&expires=" + far},
+		{"forged signature", http.MethodGet, "key=runner/x/project/1/deps&method=GET&expires=" + far + "&signature=00"},
+		{"forged put", http.MethodPut, "key=runner/x/project/1/deps&method=PUT&expires=" + far + "&signature=00"},
+		{"escaping key", http.MethodGet, "key=../../session.key&method=GET&expires=" + far + "&signature=00"},
+		{"method mismatch", http.MethodPut, "key=runner/x/project/1/deps&method=GET&expires=" + far + "&signature=00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, r.sys.URL()+"/_local/cache?"+tt.query, strings.NewReader("payload"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got, want := resp.StatusCode, http.StatusForbidden; got != want {
+				t.Errorf("%s /_local/cache?%s: status %d, want %d", tt.method, tt.query, got, want)
+			}
+		})
 	}
 }
