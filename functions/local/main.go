@@ -10,12 +10,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 )
+
+var errUsage = errors.New("local: takes no arguments; configure it with environment variables (see docs/local.md)")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

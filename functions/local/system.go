@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -179,7 +178,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	go s.run(ctx, serveErr, schedDone)
 
 	s.log.Info("local system ready", "url", s.url, "poll_interval", cfg.PollInterval.String(),
-		"data_dir", cfg.DataDir, "dynamodb", s.dynamoEndpoint(db))
+		"data_dir", cfg.DataDir, "dynamodb", s.dynamoEndpoint())
 	if cfg.DataDir == "" {
 		s.log.Info("no LOCAL_DATA_DIR: runners and jobs are kept in memory and lost when this process ends")
 	}
@@ -305,7 +304,8 @@ func (s *System) startDynamoDB(ctx context.Context) (*dynamodb.Client, error) {
 	return db.Client(), nil
 }
 
-func (s *System) dynamoEndpoint(_ *dynamodb.Client) string {
+// dynamoEndpoint is the DynamoDB in use, for the start-up log.
+func (s *System) dynamoEndpoint() string {
 	if s.db != nil {
 		return s.db.Endpoint()
 	}
@@ -401,5 +401,3 @@ func (s *System) prepareWorkDir() error {
 	}
 	return nil
 }
-
-var errUsage = errors.New("local: takes no arguments; configure it with environment variables (see docs/local.md)")

@@ -268,3 +268,15 @@ func TestFindJar(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkStartStop measures how long `make local` and every test binary
+// wait for DynamoDB Local: start until it answers, then stop.
+func BenchmarkStartStop(b *testing.B) {
+	for b.Loop() {
+		srv, err := dynamolocal.Start(context.Background(), dynamolocal.Options{})
+		if err != nil {
+			b.Fatalf("Start: %v", err)
+		}
+		srv.Stop()
+	}
+}
