@@ -270,3 +270,111 @@ func TestWebBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
 		t.Errorf("got status %d and body %.200q, want 200 and the sign-in page", out.StatusCode, out.Body)
 	}
 }
+
+// tables creates the store's tables in DynamoDB Local under a fresh prefix.
+func tables(t *testing.T) (*dynamotest.Server, store.TableNames) {
+	t.Helper()
+	srv := dynamotest.Start(t)
+	names := store.Prefixed(dynamotest.Prefix(t))
+	st, err := store.New(srv.Client(), store.Config{Tables: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateTables(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return srv, names
+}
+
+var localAWS = map[string]string{
+	"AWS_REGION":            "us-east-1",
+	"AWS_ACCESS_KEY_ID":     "local",
+	"AWS_SECRET_ACCESS_KEY": "local",
+}
+
+func withLocalAWS(env map[string]string) map[string]string {
+	for k, v := range localAWS {
+		env[k] = v
+	}
+	return env
+}
+
+// The sample destination record turned into the success of a job the
+// executor reported: the finisher records it without calling GitLab.
+func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
+	srv, names := tables(t)
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "finisher", "testdata", "event.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["requestContext"].(map[string]any)["condition"] = "Success"
+	rec["responseContext"] = map[string]any{"statusCode": 200, "executedVersion": "$LATEST"}
+	rec["responsePayload"] = map[string]any{"job_id": 8123, "state": "success", "duration_ms": 61000, "reported": true}
+	event, _ := json.Marshal(rec)
+
+	dir := makeArtifact(t, "FinisherFunction", hostArch())
+	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: withLocalAWS(map[string]string{
+		"JOBS_TABLE":         names.Jobs,
+		"SLOTS_TABLE":        names.Slots,
+		"EXECUTOR_MEMORY":    "gsr-executor=1024",
+		"EXECUTOR_MEMORY_MB": "2048",
+		"DYNAMODB_ENDPOINT":  srv.Endpoint,
+	})})
+	resp := invoke(t, fn, event)
+	if resp.FunctionError != "" {
+		t.Fatalf("function error: %s\nlogs:\n%s", resp.FunctionError, fn.Logs())
+	}
+	var out struct {
+		RunnerID       string `json:"runner_id"`
+		JobID          int64  `json:"job_id"`
+		State          string `json:"state"`
+		FailedInGitLab bool   `json:"failed_in_gitlab"`
+	}
+	if err := json.Unmarshal(resp.Payload, &out); err != nil {
+		t.Fatalf("decode outcome %s: %v", resp.Payload, err)
+	}
+	if out.RunnerID != "0123456789abcdef0123" || out.JobID != 8123 || out.State != "success" || out.FailedInGitLab {
+		t.Errorf("outcome: got %s, want job 8123 of runner 0123456789abcdef0123 recorded as success", resp.Payload)
+	}
+}
+
+// The sample poller event names a runner that does not exist: the poller
+// answers without polling anything.
+func TestPollerBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
+	srv, names := tables(t)
+	event, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "poller", "testdata", "event.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := makeArtifact(t, "PollerFunction", hostArch())
+	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: withLocalAWS(map[string]string{
+		"RUNNERS_TABLE":      names.Runners,
+		"JOBS_TABLE":         names.Jobs,
+		"SLOTS_TABLE":        names.Slots,
+		"TOKEN_SEALING_KEY":  seal.GenerateKey(),
+		"EXECUTOR_FUNCTIONS": "provided.al2023=executor",
+		"DYNAMODB_ENDPOINT":  srv.Endpoint,
+		"LAMBDA_ENDPOINT":    "http://127.0.0.1:1",
+	})})
+	resp := invoke(t, fn, event)
+	if resp.FunctionError != "" {
+		t.Fatalf("function error: %s\nlogs:\n%s", resp.FunctionError, fn.Logs())
+	}
+	var res struct {
+		Jobs, Failed *int
+		Stop         string
+	}
+	if err := json.Unmarshal(resp.Payload, &res); err != nil {
+		t.Fatalf("decode result %s: %v", resp.Payload, err)
+	}
+	if res.Jobs == nil || *res.Jobs != 0 || res.Failed == nil || *res.Failed != 0 || res.Stop == "" {
+		t.Errorf("result: got %s, want no job, no failure and why it stopped", resp.Payload)
+	}
+	if !strings.Contains(fn.Logs(), "0123456789abcdef0123") {
+		t.Errorf("the poller's logs do not name the runner:\n%s", fn.Logs())
+	}
+}

@@ -14,6 +14,7 @@ var localOnly = map[string]string{
 	"LAMBDA_ENDPOINT":   "sam local start-lambda",
 	"LISTEN_ADDR":       "plain HTTP outside Lambda",
 	"TABLE_PREFIX":      "the template passes every table's name instead",
+	"S3_ENDPOINT":       "a local S3-compatible server",
 }
 
 // keptDefault are variables a function reads whose default is right on
@@ -25,6 +26,11 @@ var keptDefault = map[string]map[string]string{
 		"EXECUTOR_KEEPALIVE_INTERVAL": "30s",
 		"EXECUTOR_STATUS_INTERVAL":    "5s",
 		"EXECUTOR_CLEANUP":            "detects Lambda (system-wide clean-up)",
+	},
+	"./functions/poller": {
+		"POLL_WINDOW_SECONDS": "5 s of short polls per invocation",
+		"PAYLOAD_BUCKET":      "CACHE_BUCKET, under payloads/",
+		"VERSION":             "the version the runner reports to GitLab",
 	},
 }
 

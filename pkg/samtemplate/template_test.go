@@ -267,7 +267,7 @@ func TestLeastPrivilege(t *testing.T) {
 			"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:SlotsTable",
 			"LambdaInvokePolicy:ExecutorFunction", "LambdaInvokePolicy:ExecutorNodeFunction", "LambdaInvokePolicy:ExecutorPythonFunction",
 		},
-		"FinisherFunction":       {"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:SlotsTable"},
+		"FinisherFunction":       {"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:SlotsTable"},
 		"ExecutorFunction":       nil,
 		"ExecutorPythonFunction": nil,
 		"ExecutorNodeFunction":   nil,
