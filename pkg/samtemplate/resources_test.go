@@ -8,6 +8,7 @@ import (
 	"gitlab-serverless-runner/pkg/samtemplate"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
+	"gitlab-serverless-runner/pkg/webhook"
 )
 
 // tableID is the logical id of the table with a store suffix: "runners"
@@ -250,8 +251,9 @@ func TestOutputs(t *testing.T) {
 	if got, want := render(samtemplate.Path(out, "OidcCallbackUrl", "Value")), base+path; got != want {
 		t.Errorf("OidcCallbackUrl: got %s, want %s", got, want)
 	}
-	if got := render(samtemplate.Path(out, "WebhookUrlPattern", "Value")); !strings.HasPrefix(got, base+"/") {
-		t.Errorf("WebhookUrlPattern: got %s, want a URL under %s", got, base)
+	// The webhook route is where the web app serves it.
+	if got, want := render(samtemplate.Path(out, "WebhookUrlPattern", "Value")), base+strings.Replace(strings.TrimPrefix(webhook.Route, "POST "), "{runnerID}", "{runner-id}", 1); got != want {
+		t.Errorf("WebhookUrlPattern: got %s, want %s", got, want)
 	}
 	// The poller's map of executors covers every runtime the web offers.
 	poller := function(t, tpl, "PollerFunction")
