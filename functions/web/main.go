@@ -1,6 +1,10 @@
 // Command web is the web application's Lambda function behind API Gateway's
 // HTTP API (payload format 2.0). Outside Lambda (no AWS_LAMBDA_RUNTIME_API)
 // it serves plain HTTP on LISTEN_ADDR for development.
+//
+// GitLab's job webhooks start the poller function named by POLLER_FUNCTION
+// through Lambda (LAMBDA_ENDPOINT overrides the endpoint, for sam local
+// start-lambda); without POLLER_FUNCTION the webhook route answers 503.
 package main
 
 import (
@@ -18,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	echoadapter "github.com/awslabs/aws-lambda-go-api-proxy/echo"
 
+	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
@@ -67,10 +72,20 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	app, err := web.New(cfg, web.Deps{
+	deps := web.Deps{
 		Users: st, Runners: st, Jobs: st, Sealer: sealer,
 		Sessions: sessions, Login: login, Logger: logger,
-	})
+	}
+	if cfg.PollerFunction != "" {
+		lc, err := invoke.NewLambdaClient(ctx, os.Getenv("LAMBDA_ENDPOINT"))
+		if err != nil {
+			return err
+		}
+		deps.Invoker = invoke.NewLambda(lc, invoke.LambdaConfig{Logger: logger})
+	} else {
+		logger.Warn("POLLER_FUNCTION is not set: GitLab job webhooks are off")
+	}
+	app, err := web.New(cfg, deps)
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,10 @@ import (
 
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/webhook"
 	"gitlab-serverless-runner/templates"
 )
 
@@ -39,8 +41,8 @@ type JobLister interface {
 	ListJobs(ctx context.Context, runnerID string, limit int) ([]*runner.Job, error)
 }
 
-// Deps are the app's collaborators. Every field but GitLab, Resolver and
-// Logger is required.
+// Deps are the app's collaborators. Every field but GitLab, Resolver,
+// Invoker and Logger is required.
 type Deps struct {
 	Users    runner.UserStore
 	Runners  runner.RunnerStore
@@ -55,6 +57,12 @@ type Deps struct {
 	// Resolver resolves GitLab host names for the URL policy; nil means
 	// the system resolver.
 	Resolver Resolver
+	// Invoker starts the poller function (Config.PollerFunction) when
+	// GitLab's job webhook announces a pending job. With both set, the app
+	// serves POST /webhooks/gitlab/:runnerID and runner pages offer a
+	// webhook secret; without, that route answers 503 and the pages say
+	// webhooks are off.
+	Invoker invoke.Invoker
 	// Logger receives request and error logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -67,6 +75,7 @@ type App struct {
 	e      *echo.Echo
 	pages  map[string]*template.Template
 	policy URLPolicy
+	hook   *webhook.Handler // nil when webhooks are off
 	log    *slog.Logger
 }
 
@@ -127,6 +136,12 @@ func New(cfg Config, deps Deps) (*App, error) {
 			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
 		}
 	}
+	if deps.Invoker != nil && cfg.PollerFunction == "" {
+		return nil, errors.New("web: build app: an invoker is given but no poller function (POLLER_FUNCTION) to invoke")
+	}
+	if a.webhooksEnabled() {
+		a.hook = webhook.New(deps.Runners, deps.Invoker, cfg.PollerFunction, a.log.With("part", "webhook"))
+	}
 	pages, err := templates.Parse(a.funcs())
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
@@ -153,13 +168,21 @@ func (a *App) routes() *echo.Echo {
 	e.Use(a.logRequests)
 	e.Use(middleware.Recover())
 	e.Use(a.securityHeaders)
-	e.Use(middleware.BodyLimit("64K"))
+	// Forms are small; a webhook's job event can be larger and its handler
+	// bounds what it reads itself.
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+		Limit:   "64K",
+		Skipper: func(c echo.Context) bool { return c.Path() == webhookPath },
+	}))
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/static/style.css", a.stylesheet)
 	e.GET("/", a.home)
 	e.POST("/", a.beginLogin)
 	e.GET("/auth/callback", a.callback)
+	// GitLab authenticates webhooks with the runner's secret: no session,
+	// no CSRF token.
+	e.POST(webhookPath, a.receiveWebhook)
 
 	signedIn := []echo.MiddlewareFunc{a.requireSession, a.checkCSRF}
 	e.POST("/logout", a.logout, signedIn...)
@@ -170,9 +193,7 @@ func (a *App) routes() *echo.Echo {
 	e.GET("/runners/:id/edit", a.editRunner, signedIn...)
 	e.PUT("/runners/:id", a.updateRunner, signedIn...)
 	e.DELETE("/runners/:id", a.deleteRunner, signedIn...)
-	// TODO(dispatch): POST /runners/:id/webhook-secret regenerates the
-	// runner's webhook secret (stored as runner.Runner.WebhookSecretHash)
-	// and shows it once; it lands with the webhook receiver that checks it.
+	e.POST("/runners/:id/webhook-secret", a.newWebhookSecret, signedIn...)
 	return e
 }
 

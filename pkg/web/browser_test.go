@@ -47,7 +47,7 @@ func TestBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("headless Chromium is required at %s: %v", chromiumPath, err)
 	}
-	e := newEnv(t, nil)
+	e := newEnv(t, withWebhooks)
 	shots := screenshotDir(t)
 	glr := e.gl.CreateRunner(gitlabtest.RunnerOptions{Tags: []string{"lambda"}})
 	e.secret(glr.Token)
@@ -161,6 +161,22 @@ func TestBrowser(t *testing.T) {
 		shot("05-runner-jobs-phone"),
 		chromedp.EmulateViewport(1280, 900),
 	)
+
+	run("generate a webhook secret",
+		chromedp.Click(chromedp.CSS("#webhook button")),
+		chromedp.WaitVisible(chromedp.CSS("code.secret")),
+		shot("05b-runner-webhook-secret"),
+	)
+	if text := mainText(); !strings.Contains(text, "shown only this once") || !strings.Contains(text, e.srv.URL+"/webhooks/gitlab/"+id) {
+		t.Errorf("runner page after generating a webhook secret says:\n%s", text)
+	}
+	run("the secret is gone after a reload",
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS("#webhook")),
+	)
+	if text := mainText(); strings.Contains(text, "whsec_") || !strings.Contains(text, "cannot be shown again") {
+		t.Errorf("runner page after a reload says:\n%s", text)
+	}
 
 	run("see it listed",
 		chromedp.Navigate(e.srv.URL+"/runners"),

@@ -94,6 +94,10 @@ type Config struct {
 	// ListenAddr is where the plain HTTP server listens outside Lambda
 	// (LISTEN_ADDR).
 	ListenAddr string
+	// PollerFunction is the function a GitLab job webhook invokes to poll
+	// the runner at once (POLLER_FUNCTION). Empty turns webhooks off; the
+	// app also needs Deps.Invoker for them.
+	PollerFunction string
 }
 
 // ConfigFromEnv reads the configuration from environment variables through
@@ -149,6 +153,7 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		SlotsTable:            get("SLOTS_TABLE"),
 		DynamoDBEndpoint:      get("DYNAMODB_ENDPOINT"),
 		ListenAddr:            get("LISTEN_ADDR"),
+		PollerFunction:        get("POLLER_FUNCTION"),
 	}
 	if _, set := lookup("MAX_REGISTABLE_RUNNER_COUNT"); !set {
 		cfg.MaxRunnersPerUser = DefaultMaxRunners

@@ -2,7 +2,10 @@
 // registering runners in three ways (a glrt- token, a legacy registration
 // token, or "create it for me" with the user's own OAuth token), editing
 // the settings this product owns, deleting runners, and each runner's
-// health and recent jobs with their estimated Lambda cost.
+// health and recent jobs with their estimated Lambda cost, and GitLab's job
+// webhooks: a per-runner secret generated on the runner page (stored as a
+// hash, shown once) and POST /webhooks/gitlab/:runnerID, which starts a
+// poll of that runner when Deps.Invoker and Config.PollerFunction are set.
 //
 // New builds an App from a Config and its dependencies (stores, token
 // sealer, sessions, sign-in); the App is an http.Handler and exposes its
@@ -12,7 +15,8 @@
 //
 // Rules kept here: every runner route looks the runner up by owner (another
 // user's runner is a 404 for every verb); every state-changing request
-// carries the session's CSRF token (403 otherwise); GitLab URLs pass a
+// carries the session's CSRF token (403 otherwise), except the webhook,
+// which GitLab authenticates with the runner's secret; GitLab URLs pass a
 // URLPolicy (https only unless allowed, no loopback, private, link-local or
 // metadata addresses, checked on the resolved and the dialled address);
 // runner tokens are sealed before they are stored and never rendered or

@@ -40,6 +40,7 @@ type env struct {
 	store    *store.Store
 	sealer   *seal.Sealer
 	sessions *auth.Sessions
+	invoker  *countingInvoker // given to the app when cfg.PollerFunction is set
 	logs     *syncBuffer
 	// secrets must never appear in a response body or a log line.
 	mu      sync.Mutex
@@ -67,7 +68,7 @@ func (b *syncBuffer) String() string {
 // newEnv starts everything; tweak changes the configuration first.
 func newEnv(t testing.TB, tweak func(*web.Config)) *env {
 	t.Helper()
-	e := &env{t: t, gl: gitlabtest.New(t), logs: &syncBuffer{}}
+	e := &env{t: t, gl: gitlabtest.New(t), logs: &syncBuffer{}, invoker: &countingInvoker{}}
 	idp, err := devoidc.Start(devoidc.Options{User: devoidc.User{Subject: "42", Username: "ada", Name: "Ada"}})
 	if err != nil {
 		t.Fatalf("start OIDC provider: %v", err)
@@ -112,10 +113,14 @@ func newEnv(t testing.TB, tweak func(*web.Config)) *env {
 		t.Fatalf("NewAuth: %v", err)
 	}
 	e.sessions = sessions
-	e.app, err = web.New(e.cfg, web.Deps{
+	deps := web.Deps{
 		Users: e.store, Runners: e.store, Jobs: e.store, Sealer: e.sealer,
 		Sessions: sessions, Login: login, Logger: log,
-	})
+	}
+	if e.cfg.PollerFunction != "" {
+		deps.Invoker = e.invoker
+	}
+	e.app, err = web.New(e.cfg, deps)
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
 	}

@@ -90,6 +90,7 @@ func TestStateChangesNeedCSRFToken(t *testing.T) {
 		{"create", http.MethodPost, "/runners", e.tokenForm(glr.Token)},
 		{"update", http.MethodPut, "/runners/" + r.ID, url.Values{"runtime": {"python3.13"}, "concurrency": {"3"}, "version": {"1"}}},
 		{"delete", http.MethodDelete, "/runners/" + r.ID, nil},
+		{"webhook secret", http.MethodPost, "/runners/" + r.ID + "/webhook-secret", nil},
 		{"logout", http.MethodPost, "/logout", nil},
 	}
 	for _, tt := range tests {
