@@ -8,6 +8,8 @@
 //	EXECUTOR_DEADLINE_MARGIN    time kept before Lambda's deadline to report
 //	                            the job, a Go duration (default 30s)
 //	EXECUTOR_KEEPALIVE_INTERVAL idle time before a keep-alive update (default 30s)
+//	EXECUTOR_STATUS_INTERVAL    how often the job's status is checked, so a
+//	                            cancel is noticed within seconds (default 5s)
 //	EXECUTOR_CLEANUP            local, descendants or system; default: system
 //	                            when the runtime's init is our parent (Lambda),
 //	                            descendants under another parent (the emulator),
@@ -59,7 +61,9 @@ func configFromEnv(getenv func(string) string) (executor.Config, error) {
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
-	}{{"EXECUTOR_DEADLINE_MARGIN", &cfg.DeadlineMargin}, {"EXECUTOR_KEEPALIVE_INTERVAL", &cfg.KeepAliveInterval}} {
+	}{{"EXECUTOR_DEADLINE_MARGIN", &cfg.DeadlineMargin}, {"EXECUTOR_KEEPALIVE_INTERVAL", &cfg.KeepAliveInterval},
+		{"EXECUTOR_STATUS_INTERVAL", &cfg.StatusInterval},
+	} {
 		if v := getenv(d.name); v != "" {
 			dur, err := time.ParseDuration(v)
 			if err != nil || dur <= 0 {

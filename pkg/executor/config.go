@@ -52,11 +52,15 @@ type Config struct {
 	// TraceInterval is the first trace PATCH interval (GitLab's
 	// X-GitLab-Trace-Update-Interval replaces it); zero means 3 s.
 	TraceInterval time.Duration
-	// KeepAliveInterval is how long the trace may stay idle before a
-	// keep-alive update (PUT state=running), which is also when a
-	// cancellation in GitLab is noticed while the job prints nothing; zero
-	// means gitlab-runner's 30 s.
+	// KeepAliveInterval is how long the trace may stay idle before the
+	// trace loop sends a keep-alive update (PUT state=running); zero means
+	// gitlab-runner's 30 s.
 	KeepAliveInterval time.Duration
+	// StatusInterval is how often the job's status is checked with a
+	// keep-alive update while it runs, so a cancel in GitLab stops the job
+	// within seconds even when it prints nothing and GitLab's trace
+	// interval is long; zero means DefaultStatusInterval.
+	StatusInterval time.Duration
 	// Cleanup says how far the clean-up between jobs reaches.
 	Cleanup Cleanup
 	// WipeDirs are wiped before and after each job besides BuildsDir and
@@ -93,6 +97,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DeadlineMargin <= 0 {
 		c.DeadlineMargin = DefaultDeadlineMargin
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = DefaultStatusInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

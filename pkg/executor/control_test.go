@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,38 +34,109 @@ func waitTrace(t *testing.T, e *env, id int64, s string) {
 }
 
 func TestCancellation(t *testing.T) {
-	e := newEnv(t)
-	ev := e.take(project(e, nil), gitlabtest.JobSpec{
-		Script:      []string{"echo started", "sleep 300"},
-		AfterScript: []string{"echo after status=$CI_JOB_STATUS"},
-	})
-	done := make(chan executor.Result, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	go func() { done <- e.executor().Run(ctx, ev) }()
-	waitTrace(t, e, ev.Job.ID, "$ sleep 300")
-	if err := e.srv.CancelJob(ev.Job.ID); err != nil {
-		t.Fatal(err)
+	t.Parallel() // mostly waiting for sleeping jobs
+	testCancellation(t, inProcess)
+}
+
+// cancelWithin bounds how long a canceled job may take to stop: less than
+// the 60 s trace interval GitLab answers while nobody watches the log, so
+// the status check, not a trace PATCH, must notice a silent job's cancel.
+const cancelWithin = 45 * time.Second
+
+func testCancellation(t *testing.T, mk envMaker) {
+	tests := []struct {
+		name string
+		opts []gitlabtest.Option
+		// streamed waits for the script's echo in GitLab's trace, which
+		// shows the trace streams while the job runs.
+		streamed bool
+	}{
+		{"noticed while the trace streams", nil, true},
+		{"a silent job and GitLab's 60 s trace interval", []gitlabtest.Option{gitlabtest.WithTraceUpdateInterval(60, 60)}, false},
 	}
-	var res executor.Result
-	select {
-	case res = <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("the executor did not stop the job within a minute of the cancel (sleep 300 still running?)")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mk(t, tt.opts...)
+			marker := filepath.Join(t.TempDir(), "sleeping")
+			ev := e.take(project(e, nil), gitlabtest.JobSpec{
+				Variables:   []gitlab.Variable{{Key: "MARKER", Value: marker}},
+				Script:      []string{`sleep 300 & echo "sleep=$!" > "$MARKER.new" && mv "$MARKER.new" "$MARKER"; wait`},
+				AfterScript: []string{"echo after status=$CI_JOB_STATUS"},
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			done := e.start(ctx, ev)
+			if tt.streamed {
+				waitTrace(t, e, ev.Job.ID, "$ sleep 300 &")
+			} else {
+				// After the first PATCH GitLab asks for the next one in 60 s.
+				waitTrace(t, e, ev.Job.ID, "Running with")
+			}
+			pid := waitPID(t, marker, "sleep")
+			if err := e.srv.CancelJob(ev.Job.ID); err != nil {
+				t.Fatal(err)
+			}
+			var res executor.Result
+			select {
+			case res = <-done:
+			case <-time.After(cancelWithin):
+				t.Fatalf("the job was not stopped within %s of the cancel, before GitLab's next trace PATCH would notice it (sleep 300 still running?)", cancelWithin)
+			}
+			got := e.srv.Job(ev.Job.ID)
+			if got.State != "canceled" || res.State != executor.StateCanceled || !res.Reported {
+				t.Errorf("job = %s, result %+v, want canceled and reported", got.State, res)
+			}
+			if alive(pid) {
+				t.Errorf("the script's sleep (pid %d) still runs after the job ended", pid)
+			}
+			wantContains(t, got.Trace, "after status=canceled", "ERROR: Job failed: canceled")
+			e.srv.AssertNoViolations(t)
+		})
 	}
-	got := e.srv.Job(ev.Job.ID)
-	if got.State != "canceled" || res.State != executor.StateCanceled || !res.Reported {
-		t.Errorf("job = %s, result %+v, want canceled and reported", got.State, res)
+}
+
+// waitPID waits for the job to write name=<pid> to path and returns the
+// pid.
+func waitPID(t *testing.T, path, name string) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(string(b)), name+"="); ok {
+				pid, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatalf("%s holds %q, want %s=<pid>", path, b, name)
+				}
+				return pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job never wrote %s=<pid> to %s", name, path)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	wantContains(t, got.Trace, "after status=canceled", "ERROR: Job failed: canceled")
-	e.srv.AssertNoViolations(t)
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
 func TestAbortWhenGitLabCancelsOutright(t *testing.T) {
-	e := newEnv(t)
+	t.Parallel() // mostly waiting for sleeping jobs
+	testAbortWhenGitLabCancelsOutright(t, inProcess)
+}
+
+func testAbortWhenGitLabCancelsOutright(t *testing.T, mk envMaker) {
+	e := mk(t)
 	ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after"}})
-	done := make(chan executor.Result, 1)
-	go func() { done <- e.executor().Run(context.Background(), ev) }()
+	done := e.start(context.Background(), ev)
 	waitTrace(t, e, ev.Job.ID, "$ sleep 300")
 	// canceling, then canceled: the second cancel is a forced one.
 	for range 2 {
@@ -83,38 +158,53 @@ func TestAbortWhenGitLabCancelsOutright(t *testing.T) {
 	e.srv.AssertNoViolations(t)
 }
 
-func TestDeadline(t *testing.T) {
-	t.Run("the invocation's deadline", func(t *testing.T) {
-		e := newEnv(t)
-		e.cfg.DeadlineMargin = 2 * time.Second
-		ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after"}})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		res := e.executor().Run(ctx, ev)
-		if err := ctx.Err(); err != nil {
-			t.Errorf("Run returned after the invocation's deadline (ctx: %v), want before it", err)
-		}
-		got := e.srv.Job(ev.Job.ID)
-		if got.State != "failed" || got.FailureReason != "job_execution_timeout" || res.FailureReason != "job_execution_timeout" {
-			t.Errorf("job = %s/%s, result %+v, want failed/job_execution_timeout", got.State, got.FailureReason, res)
-		}
-		wantContains(t, got.Trace, "AWS Lambda stops functions at 15 minutes", "the job's own timeout is 1h0m0s")
-	})
-	t.Run("the job's timeout", func(t *testing.T) {
-		e := newEnv(t)
-		ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after status=$CI_JOB_STATUS"}, Timeout: 2})
-		_, got := e.run(ev)
-		if got.State != "failed" || got.FailureReason != "job_execution_timeout" {
-			t.Errorf("job = %s/%s, want failed/job_execution_timeout", got.State, got.FailureReason)
-		}
-		wantContains(t, got.Trace, "ERROR: Job failed: execution took longer than 2s seconds", "after status=timedout")
-		wantNotContains(t, got.Trace, "AWS Lambda stops")
-		e.srv.AssertNoViolations(t)
-	})
+// lambdaDeadlineJob is a job that outlives the invocation's deadline.
+var lambdaDeadlineJob = gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after"}}
+
+// wantLambdaDeadline checks a job stopped by the invocation's deadline.
+func wantLambdaDeadline(t *testing.T, res executor.Result, got gitlabtest.Job) {
+	t.Helper()
+	if got.State != "failed" || got.FailureReason != "job_execution_timeout" || res.FailureReason != "job_execution_timeout" || !res.Reported {
+		t.Errorf("job = %s/%s, result %+v, want failed/job_execution_timeout reported", got.State, got.FailureReason, res)
+	}
+	wantContains(t, got.Trace, "AWS Lambda stops functions at 15 minutes", "the job's own timeout is 1h0m0s")
 }
 
-func TestImageAndServicesLine(t *testing.T) {
+func TestLambdaDeadline(t *testing.T) {
+	t.Parallel() // mostly waiting for sleeping jobs
 	e := newEnv(t)
+	e.cfg.DeadlineMargin = 2 * time.Second
+	ev := e.take(project(e, nil), lambdaDeadlineJob)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res := e.executor().Run(ctx, ev)
+	if err := ctx.Err(); err != nil {
+		t.Errorf("Run returned after the invocation's deadline (ctx: %v), want before it", err)
+	}
+	wantLambdaDeadline(t, res, e.srv.Job(ev.Job.ID))
+}
+
+func TestJobTimeout(t *testing.T) {
+	t.Parallel() // mostly waiting for sleeping jobs
+	testJobTimeout(t, inProcess)
+}
+
+func testJobTimeout(t *testing.T, mk envMaker) {
+	e := mk(t)
+	ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after status=$CI_JOB_STATUS"}, Timeout: 2})
+	_, got := e.run(ev)
+	if got.State != "failed" || got.FailureReason != "job_execution_timeout" {
+		t.Errorf("job = %s/%s, want failed/job_execution_timeout", got.State, got.FailureReason)
+	}
+	wantContains(t, got.Trace, "ERROR: Job failed: execution took longer than 2s seconds", "after status=timedout")
+	wantNotContains(t, got.Trace, "AWS Lambda stops")
+	e.srv.AssertNoViolations(t)
+}
+
+func TestImageAndServicesLine(t *testing.T) { testImageAndServicesLine(t, inProcess) }
+
+func testImageAndServicesLine(t *testing.T, mk envMaker) {
+	e := mk(t)
 	_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{
 		Script:   []string{"true"},
 		Image:    &gitlab.Image{Name: "golang:1.23"},
@@ -126,9 +216,15 @@ func TestImageAndServicesLine(t *testing.T) {
 	wantContains(t, got.Trace, `WARNING: This job asks for image "golang:1.23" and service "postgres:16", but containers cannot run on AWS Lambda: the job runs directly on the function's provided.al2023 runtime.`)
 }
 
-func TestOutputLimit(t *testing.T) {
-	e := newEnv(t)
-	ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"head -c 20000 /dev/zero | tr '\\0' x", "echo still-running > $CI_BUILDS_DIR/after-limit"}})
+func TestOutputLimit(t *testing.T) { testOutputLimit(t, inProcess) }
+
+func testOutputLimit(t *testing.T, mk envMaker) {
+	e := mk(t)
+	out := t.TempDir()
+	ev := e.take(project(e, nil), gitlabtest.JobSpec{
+		Variables: []gitlab.Variable{{Key: "OUT", Value: out}},
+		Script:    []string{"head -c 20000 /dev/zero | tr '\\0' x", `echo still-running > "$OUT/after-limit"`},
+	})
 	ev.OutputLimit = 4 // KiB
 	_, got := e.run(ev)
 	if got.State != "success" {
@@ -138,14 +234,16 @@ func TestOutputLimit(t *testing.T) {
 	if n := len(got.Trace); n > 6000 {
 		t.Errorf("trace is %d bytes, want about the 4096-byte limit", n)
 	}
-	if s := readFile(t, e.cfg.BuildsDir+"/after-limit"); s != "still-running\n" {
+	if s := readFile(t, filepath.Join(out, "after-limit")); s != "still-running\n" {
 		t.Errorf("job output after the limit: %q, want the job to carry on", s)
 	}
 	e.srv.AssertNoViolations(t)
 }
 
-func TestMalformedEvents(t *testing.T) {
-	e := newEnv(t)
+func TestMalformedEvents(t *testing.T) { testMalformedEvents(t, inProcess) }
+
+func testMalformedEvents(t *testing.T, mk envMaker) {
+	e := mk(t)
 	p := project(e, nil)
 	t.Run("readable job id and token: failed in GitLab", func(t *testing.T) {
 		ev := e.take(p, gitlabtest.JobSpec{Script: []string{"true"}})
@@ -178,6 +276,15 @@ func TestMalformedEvents(t *testing.T) {
 		{"no gitlab_url", []byte(`{"job": {"id": 5, "token": "glcbt-x"}}`)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if e.fn != nil && !json.Valid(tt.raw) {
+				// Lambda's payloads are JSON: the runtime client refuses
+				// this one before the handler runs, as a function error.
+				resp, err := e.fn.Invoke(t.Context(), tt.raw)
+				if err != nil || !strings.Contains(resp.FunctionError, "SyntaxError") {
+					t.Errorf("invoke with %q: %+v, %v; want a function error", tt.raw, resp, err)
+				}
+				return
+			}
 			res := e.handle(tt.raw)
 			if res.State != "" || res.Reported || !strings.Contains(res.Error, "invalid executor event") {
 				t.Errorf("result = %+v, want no state, not reported, an invalid event error", res)
@@ -187,8 +294,10 @@ func TestMalformedEvents(t *testing.T) {
 	e.srv.AssertNoViolations(t)
 }
 
-func TestPayloadURL(t *testing.T) {
-	e := newEnv(t)
+func TestPayloadURL(t *testing.T) { testPayloadURL(t, inProcess) }
+
+func testPayloadURL(t *testing.T, mk envMaker) {
+	e := mk(t)
 	ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"echo from the large payload"}})
 	body, _ := json.Marshal(ev)
 	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -205,8 +314,10 @@ func TestPayloadURL(t *testing.T) {
 	}
 }
 
-func TestRunStepsAreRefused(t *testing.T) {
-	e := newEnv(t)
+func TestRunStepsAreRefused(t *testing.T) { testRunStepsAreRefused(t, inProcess) }
+
+func testRunStepsAreRefused(t *testing.T, mk envMaker) {
+	e := mk(t)
 	_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"true"}, Payload: func(j *gitlab.Job) {
 		j.Steps = nil
 		j.Run = `[{"name":"hello","script":"echo hi"}]`

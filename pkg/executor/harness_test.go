@@ -14,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/lambdatest"
 )
 
 // allFeatures is what the poller advertises.
@@ -25,18 +26,36 @@ var allFeatures = gitlab.Features{
 	Cancelable: true, ReturnExitCode: true, CancelGracefully: true,
 }
 
-// env is one fake GitLab with a runner, and an executor's directories.
+// env is one fake GitLab with a runner, and the executor that runs its
+// jobs: in process (fn is nil) or the real bootstrap under the Lambda
+// Runtime Interface Emulator (fn).
 type env struct {
 	t      testing.TB
 	srv    *gitlabtest.Server
 	runner gitlabtest.Runner
 	client *gitlab.Client
 	cfg    executor.Config
+	fn     *lambdatest.Function
 }
+
+// envMaker makes a test's environment; the same test cases run with
+// inProcess and with an emulator's env method.
+type envMaker func(t testing.TB, opts ...gitlabtest.Option) *env
+
+// inProcess runs jobs with an Executor in the test process.
+var inProcess envMaker = newEnvTB
 
 func newEnv(t *testing.T, opts ...gitlabtest.Option) *env { return newEnvTB(t, opts...) }
 
 func newEnvTB(t testing.TB, opts ...gitlabtest.Option) *env {
+	t.Helper()
+	root := t.TempDir()
+	return newEnvIn(t, filepath.Join(root, "builds"), filepath.Join(root, "home"), opts...)
+}
+
+// newEnvIn starts a fake GitLab (trace interval 1 s unless opts say
+// otherwise) for an executor using buildsDir and homeDir.
+func newEnvIn(t testing.TB, buildsDir, homeDir string, opts ...gitlabtest.Option) *env {
 	t.Helper()
 	opts = append([]gitlabtest.Option{gitlabtest.WithTraceUpdateInterval(1, 1)}, opts...)
 	srv := gitlabtest.New(t, opts...)
@@ -44,15 +63,14 @@ func newEnvTB(t testing.TB, opts ...gitlabtest.Option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := t.TempDir()
 	return &env{
 		t: t, srv: srv, client: c,
 		runner: srv.CreateRunner(gitlabtest.RunnerOptions{Description: "lambda runner"}),
 		cfg: executor.Config{
 			Version:           "1.2.3",
 			Runtime:           "provided.al2023",
-			BuildsDir:         filepath.Join(root, "builds"),
-			HomeDir:           filepath.Join(root, "home"),
+			BuildsDir:         buildsDir,
+			HomeDir:           homeDir,
 			ScratchDir:        t.TempDir(),
 			TraceInterval:     200 * time.Millisecond,
 			KeepAliveInterval: time.Second,
@@ -103,7 +121,7 @@ func (e *env) run(ev executor.Event) (executor.Result, gitlabtest.Job) {
 
 func (e *env) runCtx(ctx context.Context, ev executor.Event) (executor.Result, gitlabtest.Job) {
 	e.t.Helper()
-	res := e.executor().Run(ctx, ev)
+	res := e.exec(ctx, ev)
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	got, err := e.srv.WaitJob(wctx, ev.Job.ID)
@@ -111,6 +129,44 @@ func (e *env) runCtx(ctx context.Context, ev executor.Event) (executor.Result, g
 		e.t.Fatalf("job %d never reached a final state (result %+v): %v; trace:\n%s", ev.Job.ID, res, err, e.srv.Job(ev.Job.ID).Trace)
 	}
 	return res, got
+}
+
+// exec runs ev and returns the executor's Result: in process with ctx as
+// the invocation's context, or as one invocation of the emulated function
+// (whose deadline is the function's timeout; ctx bounds the request).
+func (e *env) exec(ctx context.Context, ev executor.Event) executor.Result {
+	e.t.Helper()
+	if e.fn == nil {
+		return e.executor().Run(ctx, ev)
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.invoke(ctx, b)
+}
+
+// start runs ev in the background; the channel delivers its Result.
+func (e *env) start(ctx context.Context, ev executor.Event) <-chan executor.Result {
+	done := make(chan executor.Result, 1)
+	go func() { done <- e.exec(ctx, ev) }()
+	return done
+}
+
+// invoke sends one raw event to the emulated function and decodes its
+// Result. Test failures here use Errorf: invoke may run outside the test's
+// goroutine.
+func (e *env) invoke(ctx context.Context, raw []byte) executor.Result {
+	resp, err := e.fn.Invoke(ctx, raw)
+	if err != nil || resp.FunctionError != "" {
+		e.t.Errorf("invoke: %v %s\nlogs:\n%s", err, resp.FunctionError, e.fn.Logs())
+		return executor.Result{}
+	}
+	var res executor.Result
+	if err := json.Unmarshal(resp.Payload, &res); err != nil {
+		e.t.Errorf("decode result %s: %v", resp.Payload, err)
+	}
+	return res
 }
 
 // handle sends a raw event through the Lambda handler.
@@ -125,6 +181,9 @@ func (e *env) handle(raw any) executor.Result {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if e.fn != nil {
+		return e.invoke(ctx, b)
+	}
 	res, err := e.executor().Handle(ctx, b)
 	if err != nil {
 		e.t.Fatalf("Handle() error = %v, want nil (results carry failures)", err)

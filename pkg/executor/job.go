@@ -44,6 +44,7 @@ type jobRun struct {
 	buf    *trace.Buffer
 	w      *trace.Writer
 	up     *trace.Uploader
+	remote *remoteStatus
 	sess   *shell.Session
 
 	projectDir string
@@ -93,6 +94,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 		return fail(fmt.Errorf("executor: create trace uploader: %w", err))
 	}
 	j.up.Start(ctx)
+	j.remote = newRemoteStatus()
 	j.setDeadlines(ctx)
 
 	o := j.execute(ctx)
@@ -172,16 +174,36 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	defer cancelPost()
 	done := make(chan struct{})
 	defer close(done)
+	// GitLab's word reaches us through the trace uploader's answers and
+	// through the status check; either may come first.
+	go func() {
+		canceling := j.up.Canceling()
+		for {
+			select {
+			case <-canceling:
+				j.remote.cancel()
+				canceling = nil
+			case <-j.up.Aborted():
+				j.remote.abort()
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	// The status check stops before the final update, which must be the
+	// last PUT GitLab sees.
+	defer j.watchStatus(ctx)()
 	go func() {
 		select {
-		case <-j.up.Canceling():
+		case <-j.remote.canceling:
 			cancelWork(errCanceled)
-		case <-j.up.Aborted():
+		case <-j.remote.aborted:
 		case <-done:
 			return
 		}
 		select {
-		case <-j.up.Aborted():
+		case <-j.remote.aborted:
 			cancelWork(errAborted)
 			cancelPost()
 		case <-done:
@@ -207,7 +229,7 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	}
 	status, o := j.steps(workCtx)
 	o = j.classify(workCtx, o)
-	if j.up.IsAborted() {
+	if j.remote.isAborted() {
 		return outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
 	}
 	if ar, ran := j.afterScript(postCtx, status); ran && ar.Outcome != shell.Succeeded && !o.failed() &&
@@ -225,7 +247,7 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 // (timeout, cancellation) and run the failure-path uploads.
 func (j *jobRun) finish(postCtx, workCtx context.Context, o outcome) outcome {
 	o = j.classify(workCtx, o)
-	if j.up.IsAborted() || j.sess == nil {
+	if j.remote.isAborted() || j.sess == nil {
 		return o
 	}
 	j.uploadArtifacts(postCtx, false)

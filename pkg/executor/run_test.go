@@ -9,7 +9,9 @@ import (
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 )
 
-func TestJobOutcomes(t *testing.T) {
+func TestJobOutcomes(t *testing.T) { testJobOutcomes(t, inProcess) }
+
+func testJobOutcomes(t *testing.T, mk envMaker) {
 	tests := []struct {
 		name       string
 		spec       gitlabtest.JobSpec
@@ -23,7 +25,7 @@ func TestJobOutcomes(t *testing.T) {
 			spec:      gitlabtest.JobSpec{BeforeScript: []string{"echo before"}, Script: []string{"echo hello from $CI_JOB_NAME", "cat README.md"}},
 			wantState: "success",
 			wantTrace: []string{
-				"Running with gitlab-serverless-runner 1.2.3 on lambda runner",
+				"Running with gitlab-serverless-runner ", " on lambda runner ",
 				"Using AWS Lambda runtime provided.al2023",
 				"section_start:", ":prepare_executor\r\x1b[0K", ":get_sources\r\x1b[0K", ":step_script\r\x1b[0K",
 				"$ echo before", "before\n", "hello from test\n", "hello\n",
@@ -41,7 +43,7 @@ func TestJobOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := mk(t)
 			ev := e.take(project(e, nil), tt.spec)
 			res, got := e.run(ev)
 			if got.State != tt.wantState || got.FailureReason != tt.wantReason || got.ExitCode != tt.wantExit {
@@ -51,6 +53,7 @@ func TestJobOutcomes(t *testing.T) {
 				t.Errorf("Result = %+v, want job %d state %s reason %q exit %d reported", res, ev.Job.ID, tt.wantState, tt.wantReason, tt.wantExit)
 			}
 			wantContains(t, got.Trace, tt.wantTrace...)
+			wantContains(t, got.Trace, "Running with gitlab-serverless-runner "+e.cfg.Version)
 			wantNotContains(t, got.Trace, "never\n")
 			last := got.Updates[len(got.Updates)-1].Request
 			if want := fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE(got.Trace)); last.Output.Checksum != want || last.Output.Bytesize != int64(len(got.Trace)) {
@@ -61,8 +64,10 @@ func TestJobOutcomes(t *testing.T) {
 	}
 }
 
-func TestTwoPhaseAcceptsTheJob(t *testing.T) {
-	e := newEnv(t)
+func TestTwoPhaseAcceptsTheJob(t *testing.T) { testTwoPhaseAcceptsTheJob(t, inProcess) }
+
+func testTwoPhaseAcceptsTheJob(t *testing.T, mk envMaker) {
+	e := mk(t)
 	p := project(e, nil)
 	e.srv.EnqueueJob(p, gitlabtest.JobSpec{Script: []string{"echo accepted"}})
 	features := allFeatures

@@ -20,7 +20,9 @@ import (
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 )
 
-func TestAfterScript(t *testing.T) {
+func TestAfterScript(t *testing.T) { testAfterScript(t, inProcess) }
+
+func testAfterScript(t *testing.T, mk envMaker) {
 	tests := []struct {
 		name       string
 		script     []string
@@ -36,7 +38,7 @@ func TestAfterScript(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := mk(t)
 			spec := gitlabtest.JobSpec{Script: tt.script, AfterScript: tt.after}
 			if tt.script == nil {
 				spec.Script = []string{"true"}
@@ -53,24 +55,30 @@ func TestAfterScript(t *testing.T) {
 	}
 }
 
-func TestVariablesAndMasking(t *testing.T) {
-	e := newEnv(t)
+func TestVariablesAndMasking(t *testing.T) { testVariablesAndMasking(t, inProcess) }
+
+func testVariablesAndMasking(t *testing.T, mk envMaker) {
+	e := mk(t)
 	hostile := "quotes ' \" `backticks` $(touch pwned) ${HOME} \\ back\nnew line ünïcode"
 	secret := "s3cr3t-v4lue-9a8b7c"
 	pat := "glpat-abcdefghij0123456789"
+	rt := "glrt-t1_runnerTokenValue0123"
+	out := t.TempDir() // outside the builds directory, which a warm Lambda environment wipes
 	ev := e.take(project(e, nil), gitlabtest.JobSpec{
 		Variables: []gitlab.Variable{
+			{Key: "OUT", Value: out},
 			{Key: "HOSTILE", Value: hostile, Raw: true},
 			{Key: "EXPANDED", Value: "home is ${HOME}"},
 			{Key: "API_KEY", Value: secret, Masked: true},
 			{Key: "KUBECONFIG", Value: "apiVersion: v1\nkind: Config\n", File: true},
 			{Key: "LEAKY", Value: pat},
+			{Key: "LEAKY_RUNNER", Value: rt},
 		},
 		Script: []string{
-			`printf '%s' "$HOSTILE" > "$CI_BUILDS_DIR/hostile.out"`,
+			`printf '%s' "$HOSTILE" > "$OUT/hostile.out"`,
 			`echo "key=$API_KEY"`,
 			`echo "token=$CI_JOB_TOKEN repo=$CI_REPOSITORY_URL"`,
-			`echo "leaky=$LEAKY"`,
+			`echo "leaky=$LEAKY runner=$LEAKY_RUNNER"`,
 			`echo "kubeconfig at $KUBECONFIG"; cat "$KUBECONFIG"`,
 			`test ! -e pwned`,
 			`echo "expanded=$EXPANDED"`,
@@ -83,23 +91,25 @@ func TestVariablesAndMasking(t *testing.T) {
 	if got.State != "success" {
 		t.Fatalf("job = %s (result %+v); trace:\n%s", got.State, res, got.Trace)
 	}
-	if got, want := readFile(t, filepath.Join(e.cfg.BuildsDir, "hostile.out")), hostile; got != want {
+	if got, want := readFile(t, filepath.Join(out, "hostile.out")), hostile; got != want {
 		t.Errorf("hostile value in the job = %q, want %q", got, want)
 	}
 	projectDir := filepath.Join(e.cfg.BuildsDir, "group", "demo")
 	wantContains(t, got.Trace,
-		"key=[MASKED]", "leaky=glpat-[MASKED]", "kind: Config",
+		"key=[MASKED]", "leaky=glpat-[MASKED] runner=glrt-[MASKED]\n", "kind: Config",
 		"kubeconfig at "+projectDir+".tmp/KUBECONFIG",
 		"project="+projectDir+" builds="+e.cfg.BuildsDir+" home="+e.cfg.HomeDir+" short="+gitlab.ShortToken(e.runner.Token),
 		"no aws credentials", "expanded=home is "+e.cfg.HomeDir+"\n")
-	wantNotContains(t, got.Trace, secret, ev.Job.Token, pat, "executor-credential-never-in-a-job")
+	wantNotContains(t, got.Trace, secret, ev.Job.Token, pat, rt, "executor-credential-never-in-a-job")
 	if _, err := os.Stat(projectDir + ".tmp/KUBECONFIG"); !os.IsNotExist(err) {
 		t.Errorf("file variable left after the job: stat error %v, want not exist", err)
 	}
 	e.srv.AssertNoViolations(t)
 }
 
-func TestGitStrategies(t *testing.T) {
+func TestGitStrategies(t *testing.T) { testGitStrategies(t, inProcess) }
+
+func testGitStrategies(t *testing.T, mk envMaker) {
 	tests := []struct {
 		name      string
 		spec      gitlabtest.JobSpec
@@ -109,7 +119,10 @@ func TestGitStrategies(t *testing.T) {
 		{"clone with depth 1", gitlabtest.JobSpec{Depth: 1, Variables: []gitlab.Variable{{Key: "GIT_STRATEGY", Value: "clone"}}},
 			`test -f .git/shallow && test "$(cat README.md)" = v2`, []string{"Fetching changes with git depth set to 1...", "Created fresh repository."}},
 		{"full clone", gitlabtest.JobSpec{Depth: -1, Variables: []gitlab.Variable{{Key: "GIT_STRATEGY", Value: "clone"}}},
-			`test ! -f .git/shallow && test "$(cat README.md)" = v2`, []string{"Fetching changes..."}},
+			// The payload's refspecs: the pipeline ref and, for a full
+			// clone, every branch.
+			`test ! -f .git/shallow && test "$(cat README.md)" = v2 && test -f .git/refs/pipelines/$CI_PIPELINE_ID && test -f .git/refs/remotes/origin/main`,
+			[]string{"Fetching changes..."}},
 		{"none", gitlabtest.JobSpec{Variables: []gitlab.Variable{{Key: "GIT_STRATEGY", Value: "none"}}},
 			`test ! -e .git && test ! -e README.md`, []string{"Skipping Git repository setup"}},
 		{"empty", gitlabtest.JobSpec{Variables: []gitlab.Variable{{Key: "GIT_STRATEGY", Value: "empty"}}},
@@ -117,7 +130,7 @@ func TestGitStrategies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := mk(t)
 			p := project(e, map[string]string{"README.md": "v1"})
 			p.Commit("", map[string]string{"README.md": "v2"}, "second")
 			tt.spec.Script = []string{tt.check}
@@ -128,8 +141,8 @@ func TestGitStrategies(t *testing.T) {
 			wantContains(t, got.Trace, tt.wantTrace...)
 		})
 	}
-	t.Run("fetch reuses the previous job's repository", func(t *testing.T) {
-		e := newEnv(t)
+	t.Run("fetch after a previous job", func(t *testing.T) {
+		e := mk(t)
 		p := project(e, map[string]string{"README.md": "v1"})
 		_, first := e.run(e.take(p, gitlabtest.JobSpec{Script: []string{"touch untracked"}}))
 		p.Commit("", map[string]string{"README.md": "v2"}, "second")
@@ -137,10 +150,17 @@ func TestGitStrategies(t *testing.T) {
 		if first.State != "success" || second.State != "success" {
 			t.Fatalf("jobs = %s, %s, want success; second trace:\n%s", first.State, second.State, second.Trace)
 		}
-		wantContains(t, second.Trace, "Reinitialized existing Git repository")
+		// Locally the builds directory stays and fetch reuses the
+		// repository, as gitlab-runner's shell executor does; a warm Lambda
+		// environment wipes it between jobs, so fetch starts afresh.
+		want := "Reinitialized existing Git repository"
+		if e.fn != nil {
+			want = "Created fresh repository."
+		}
+		wantContains(t, second.Trace, want)
 	})
 	t.Run("submodules", func(t *testing.T) {
-		e := newEnv(t)
+		e := mk(t)
 		lib := e.srv.CreateProject("group/lib", map[string]string{"lib.txt": "library\n"})
 		p := project(e, nil)
 		p.AddSubmodule("vendor/lib", lib)
@@ -153,7 +173,7 @@ func TestGitStrategies(t *testing.T) {
 		}
 	})
 	t.Run("GET_SOURCES_ATTEMPTS retries a failed fetch", func(t *testing.T) {
-		e := newEnv(t)
+		e := mk(t)
 		ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"cat README.md"}, Variables: []gitlab.Variable{{Key: "GET_SOURCES_ATTEMPTS", Value: "2"}}})
 		e.srv.Inject(gitlabtest.EndpointGit, gitlabtest.Fault{Status: http.StatusForbidden})
 		_, got := e.run(ev)
@@ -163,14 +183,14 @@ func TestGitStrategies(t *testing.T) {
 		wantContains(t, got.Trace, "Getting source from Git repository failed (attempt 1 of 2)")
 	})
 	t.Run("bad GIT_STRATEGY", func(t *testing.T) {
-		e := newEnv(t)
+		e := mk(t)
 		_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"true"}, Variables: []gitlab.Variable{{Key: "GIT_STRATEGY", Value: "rsync"}}}))
 		if got.State != "failed" || got.FailureReason != "runner_configuration_error" {
 			t.Errorf("job = %s/%s, want failed/runner_configuration_error; trace:\n%s", got.State, got.FailureReason, got.Trace)
 		}
 	})
 	t.Run("unreachable sha fails get_sources", func(t *testing.T) {
-		e := newEnv(t)
+		e := mk(t)
 		_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"true"}, Payload: func(j *gitlab.Job) {
 			j.GitInfo.Sha = strings.Repeat("ab", 20)
 		}}))
@@ -182,8 +202,10 @@ func TestGitStrategies(t *testing.T) {
 	})
 }
 
-func TestArtifacts(t *testing.T) {
-	e := newEnv(t)
+func TestArtifacts(t *testing.T) { testArtifacts(t, inProcess) }
+
+func testArtifacts(t *testing.T, mk envMaker) {
+	e := mk(t)
 	p := project(e, nil)
 	ev := e.take(p, gitlabtest.JobSpec{
 		Script: []string{"mkdir -p bin/sub && echo app > bin/app && echo tmp > bin/sub/x.tmp && echo kept > bin/sub/y.txt", `echo '<testsuite/>' > report.xml`},
@@ -237,7 +259,7 @@ func TestArtifacts(t *testing.T) {
 		wantContains(t, got.Trace, ":upload_artifacts_on_failure\r\x1b[0K")
 	})
 	t.Run("upload refused fails the job", func(t *testing.T) {
-		e := newEnv(t, gitlabtest.WithMaxArtifactSize(10))
+		e := mk(t, gitlabtest.WithMaxArtifactSize(10))
 		ev := e.take(project(e, nil), gitlabtest.JobSpec{
 			Script:    []string{"head -c 100000 /dev/urandom > big.bin"},
 			Artifacts: []gitlab.Artifact{{Name: "big", Paths: []string{"big.bin"}, ArtifactType: "archive", ArtifactFormat: "zip"}},
@@ -268,8 +290,10 @@ func zipNames(t *testing.T, a gitlabtest.UploadedArtifact) []string {
 	return names
 }
 
-func TestDependencies(t *testing.T) {
-	e := newEnv(t)
+func TestDependencies(t *testing.T) { testDependencies(t, inProcess) }
+
+func testDependencies(t *testing.T, mk envMaker) {
+	e := mk(t)
 	p := project(e, nil)
 	build := e.take(p, gitlabtest.JobSpec{
 		Name:      "build",
@@ -372,8 +396,10 @@ func (s *s3) urls(key string) executor.CacheURLs {
 	return executor.CacheURLs{GetURL: u, PutURL: u}
 }
 
-func TestCache(t *testing.T) {
-	e := newEnv(t)
+func TestCache(t *testing.T) { testCache(t, inProcess) }
+
+func testCache(t *testing.T, mk envMaker) {
+	e := mk(t)
 	store := newS3(t)
 	p := project(e, nil)
 	// GitLab suffixes cache keys (-non_protected); the poller presigns a

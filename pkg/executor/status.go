@@ -1,0 +1,93 @@
+package executor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+)
+
+// DefaultStatusInterval is how often the executor asks GitLab for the job's
+// status while the job runs. GitLab answers a trace PATCH only at the
+// interval it chooses (60 s unless someone watches the log) and the
+// keep-alive follows the trace loop, so without this check a cancel of a
+// job that prints nothing would be noticed a minute or more late. Twelve
+// PUTs a minute stay far below GitLab's 200 requests a minute per job token.
+const DefaultStatusInterval = 5 * time.Second
+
+// remoteStatus is what GitLab said about the job while it runs: canceling
+// (stop the script, run after_script, report) or aborted (stop everything:
+// the job is canceled or failed in GitLab, or the token is refused). Both
+// the trace uploader's answers and the status check feed it.
+type remoteStatus struct {
+	cancelOnce, abortOnce sync.Once
+	canceling, aborted    chan struct{}
+}
+
+func newRemoteStatus() *remoteStatus {
+	return &remoteStatus{canceling: make(chan struct{}), aborted: make(chan struct{})}
+}
+
+func (s *remoteStatus) cancel() { s.cancelOnce.Do(func() { close(s.canceling) }) }
+func (s *remoteStatus) abort()  { s.abortOnce.Do(func() { close(s.aborted) }) }
+
+func (s *remoteStatus) isAborted() bool {
+	select {
+	case <-s.aborted:
+		return true
+	default:
+		return false
+	}
+}
+
+// watchStatus starts the status check: every StatusInterval a keep-alive
+// update (PUT state=running with the trace's current checksum and size, as
+// gitlab-runner sends it) whose Job-Status answer says whether the job was
+// canceled. It returns a function that stops the check and waits for it,
+// so that no running update can follow the final one.
+func (j *jobRun) watchStatus(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(j.e.cfg.StatusInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-j.remote.aborted:
+				return
+			case <-t.C:
+			}
+			r, err := j.client.UpdateJob(ctx, j.job.ID, gitlab.UpdateJobRequest{
+				Token:  j.job.Token,
+				State:  gitlab.StateRunning,
+				Output: gitlab.JobOutput{Checksum: j.buf.Checksum(), Bytesize: j.buf.Size()},
+			})
+			switch {
+			case err != nil && gitlab.AbortsJob(err):
+				j.log.Warn("executor: GitLab refuses the job's status check; aborting", "error", err)
+				j.remote.abort()
+				return
+			case err != nil:
+				if ctx.Err() == nil {
+					j.log.Warn("executor: check the job's status", "error", err)
+				}
+			case r.Aborted():
+				j.log.Info("executor: the job ended in GitLab; aborting", "job_status", r.JobStatus)
+				j.remote.abort()
+				return
+			case r.Canceling():
+				j.log.Info("executor: GitLab asks to cancel the job")
+				j.remote.cancel()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
