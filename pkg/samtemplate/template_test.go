@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/samtemplate"
 )
 
@@ -338,6 +339,22 @@ func TestSecretsNeverInConfiguration(t *testing.T) {
 		}
 		if got := samtemplate.Path(g, "ExcludePunctuation"); got != true {
 			t.Errorf("%s ExcludePunctuation: got %v, want true", id, got)
+		}
+	}
+}
+
+// The generated keys are 43 characters of [A-Za-z0-9]: the unpadded
+// base64 of 32 bytes. The session key parser takes them as they are.
+func TestGeneratedKeyShapeIsAcceptedBySessions(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	tests := []string{
+		strings.Repeat("A", 43),
+		strings.Repeat("z9", 21) + "Q",
+		(alphabet + alphabet)[:43],
+	}
+	for _, key := range tests {
+		if _, err := auth.ParseKeys(key); err != nil {
+			t.Errorf("auth.ParseKeys(%d generated characters): %v", len(key), err)
 		}
 	}
 }
