@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 // Two polls may find the token due at once. GitLab serialises them: the
 // first reset invalidates the old token, so the second reset is refused
 // with 403. The loser then reads the runner again and goes on with the
-// token the winner saved; only if none was saved is the token bad.
+// token the winner saved; only if none was saved is the token bad. The save
+// itself is conditional on the sealed token this poll read, so a poll can
+// never overwrite a token another writer saved in between.
 func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitlab.Client, r *runner.Runner, token string) (string, string) {
 	now := p.cfg.Now()
 	obtained := r.CreatedAt
@@ -46,7 +49,18 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 	}
 	sealed, err := p.d.Sealer.Seal(r.ID, creds.Token)
 	if err == nil {
-		err = p.d.Runners.RotateToken(context.WithoutCancel(ctx), r.ID, sealed, &now, creds.TokenExpiresAt)
+		err = p.d.Runners.RotateToken(context.WithoutCancel(ctx), r.ID, r.SealedToken, sealed, &now, creds.TokenExpiresAt)
+	}
+	if runner.ErrorCode(err) == runner.ECONFLICT {
+		var (
+			stored string
+			won    bool
+		)
+		stored, won, err = p.resolveConflict(ctx, r, token, sealed, now, creds.TokenExpiresAt)
+		if err == nil && !won {
+			log.WarnContext(ctx, "a concurrent poll saved a rotated token first; polling with that one")
+			return stored, ""
+		}
 	}
 	if err != nil {
 		// GitLab already invalidated the old token; the new one exists only
@@ -58,6 +72,32 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 	r.SealedToken, r.TokenObtainedAt, r.TokenExpiresAt = sealed, &now, creds.TokenExpiresAt
 	log.InfoContext(ctx, "runner token rotated", "expires_at", creds.TokenExpiresAt)
 	return creds.Token, ""
+}
+
+// resolveConflict handles a save refused because the stored token changed
+// since r was read. It reads the runner again: if the stored token is still
+// the one this poll reset, only resealed (a sealing key rotation), the new
+// token is saved over it and won is true; if another poll saved a rotated
+// token first, r becomes the fresh runner and its token is returned, so
+// this poll and every later one use the same token. An error means the new
+// token is not saved.
+func (p *Poller) resolveConflict(ctx context.Context, r *runner.Runner, old string, sealed []byte, now time.Time, expiresAt *time.Time) (stored string, won bool, err error) {
+	fresh, err := p.d.Runners.GetRunner(context.WithoutCancel(ctx), r.ID)
+	if err != nil {
+		return "", false, fmt.Errorf("poller: read runner after a token conflict: %w", err)
+	}
+	stored, err = p.d.Sealer.Open(r.ID, fresh.SealedToken)
+	if err != nil {
+		return "", false, fmt.Errorf("poller: open the token saved by another writer: %w", err)
+	}
+	if stored != old {
+		*r = *fresh
+		return stored, false, nil
+	}
+	if err := p.d.Runners.RotateToken(context.WithoutCancel(ctx), r.ID, fresh.SealedToken, sealed, &now, expiresAt); err != nil {
+		return "", false, fmt.Errorf("poller: save rotated token over a resealed one: %w", err)
+	}
+	return "", true, nil
 }
 
 // awaitRotation waits briefly for a concurrent poll that won the reset to

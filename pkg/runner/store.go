@@ -45,8 +45,11 @@ type RunnerStore interface {
 	UpdateHealth(ctx context.Context, id string, h Health) error
 	// SetLastUpdate records GitLab's X-GitLab-Last-Update value.
 	SetLastUpdate(ctx context.Context, id, lastUpdate string) error
-	// RotateToken replaces the sealed token after GitLab reset it.
-	RotateToken(ctx context.Context, id string, sealed []byte, obtainedAt, expiresAt *time.Time) error
+	// RotateToken replaces the sealed token after GitLab reset it, only
+	// while the stored sealed token is still oldSealed, the one the caller
+	// read: ECONFLICT otherwise, so two concurrent rotations cannot both
+	// be saved.
+	RotateToken(ctx context.Context, id string, oldSealed, sealed []byte, obtainedAt, expiresAt *time.Time) error
 }
 
 // JobStore keeps job records and the runners' concurrency slots. The poller

@@ -278,15 +278,37 @@ func (s *Store) SetLastUpdate(ctx context.Context, id, lastUpdate string) error 
 	return s.runUpdate(ctx, u, "set last update of runner "+id)
 }
 
-// RotateToken replaces the runner's sealed token and its validity times.
-func (s *Store) RotateToken(ctx context.Context, id string, sealed []byte, obtainedAt, expiresAt *time.Time) error {
+// RotateToken replaces the runner's sealed token and its validity times,
+// but only while the stored sealed token is still oldSealed, the one the
+// caller read before resetting the token in GitLab (an empty oldSealed
+// means the runner had none). Two pollers that both rotate cannot both
+// save: the later one gets ECONFLICT and should read the runner again. A
+// missing runner is ENOTFOUND.
+func (s *Store) RotateToken(ctx context.Context, id string, oldSealed, sealed []byte, obtainedAt, expiresAt *time.Time) error {
 	if len(sealed) == 0 {
 		return runner.Errorf(runner.EINVALID, "A runner token is required.")
 	}
-	u := s.runners.Update("id", id).Set("sealed_token", sealed).If("attribute_exists('id')")
+	u := s.runners.Update("id", id).Set("sealed_token", sealed)
+	if len(oldSealed) == 0 {
+		u.If("attribute_exists('id') AND attribute_not_exists('sealed_token')")
+	} else {
+		u.If("attribute_exists('id') AND 'sealed_token' = ?", oldSealed)
+	}
 	setTime(u, "token_obtained_at", obtainedAt)
 	setTime(u, "token_expires_at", expiresAt)
-	return s.runUpdate(ctx, u, "rotate token of runner "+id)
+	err := u.Run(ctx)
+	if dynamo.IsCondCheckFailed(err) {
+		// Tell a token changed since it was read from a missing runner.
+		if _, gerr := s.GetRunner(ctx, id); gerr != nil {
+			return fmt.Errorf("store: rotate token of runner %s: %w", id, gerr)
+		}
+		return fmt.Errorf("store: rotate token of runner %s: %w", id, runner.Errorf(runner.ECONFLICT,
+			"The runner token was changed by someone else since it was read."))
+	}
+	if err != nil {
+		return fmt.Errorf("store: rotate token of runner %s: %w", id, err)
+	}
+	return nil
 }
 
 func setTime(u *dynamo.Update, attr string, t *time.Time) {

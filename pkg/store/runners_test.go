@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -255,7 +256,7 @@ func TestPollerWritesKeepSettingsVersion(t *testing.T) {
 	if err := s.SetLastUpdate(ctx, r.ID, "abc123"); err != nil {
 		t.Fatalf("SetLastUpdate: %v", err)
 	}
-	if err := s.RotateToken(ctx, r.ID, []byte("new sealed"), &contact, &expires); err != nil {
+	if err := s.RotateToken(ctx, r.ID, r.SealedToken, []byte("new sealed"), &contact, &expires); err != nil {
 		t.Fatalf("RotateToken: %v", err)
 	}
 	got, err := s.GetRunner(ctx, r.ID)
@@ -292,13 +293,88 @@ func TestPollerWritesKeepSettingsVersion(t *testing.T) {
 	for name, err := range map[string]error{
 		"UpdateHealth":  s.UpdateHealth(ctx, "missing", runner.Health{LastContactAt: &contact}),
 		"SetLastUpdate": s.SetLastUpdate(ctx, "missing", "x"),
-		"RotateToken":   s.RotateToken(ctx, "missing", []byte("x"), nil, nil),
+		"RotateToken":   s.RotateToken(ctx, "missing", []byte("old"), []byte("x"), nil, nil),
 	} {
 		wantCode(t, name+" of a missing runner", err, runner.ENOTFOUND)
 	}
 	if _, err := s.GetRunner(ctx, "missing"); runner.ErrorCode(err) != runner.ENOTFOUND {
 		t.Errorf("a write to a missing runner created it")
 	}
+}
+
+func TestRotateTokenOnlyFromTheTokenRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+	obtained := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	expires := obtained.Add(30 * 24 * time.Hour)
+
+	tests := []struct {
+		name     string
+		old      func(read *runner.Runner) []byte
+		wantCode string
+	}{
+		{"the token read", func(read *runner.Runner) []byte { return read.SealedToken }, ""},
+		{"another token", func(*runner.Runner) []byte { return []byte("sealed by someone else") }, runner.ECONFLICT},
+		{"no token", func(*runner.Runner) []byte { return nil }, runner.ECONFLICT},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustCreate(t, s, newRunner("alice", tt.name))
+			err := s.RotateToken(ctx, r.ID, tt.old(r), []byte("rotated"), &obtained, &expires)
+			wantCode(t, "RotateToken", err, tt.wantCode)
+			got, gerr := s.GetRunner(ctx, r.ID)
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			want := r.SealedToken
+			if tt.wantCode == "" {
+				want = []byte("rotated")
+			}
+			if !bytes.Equal(got.SealedToken, want) {
+				t.Errorf("stored token = %q, want %q", got.SealedToken, want)
+			}
+			if tt.wantCode != "" && got.TokenExpiresAt != nil {
+				t.Errorf("a refused rotation set the expiry to %v", got.TokenExpiresAt)
+			}
+		})
+	}
+
+	t.Run("concurrent rotations from one read", func(t *testing.T) {
+		r := mustCreate(t, s, newRunner("alice", "raced"))
+		const pollers = 8
+		errs := make([]error, pollers)
+		var wg sync.WaitGroup
+		for i := range pollers {
+			wg.Go(func() {
+				errs[i] = s.RotateToken(ctx, r.ID, r.SealedToken, []byte(fmt.Sprintf("rotated by %d", i)), &obtained, &expires)
+			})
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch runner.ErrorCode(err) {
+			case "":
+				if winner >= 0 {
+					t.Errorf("pollers %d and %d both saved a rotated token", winner, i)
+				}
+				winner = i
+			case runner.ECONFLICT:
+			default:
+				t.Errorf("poller %d: %v, want success or ECONFLICT", i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatal("no rotation was saved")
+		}
+		got, err := s.GetRunner(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("rotated by %d", winner); string(got.SealedToken) != want {
+			t.Errorf("stored token = %q, want the winner's %q", got.SealedToken, want)
+		}
+	})
 }
 
 func TestScanEnabledRunners(t *testing.T) {
