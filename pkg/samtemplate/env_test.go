@@ -36,12 +36,7 @@ var keptDefault = map[string]map[string]string{
 }
 
 // setAhead are variables the template sets for code that is on its way.
-var setAhead = map[string]map[string]string{
-	"WebFunction": {
-		"POLLER_FUNCTION": "the GitLab job webhook starts a poll",
-		"LAMBDA_ENDPOINT": "the webhook's poller invocation under sam local",
-	},
-}
+var setAhead = map[string]map[string]string{}
 
 func templateEnv(t testing.TB, tpl *samtemplate.Template, id string) map[string]any {
 	t.Helper()
