@@ -5,6 +5,8 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -342,9 +344,31 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 	}
 }
 
+// fakeSecretsManager answers GetSecretValue for one secret, as AWS Secrets
+// Manager does over its JSON protocol.
+func fakeSecretsManager(t *testing.T, arn, value string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ SecretId string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if r.Header.Get("X-Amz-Target") != "secretsmanager.GetSecretValue" || in.SecretId != arn {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"__type":"ResourceNotFoundException","message":"no such secret"}`))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"ARN": arn, "Name": "key", "SecretString": value})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 // The sample poller event names a runner that does not exist: the poller
-// answers without polling anything.
+// answers without polling anything. Its sealing key arrives as the template
+// passes it, a Secrets Manager ARN that the poller resolves at start.
 func TestPollerBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
+	const keyARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:TokenSealingKeySecret-AbCdEf"
+	secretsEndpoint := fakeSecretsManager(t, keyARN, seal.GenerateKey())
 	srv, names := tables(t)
 	event, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "poller", "testdata", "event.json"))
 	if err != nil {
@@ -355,10 +379,12 @@ func TestPollerBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
 		"RUNNERS_TABLE":      names.Runners,
 		"JOBS_TABLE":         names.Jobs,
 		"SLOTS_TABLE":        names.Slots,
-		"TOKEN_SEALING_KEY":  seal.GenerateKey(),
+		"TOKEN_SEALING_KEY":  keyARN,
 		"EXECUTOR_FUNCTIONS": "provided.al2023=executor",
-		"DYNAMODB_ENDPOINT":  srv.Endpoint,
-		"LAMBDA_ENDPOINT":    "http://127.0.0.1:1",
+		// The AWS SDK's endpoint of one service, as any AWS_ENDPOINT_URL_*.
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": secretsEndpoint,
+		"DYNAMODB_ENDPOINT":                srv.Endpoint,
+		"LAMBDA_ENDPOINT":                  "http://127.0.0.1:1",
 	})})
 	resp := invoke(t, fn, event)
 	if resp.FunctionError != "" {
