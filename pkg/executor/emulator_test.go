@@ -1,0 +1,272 @@
+package executor_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/lambdatest"
+)
+
+// These tests run the executor function's real bootstrap
+// (./functions/executor, built as SAM builds it) under the Lambda Runtime
+// Interface Emulator against the fake GitLab. One emulator stays warm for a
+// group of tests, as one Lambda environment serves job after job (the
+// emulator serialises invocations); the group runs the same cases as the
+// in-process tests.
+
+// Credentials as Lambda puts them in the function's environment.
+var lambdaCredentials = map[string]string{
+	"AWS_ACCESS_KEY_ID":     "ASIAEXECUTORTESTKEY01",
+	"AWS_SECRET_ACCESS_KEY": "executor-test-secret-access-key-value",
+	"AWS_SESSION_TOKEN":     "executor-test-session-token-value",
+}
+
+// emulator is the executor function under the emulator, with the builds
+// and home directories it was configured with.
+type emulator struct {
+	fn                 *lambdatest.Function
+	buildsDir, homeDir string
+}
+
+// startEmulator starts the function with Lambda's credentials in its
+// environment, a 120 s function timeout and a 5 s deadline margin; extra
+// adds to or replaces those settings.
+func startEmulator(t testing.TB, extra map[string]string) *emulator {
+	t.Helper()
+	dirs := t.TempDir()
+	em := &emulator{buildsDir: filepath.Join(dirs, "builds"), homeDir: filepath.Join(dirs, "home")}
+	env := map[string]string{
+		"EXECUTOR_BUILDS_DIR":         em.buildsDir,
+		"EXECUTOR_HOME_DIR":           em.homeDir,
+		"EXECUTOR_DEADLINE_MARGIN":    "5s",
+		"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
+		"AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
+		"AWS_REGION":                  "eu-west-1",
+	}
+	maps.Copy(env, lambdaCredentials)
+	maps.Copy(env, extra)
+	em.fn = lambdatest.Start(t, lambdatest.Build(t, "./functions/executor"), lambdatest.Options{Env: env})
+	return em
+}
+
+// env is the emulator's envMaker: a fresh fake GitLab whose jobs the warm
+// function runs.
+func (em *emulator) env(t testing.TB, opts ...gitlabtest.Option) *env {
+	t.Helper()
+	e := newEnvIn(t, em.buildsDir, em.homeDir, opts...)
+	e.fn = em.fn
+	// The bootstrap is built without -X main.version: "dev-<revision>".
+	e.cfg.Version = "dev"
+	return e
+}
+
+// TestUnderTheEmulator runs the executor's cases through one warm function.
+func TestUnderTheEmulator(t *testing.T) {
+	t.Parallel() // a function of its own; much of the time goes to sleeping jobs
+	em := startEmulator(t, nil)
+
+	// A process of this machine outside the function's tree: the clean-up
+	// between jobs must never reach it.
+	bystander := exec.Command("sleep", "1000")
+	if err := bystander.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bystander.Process.Kill(); bystander.Wait() })
+
+	for _, tt := range []struct {
+		name string
+		run  func(*testing.T, envMaker)
+	}{
+		{"outcomes, sections, checksum", testJobOutcomes},
+		{"two-phase acceptance", testTwoPhaseAcceptsTheJob},
+		{"sandbox: no AWS credentials", testNoCredentials},
+		{"sandbox: a warm environment shows the next job nothing", func(t *testing.T, mk envMaker) { warmEnvironmentIsClean(t, mk(t), true) }},
+		{"sources", testGitStrategies},
+		{"dependencies", testDependencies},
+		{"cache", testCache},
+		{"after_script", testAfterScript},
+		{"variables and masking", testVariablesAndMasking},
+		{"output limit", testOutputLimit},
+		{"cancellation", testCancellation},
+		{"abort", testAbortWhenGitLabCancelsOutright},
+		{"job timeout", testJobTimeout},
+		{"artifacts", testArtifacts},
+		{"image and services", testImageAndServicesLine},
+		{"run steps refused", testRunStepsAreRefused},
+		{"malformed events", testMalformedEvents},
+		{"payload_url", testPayloadURL},
+	} {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, em.env) })
+	}
+
+	if !strings.Contains(em.fn.Logs(), `"cleanup":"descendants"`) {
+		t.Errorf("under the emulator with a parent other than PID 1 the clean-up mode is not descendants; logs:\n%s", em.fn.Logs())
+	}
+	if err := bystander.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("a process outside the function was killed by the clean-up: %v", err)
+	}
+}
+
+// TestLambdaDeadlineUnderTheEmulator gives the function a 10 s timeout and
+// a 5 s margin: the invocation's deadline comes long before the job's
+// hour, and the executor must report the job before the emulator kills
+// the function.
+func TestLambdaDeadlineUnderTheEmulator(t *testing.T) {
+	t.Parallel() // mostly waiting for sleeping jobs
+	em := startEmulator(t, map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "10", "EXECUTOR_DEADLINE_MARGIN": "5s"})
+	e := em.env(t)
+	ev := e.take(project(e, nil), lambdaDeadlineJob)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// invoke fails the test when the function was killed (a timeout is a
+	// function error) instead of returning its Result.
+	res := e.exec(ctx, ev)
+	got := e.srv.Job(ev.Job.ID)
+	wantLambdaDeadline(t, res, got)
+	if logs := em.fn.Logs(); strings.Contains(logs, "Task timed out") {
+		t.Errorf("the emulator timed the function out, want the executor to end first; logs:\n%s", logs)
+	}
+	e.srv.AssertNoViolations(t)
+}
+
+// testNoCredentials checks that a job's environment has neither the
+// function's AWS credentials nor the runtime API.
+func testNoCredentials(t *testing.T, mk envMaker) {
+	e := mk(t)
+	_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"env | sort"}}))
+	if got.State != "success" {
+		t.Fatalf("job = %s; trace:\n%s", got.State, got.Trace)
+	}
+	names := []string{"AWS_LAMBDA_RUNTIME_API="}
+	for k, v := range lambdaCredentials {
+		names = append(names, k+"=", v)
+	}
+	wantNotContains(t, got.Trace, names...)
+	wantContains(t, got.Trace, "AWS_REGION=eu-west-1") // printing the environment worked
+}
+
+var pidLine = regexp.MustCompile(`(?m)^(\w+)=(\d+)$`)
+
+func pidFrom(t *testing.T, trace []byte, name string) int {
+	t.Helper()
+	for _, m := range pidLine.FindAllSubmatch(trace, -1) {
+		if string(m[1]) == name {
+			pid, _ := strconv.Atoi(string(m[2]))
+			return pid
+		}
+	}
+	t.Fatalf("trace has no %s=<pid> line:\n%s", name, trace)
+	return 0
+}
+
+// warmEnvironmentIsClean runs two jobs in one warm environment: the first
+// leaves processes (detached and not) and files in the project, HOME and
+// builds directories; the second must find none of them. hostPIDs says the
+// job's pids are this test's pids (no PID namespace).
+func warmEnvironmentIsClean(t *testing.T, e *env, hostPIDs bool) {
+	p := project(e, nil)
+	_, first := e.run(e.take(p, gitlabtest.JobSpec{Script: []string{
+		`setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo "detached=$!"`,
+		`nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo "nohup=$!"`,
+		`echo left > left-in-project; echo left > "$HOME/left-in-home"; echo left > "$CI_BUILDS_DIR/left-in-builds"`,
+		`echo "pid file" > "$HOME/pid"`,
+		`echo left > "${TMPDIR:-/nonexistent}/left-in-tmp" 2>/dev/null || true`,
+	}}))
+	if first.State != "success" {
+		t.Fatalf("first job = %s; trace:\n%s", first.State, first.Trace)
+	}
+	detached := pidFrom(t, first.Trace, "detached")
+	nohup := pidFrom(t, first.Trace, "nohup")
+	_, second := e.run(e.take(p, gitlabtest.JobSpec{
+		Variables: []gitlab.Variable{{Key: "PIDS", Value: fmt.Sprintf("%d %d", detached, nohup)}},
+		Script: []string{
+			`for p in $PIDS; do if kill -0 "$p" 2>/dev/null; then echo "process $p is still alive"; exit 1; fi; done`,
+			`for f in left-in-project "$HOME/left-in-home" "$HOME/pid" "$CI_BUILDS_DIR/left-in-builds" "${TMPDIR:-/nonexistent}/left-in-tmp"; do if test -e "$f"; then echo "found $f"; exit 2; fi; done`,
+			`echo "home has: $(ls -A "$HOME")"`,
+		},
+	}))
+	if second.State != "success" {
+		t.Errorf("second job = %s/exit %d, want success (nothing left over); trace:\n%s", second.State, second.ExitCode, second.Trace)
+	}
+	for _, pid := range []int{detached, nohup} {
+		if hostPIDs && alive(pid) {
+			t.Errorf("process %d from the first job is still alive", pid)
+		}
+	}
+	wantContains(t, second.Trace, "home has: \n")
+}
+
+// TestSystemCleanupInAPIDNamespace runs the emulator as PID 1 of a fresh PID
+// namespace (with its own /proc), as Lambda runs its init: the executor then
+// picks the system-wide clean-up, which can only see the namespace's
+// processes, and wipes $TMPDIR, pointed at a test directory.
+func TestSystemCleanupInAPIDNamespace(t *testing.T) {
+	rie, err := lambdatest.EmulatorPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatalf("this test needs unshare (util-linux): %v", err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "rie-in-pid-namespace")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --user --map-root-user --pid --fork --mount-proc --kill-child %s \"$@\"\n", unshare, rie)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_LAMBDA_RIE", wrapper)
+	em := startEmulator(t, map[string]string{"TMPDIR": t.TempDir()})
+	e := em.env(t)
+	warmEnvironmentIsClean(t, e, false)
+	if !strings.Contains(em.fn.Logs(), `"cleanup":"system"`) {
+		t.Errorf("as the child of PID 1 the executor did not pick the system clean-up; logs:\n%s", em.fn.Logs())
+	}
+	e = em.env(t)
+	if res, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"exit 5"}})); res.ExitCode != 5 || got.State != "failed" {
+		t.Errorf("failing job: result %+v, GitLab %s, want exit code 5 failed", res, got.State)
+	}
+}
+
+// BenchmarkInvokeTrivialJob measures, under the emulator with a warm
+// function, the time from taking the job (the poller's job request plus the
+// invocation) to the first script line and to the result (the final update
+// is applied before the handler returns).
+func BenchmarkInvokeTrivialJob(b *testing.B) {
+	e := startEmulator(b, nil).env(b)
+	p := project(e, nil)
+	e.run(e.take(p, gitlabtest.JobSpec{Script: []string{"true"}})) // cold start
+	var toFirst, toResult time.Duration
+	n := 0
+	for b.Loop() {
+		begin := time.Now()
+		res, got := e.run(e.take(p, gitlabtest.JobSpec{Script: []string{`echo "first=$(date +%s%N)"`}}))
+		toResult += time.Since(begin)
+		if res.State != "success" {
+			b.Fatalf("result %+v", res)
+		}
+		m := pidLine.FindSubmatch(got.Trace)
+		if m == nil {
+			b.Fatalf("no first=<ns> line in the trace:\n%s", got.Trace)
+		}
+		ns, err := strconv.ParseInt(string(m[2]), 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		toFirst += time.Unix(0, ns).Sub(begin)
+		n++
+	}
+	b.ReportMetric(float64(toFirst.Milliseconds())/float64(n), "ms-to-first-script-line")
+	b.ReportMetric(float64(toResult.Milliseconds())/float64(n), "ms-to-result")
+}
