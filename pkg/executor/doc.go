@@ -6,7 +6,9 @@
 // downloads dependencies' artifacts, runs the script steps and after_script,
 // saves caches, uploads artifacts, streams the masked trace with sections
 // and reports the final state, all against a deadline that ends before
-// Lambda's own.
+// Lambda's own. While the job runs it checks the job's status in GitLab
+// every few seconds (StatusInterval), so a cancel stops even a job that
+// prints nothing within seconds, whatever trace interval GitLab asks for.
 //
 // The building blocks live elsewhere: pkg/gitlab (the API client),
 // pkg/trace (masking, limit, buffer, uploader), pkg/checkout (git),
