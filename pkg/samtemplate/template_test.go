@@ -358,3 +358,25 @@ func TestGeneratedKeyShapeIsAcceptedBySessions(t *testing.T) {
 		}
 	}
 }
+
+// sam deploy --guided and the console show parameters by group: every
+// parameter belongs to exactly one.
+func TestEveryParameterIsInOneGroup(t *testing.T) {
+	tpl := loadTemplate(t)
+	groups := samtemplate.Path(tpl.Raw["Metadata"], "AWS::CloudFormation::Interface", "ParameterGroups")
+	count := map[string]int{}
+	for _, g := range asList(groups) {
+		for _, p := range asList(samtemplate.Path(g, "Parameters")) {
+			count[p.(string)]++
+		}
+	}
+	for _, name := range sortedKeys(tpl.Section("Parameters")) {
+		if count[name] != 1 {
+			t.Errorf("parameter %s is in %d groups, want 1", name, count[name])
+		}
+		delete(count, name)
+	}
+	for name := range count {
+		t.Errorf("group names %s, which is not a parameter", name)
+	}
+}
