@@ -2,8 +2,12 @@ package main_test
 
 import (
 	"context"
+	"html"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,4 +189,52 @@ func waitFile(ctx context.Context, t *testing.T, path string) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+var webhookSecretRE = regexp.MustCompile(`<code class="secret">([^<]+)</code>`)
+
+// TestWebhookStartsJobAtOnce: with the scheduler's ticker far away, a job
+// still starts because GitLab's job webhook announces it, as configured
+// from the runner page's Webhook section.
+func TestWebhookStartsJobAtOnce(t *testing.T) {
+	gl, proj, glRunner := newFakeGitLab(t)
+	r := startSystem(t, env{"LOCAL_POLL_INTERVAL": "1h"}) // one run at start, none after
+	b := newBrowser(t, r.sys.URL())
+	b.signIn()
+	id := b.registerRunner(gl.URL(), glRunner.Token, "laptop")
+
+	page := b.get("/runners/" + id)
+	m := csrfRE.FindStringSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("runner page has no form with a CSRF token:\n%s", page.body)
+	}
+	page = b.do(http.MethodPost, "/runners/"+id+"/webhook-secret", url.Values{"csrf": {m[1]}})
+	secret := webhookSecretRE.FindStringSubmatch(page.body)
+	if page.status != http.StatusOK || secret == nil {
+		t.Fatalf("POST webhook-secret: status %d, no secret shown:\n%s", page.status, page.body)
+	}
+	hookURL := r.sys.URL() + "/webhooks/gitlab/" + id
+	if !strings.Contains(page.body, hookURL) {
+		t.Errorf("runner page does not show the webhook URL %s:\n%s", hookURL, page.body)
+	}
+	gl.AddJobHook(hookURL, html.UnescapeString(secret[1]))
+
+	job := gl.EnqueueJob(proj, gitlabtest.JobSpec{Script: []string{"echo started-by-webhook"}})
+	got, err := gl.WaitJob(t.Context(), job.ID)
+	if err != nil {
+		t.Fatalf("WaitJob: %v", err)
+	}
+	if got.State != "success" || !strings.Contains(string(got.Trace), "started-by-webhook") {
+		t.Errorf("job ended %s, want success with its output; trace:\n%s", got.State, got.Trace)
+	}
+	accepted := false
+	for _, d := range gl.HookDeliveries() {
+		if d.JobID == job.ID && d.Status == "pending" && d.Code == http.StatusAccepted {
+			accepted = true
+		}
+	}
+	if !accepted {
+		t.Errorf("no pending-job delivery was answered 202; deliveries: %+v", gl.HookDeliveries())
+	}
+	gl.AssertNoViolations(t)
 }

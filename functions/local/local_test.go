@@ -227,65 +227,6 @@ func TestMainRejectsArguments(t *testing.T) {
 	}
 }
 
-func TestWebhookRouteIsServed(t *testing.T) {
-	r := startSystem(t, nil)
-	tests := []struct {
-		name   string
-		token  string
-		status int
-	}{
-		{"no secret", "", 401},
-		{"wrong secret", "not-the-secret", 401},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodPost, r.sys.URL()+"/webhooks/gitlab/some-runner", strings.NewReader(`{"object_kind":"build","build_status":"pending"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("X-Gitlab-Event", "Job Hook")
-			if tt.token != "" {
-				req.Header.Set("X-Gitlab-Token", tt.token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.status {
-				t.Errorf("POST /webhooks/gitlab/some-runner: status %d, want %d", resp.StatusCode, tt.status)
-			}
-		})
-	}
-}
-
-// TestSignInWithConfiguredIssuer configures an OIDC issuer, as with a real
-// GitLab: people sign in there, and no development banner shows.
-func TestSignInWithConfiguredIssuer(t *testing.T) {
-	idp, err := devoidc.Start(devoidc.Options{User: devoidc.User{Subject: "77", Username: "grace"}})
-	if err != nil {
-		t.Fatalf("start the stand-in GitLab OIDC provider: %v", err)
-	}
-	t.Cleanup(func() { idp.Close() })
-	r := startSystem(t, env{
-		"OIDC_ISSUER": idp.Issuer(), "OIDC_CLIENT_ID": idp.ClientID(), "OIDC_CLIENT_SECRET": idp.ClientSecret(),
-	})
-	b := newBrowser(t, r.sys.URL())
-	if home := b.get("/"); strings.Contains(home.body, "Development sign-in") {
-		t.Errorf("the development banner shows with an OIDC issuer configured")
-	}
-	b.signIn()
-	if p := b.get("/runners"); !strings.Contains(p.body, "grace") {
-		t.Errorf("GET /runners after sign-in does not show the issuer's user grace:\n%s", p.body)
-	}
-	if logs := r.logs.String(); strings.Contains(logs, "DEVELOPMENT SIGN-IN") {
-		t.Errorf("logs announce the development sign-in with an OIDC issuer configured")
-	}
-	if strings.Contains(r.logs.String(), idp.ClientSecret()) {
-		t.Errorf("the OIDC client secret appears in the logs")
-	}
-}
-
 // TestCacheStoreRefusesUnsignedRequests: the local stand-in for the cache
 // bucket answers only URLs the poller signed, so a job reaches only its
 // own runner's cache.
@@ -318,5 +259,32 @@ func TestCacheStoreRefusesUnsignedRequests(t *testing.T) {
 				t.Errorf("%s /_local/cache?%s: status %d, want %d", tt.method, tt.query, got, want)
 			}
 		})
+	}
+}
+
+// TestSignInWithConfiguredIssuer configures an OIDC issuer, as with a real
+// GitLab: people sign in there, and no development banner shows.
+func TestSignInWithConfiguredIssuer(t *testing.T) {
+	idp, err := devoidc.Start(devoidc.Options{User: devoidc.User{Subject: "77", Username: "grace"}})
+	if err != nil {
+		t.Fatalf("start the stand-in GitLab OIDC provider: %v", err)
+	}
+	t.Cleanup(func() { idp.Close() })
+	r := startSystem(t, env{
+		"OIDC_ISSUER": idp.Issuer(), "OIDC_CLIENT_ID": idp.ClientID(), "OIDC_CLIENT_SECRET": idp.ClientSecret(),
+	})
+	b := newBrowser(t, r.sys.URL())
+	if home := b.get("/"); strings.Contains(home.body, "Development sign-in") {
+		t.Errorf("the development banner shows with an OIDC issuer configured")
+	}
+	b.signIn()
+	if p := b.get("/runners"); !strings.Contains(p.body, "grace") {
+		t.Errorf("GET /runners after sign-in does not show the issuer's user grace:\n%s", p.body)
+	}
+	if logs := r.logs.String(); strings.Contains(logs, "DEVELOPMENT SIGN-IN") {
+		t.Errorf("logs announce the development sign-in with an OIDC issuer configured")
+	}
+	if strings.Contains(r.logs.String(), idp.ClientSecret()) {
+		t.Errorf("the OIDC client secret appears in the logs")
 	}
 }

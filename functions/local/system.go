@@ -23,7 +23,6 @@ import (
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
-	"gitlab-serverless-runner/pkg/webhook"
 )
 
 // Names of the in-process functions, as the deployed functions are named
@@ -150,6 +149,8 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 		return nil, fmt.Errorf("local: build scheduler: %w", err)
 	}
 
+	// GitLab's job webhooks start a poll at once, in process.
+	cfg.Web.PollerFunction = pollerFunction
 	weblog := s.log.With("part", "web")
 	sessions, login, err := web.NewAuth(cfg.Web, weblog)
 	if err != nil {
@@ -157,7 +158,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	}
 	app, err := web.New(cfg.Web, web.Deps{
 		Users: s.store, Runners: s.store, Jobs: s.store, Sealer: sealer,
-		Sessions: sessions, Login: login, Logger: weblog,
+		Sessions: sessions, Login: login, Invoker: s.inv, Logger: weblog,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("local: build web app: %w", err)
@@ -167,7 +168,6 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(cachePath, s.cache)
-	mux.Handle(webhook.Route, webhook.New(s.store, s.inv, pollerFunction, s.log.With("part", "webhook")))
 	mux.Handle("/", app)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
