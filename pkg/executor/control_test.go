@@ -90,6 +90,11 @@ func testCancellation(t *testing.T, mk envMaker) {
 				t.Errorf("the script's sleep (pid %d) still runs after the job ended", pid)
 			}
 			wantContains(t, got.Trace, "after status=canceled", "ERROR: Job failed: canceled")
+			// The status checks stop before the final update, which stays
+			// the last PUT.
+			if last := got.Updates[len(got.Updates)-1].Request; last.State != "failed" || last.Output.Checksum == "" {
+				t.Errorf("last update = %+v, want the final failed update with a checksum", last)
+			}
 			e.srv.AssertNoViolations(t)
 		})
 	}
