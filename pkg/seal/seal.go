@@ -86,13 +86,22 @@ func ParseKeys(spec string) (*Sealer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seal: parse keys: entry %d: key id must be 0-255", i+1)
 		}
-		secret, err := base64.StdEncoding.DecodeString(b64)
+		secret, err := decodeKey(b64)
 		if err != nil {
 			return nil, fmt.Errorf("seal: parse keys: entry %d (id %d): not standard base64", i+1, n)
 		}
 		keys = append(keys, Key{ID: byte(n), Secret: secret})
 	}
 	return New(keys[0], keys[1:]...)
+}
+
+// decodeKey accepts standard base64 with or without padding: keys generated
+// by Secrets Manager (43 letters and digits) are 32 bytes unpadded.
+func decodeKey(b64 string) ([]byte, error) {
+	if secret, err := base64.StdEncoding.DecodeString(b64); err == nil {
+		return secret, nil
+	}
+	return base64.RawStdEncoding.DecodeString(b64)
 }
 
 // GenerateKey returns a fresh random key, base64 encoded, for configuration.

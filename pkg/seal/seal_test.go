@@ -162,3 +162,20 @@ func TestSealRequiresRunnerID(t *testing.T) {
 		t.Errorf("Seal with an empty runner id: error = nil, want an error")
 	}
 }
+
+// Secrets Manager generates keys as 43 letters and digits: 32 bytes of
+// unpadded standard base64. They must work as sealing keys.
+func TestParseKeysAcceptsUnpaddedKeys(t *testing.T) {
+	generated := "Zk9w3XqL0bT7yRm2VhC8aPn5JdE1sGu6KiW4oQf0Ny3" // 43 characters
+	s := mustParse(t, generated)
+	sealed, err := s.Seal("r1", "glrt-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := mustParse(t, generated).Open("r1", sealed); err != nil || got != "glrt-secret" {
+		t.Errorf("Open = %q, %v; want glrt-secret", got, err)
+	}
+	if _, err := seal.ParseKeys(generated[:42]); err == nil {
+		t.Error("ParseKeys(42 characters) = nil error, want an error: not 32 bytes")
+	}
+}
