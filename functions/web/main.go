@@ -24,6 +24,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/secrets"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
 )
@@ -39,7 +40,13 @@ func main() {
 
 // run wires configuration and dependencies once, at cold start, and serves.
 func run(ctx context.Context, logger *slog.Logger) error {
-	cfg, err := web.ConfigFromEnv(nil)
+	// On AWS the secret variables hold Secrets Manager ARNs, resolved once
+	// here so the plain values never appear in the function's configuration.
+	lookup, err := secrets.LookupEnv(ctx, nil, "SESSION_KEY", "TOKEN_SEALING_KEY", "OIDC_CLIENT_SECRET")
+	if err != nil {
+		return err
+	}
+	cfg, err := web.ConfigFromEnv(lookup)
 	if err != nil {
 		return err
 	}

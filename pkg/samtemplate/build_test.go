@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/lambdatest"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
@@ -240,19 +239,27 @@ func TestSchedulerBuiltByMakeFindsNoRunners(t *testing.T) {
 	}
 }
 
+// The web function's secrets arrive as the template passes them, Secrets
+// Manager ARNs (with keys shaped as Secrets Manager generates them), which
+// the function resolves at start.
 func TestWebBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
+	const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+	generated := strings.Repeat("z9", 21) + "Q" // 43 letters and digits
+	secretsEndpoint := fakeSecretsManager(t, map[string]string{
+		arn + "SessionKeySecret-AbCdEf":       generated,
+		arn + "TokenSealingKeySecret-AbCdEf":  generated,
+		arn + "OidcClientSecretSecret-AbCdEf": "client-secret",
+	})
 	dir := makeArtifact(t, "WebFunction", hostArch())
-	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: map[string]string{
-		"BASE_URL":              "https://runners.example.com",
-		"OIDC_CLIENT_ID":        "client",
-		"OIDC_CLIENT_SECRET":    "secret",
-		"SESSION_KEY":           auth.GenerateKey(),
-		"TOKEN_SEALING_KEY":     seal.GenerateKey(),
-		"AWS_REGION":            "us-east-1",
-		"AWS_ACCESS_KEY_ID":     "local",
-		"AWS_SECRET_ACCESS_KEY": "local",
-		"DYNAMODB_ENDPOINT":     "http://127.0.0.1:1",
-	}})
+	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: withLocalAWS(map[string]string{
+		"BASE_URL":                         "https://runners.example.com",
+		"OIDC_CLIENT_ID":                   "client",
+		"OIDC_CLIENT_SECRET":               arn + "OidcClientSecretSecret-AbCdEf",
+		"SESSION_KEY":                      arn + "SessionKeySecret-AbCdEf",
+		"TOKEN_SEALING_KEY":                arn + "TokenSealingKeySecret-AbCdEf",
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": secretsEndpoint,
+		"DYNAMODB_ENDPOINT":                "http://127.0.0.1:1",
+	})})
 	event, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "web", "testdata", "event.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -344,15 +351,17 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 	}
 }
 
-// fakeSecretsManager answers GetSecretValue for one secret, as AWS Secrets
-// Manager does over its JSON protocol.
-func fakeSecretsManager(t *testing.T, arn, value string) string {
+// fakeSecretsManager answers GetSecretValue for the secrets it is given
+// (ARN → value), as AWS Secrets Manager does over its JSON protocol.
+func fakeSecretsManager(t *testing.T, secrets map[string]string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var in struct{ SecretId string }
 		_ = json.NewDecoder(r.Body).Decode(&in)
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		if r.Header.Get("X-Amz-Target") != "secretsmanager.GetSecretValue" || in.SecretId != arn {
+		value, ok := secrets[in.SecretId]
+		arn := in.SecretId
+		if r.Header.Get("X-Amz-Target") != "secretsmanager.GetSecretValue" || !ok {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"__type":"ResourceNotFoundException","message":"no such secret"}`))
 			return
@@ -368,7 +377,7 @@ func fakeSecretsManager(t *testing.T, arn, value string) string {
 // passes it, a Secrets Manager ARN that the poller resolves at start.
 func TestPollerBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
 	const keyARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:TokenSealingKeySecret-AbCdEf"
-	secretsEndpoint := fakeSecretsManager(t, keyARN, seal.GenerateKey())
+	secretsEndpoint := fakeSecretsManager(t, map[string]string{keyARN: seal.GenerateKey()})
 	srv, names := tables(t)
 	event, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "poller", "testdata", "event.json"))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/samtemplate"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 func TestEveryReferenceResolves(t *testing.T) {
@@ -355,6 +356,9 @@ func TestGeneratedKeyShapeIsAcceptedBySessions(t *testing.T) {
 	for _, key := range tests {
 		if _, err := auth.ParseKeys(key); err != nil {
 			t.Errorf("auth.ParseKeys(%d generated characters): %v", len(key), err)
+		}
+		if _, err := seal.ParseKeys(key); err != nil {
+			t.Errorf("seal.ParseKeys(%d generated characters): %v", len(key), err)
 		}
 	}
 }
