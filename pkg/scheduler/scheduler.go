@@ -32,8 +32,12 @@ type Config struct {
 	PollerFunction string
 	// Parallelism bounds the invocations in flight (DefaultParallelism).
 	Parallelism int
-	// Logger receives the summary and one line per failed runner; nil
-	// discards.
+	// Logger receives the summary of each run and one line per failed
+	// runner; nil discards. The summary is at Info when a run's outcome
+	// differs from the previous run's (the first run, runners added,
+	// removed, paused or resumed), at Warn when an invocation failed, and
+	// at Debug when a run only repeats the previous outcome, so a short
+	// schedule (local mode) does not fill the log with identical lines.
 	Logger *slog.Logger
 }
 
@@ -44,6 +48,9 @@ type Scheduler struct {
 	inv     invoke.Invoker
 	cfg     Config
 	log     *slog.Logger
+
+	mu   sync.Mutex
+	last *Summary // outcome of the previous successful scan, nil before
 }
 
 // New returns a Scheduler.
@@ -113,6 +120,23 @@ func (s *Scheduler) Run(ctx context.Context) (Summary, error) {
 		s.log.ErrorContext(ctx, "scan of runners failed", "runners", sum.Runners, "invoked", sum.Invoked, "failed", sum.Failed, "error", scanErr)
 		return sum, fmt.Errorf("scheduler: scan runners: %w", scanErr)
 	}
-	s.log.InfoContext(ctx, "pollers started", "runners", sum.Runners, "invoked", sum.Invoked, "failed", sum.Failed, "duration_ms", sum.Duration.Milliseconds())
+	s.log.Log(ctx, s.summaryLevel(sum), "pollers started", "runners", sum.Runners, "invoked", sum.Invoked, "failed", sum.Failed, "duration_ms", sum.Duration.Milliseconds())
 	return sum, nil
+}
+
+// summaryLevel is the level of a successful scan's summary: Warn when an
+// invocation failed, Info when the counts differ from the previous run's,
+// Debug for a run that repeats the previous one. It remembers sum.
+func (s *Scheduler) summaryLevel(sum Summary) slog.Level {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.last
+	s.last = &sum
+	switch {
+	case sum.Failed > 0:
+		return slog.LevelWarn
+	case prev == nil || prev.Runners != sum.Runners || prev.Invoked != sum.Invoked || prev.Failed != sum.Failed:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
