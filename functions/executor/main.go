@@ -15,6 +15,10 @@
 //	                            descendants under another parent (the emulator),
 //	                            local outside Lambda
 //	LOG_LEVEL                   debug, info, warn or error (default info)
+//
+// Under Lambda (AWS_LAMBDA_RUNTIME_API set) the process hardens itself
+// before anything else (executor.HardenProcess): jobs run as the same Unix
+// user, and must not read its environment or memory.
 package main
 
 import (
@@ -35,6 +39,13 @@ var version = ""
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("LOG_LEVEL"))}))
 	slog.SetDefault(log)
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		// Fail closed: an executor that jobs could read must not run them.
+		if err := executor.HardenProcess(); err != nil {
+			log.Error("executor: harden the process", "error", err)
+			os.Exit(1)
+		}
+	}
 	cfg, err := configFromEnv(os.Getenv)
 	if err != nil {
 		log.Error("executor: invalid configuration", "error", err)
