@@ -4,6 +4,13 @@
 // frees the runner's concurrency slot, and fails the job in GitLab when the
 // executor crashed, was killed at Lambda's time limit or ended without
 // reporting, so that no job is left running in GitLab.
+//
+// A record is only trusted once it matches the store: the job must be a
+// running job of that runner, and the slot token the poller put in the
+// record's dispatch data must still hold the slot. Anyone allowed to
+// invoke the finisher (the executor's role, for its destinations) can send
+// it a record; without the slot token, a random secret that never reaches
+// a job, a record changes nothing and reaches no GitLab.
 package finisher
 
 import (
@@ -96,8 +103,13 @@ type Outcome struct {
 	FailureReason string `json:"failure_reason,omitempty"`
 	// FailedInGitLab: the finisher reported the job failed itself.
 	FailedInGitLab bool `json:"failed_in_gitlab,omitempty"`
-	// Duplicate: the job was already finished (a redelivered record).
+	// Duplicate: the job was already finished (a redelivered record), so
+	// nothing was done.
 	Duplicate bool `json:"duplicate,omitempty"`
+	// Ignored says why the record did not match the store (an unknown
+	// job, a finished one, or a slot its token does not hold): nothing was
+	// changed and GitLab was not called.
+	Ignored string `json:"ignored,omitempty"`
 }
 
 // Handle decodes a destination record and finishes its job.
@@ -112,7 +124,8 @@ func (f *Finisher) Handle(ctx context.Context, raw []byte) (Outcome, error) {
 // Finish closes the job of one executor invocation. An error means the job
 // could not be closed (GitLab or the store failed) and the record should
 // be delivered again; a record without dispatch data is logged and
-// dropped.
+// dropped, and one that does not match the store (see verify) is logged
+// and ignored.
 func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, error) {
 	ev, err := poller.DecodeExecutorEvent(rec.RequestPayload)
 	d := ev.Dispatch
@@ -122,6 +135,17 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	}
 	log := f.log.With("runner_id", d.RunnerID, "job_id", d.JobID, "request_id", rec.RequestContext.RequestID)
 	out := Outcome{RunnerID: d.RunnerID, JobID: d.JobID}
+	ignored, duplicate, err := f.verify(ctx, d)
+	if err != nil {
+		return out, fmt.Errorf("finisher: verify record of job %d: %w", d.JobID, err)
+	}
+	if ignored != "" {
+		out.Ignored, out.Duplicate = ignored, duplicate
+		// The slot token is the record's credential: never logged.
+		log.WarnContext(ctx, "destination record does not match the store; ignored", "reason", ignored,
+			"slot", d.SlotIndex, "function", rec.FunctionName(), "condition", rec.RequestContext.Condition)
+		return out, nil
+	}
 	now := f.cfg.Now()
 	duration := now.Sub(d.StartedAt)
 
@@ -178,6 +202,44 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	log.InfoContext(ctx, "job finished", "state", out.State, "failure_reason", out.FailureReason,
 		"failed_in_gitlab", out.FailedInGitLab, "duplicate", out.Duplicate, "duration_ms", duration.Milliseconds(), "memory_mb", memory)
 	return out, nil
+}
+
+// verify checks a record's dispatch data against the store before anything
+// is done with it. It returns why the record must be ignored ("" when it
+// matches) and whether that is because the job was finished before (a
+// redelivery, or a replay of an old record). err is a store failure: the
+// record may be delivered again.
+//
+// The job must be a running job of the runner named. The slot is checked by
+// a renewal conditional on the record's token, to the lease the poller gave
+// both the job and its slot: for the slot's holder it rewrites the values
+// already there, for anyone else the store refuses it and writes nothing.
+//
+// A genuine record is ignored too when its slot's lease ran out and
+// another poll took the slot before the record arrived (a job queued for
+// longer than its timeout, or a slot lost before the job started): the job
+// record then stays running.
+func (f *Finisher) verify(ctx context.Context, d poller.Dispatch) (ignored string, duplicate bool, err error) {
+	job, err := f.jobs.GetJob(ctx, d.RunnerID, d.JobID)
+	switch {
+	case runner.ErrorCode(err) == runner.ENOTFOUND:
+		return "the runner has no such job", false, nil
+	case err != nil:
+		return "", false, err
+	case job.State != runner.JobRunning:
+		return "the job is not running (finished before)", true, nil
+	case d.SlotToken == "":
+		return "the record names no slot token", false, nil
+	}
+	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
+	err = f.jobs.RenewSlot(ctx, &slot, d.JobID, job.LeaseExpiresAt)
+	switch {
+	case runner.ErrorCode(err) == runner.ECONFLICT:
+		return "the slot is not held by the record's slot token", false, nil
+	case err != nil:
+		return "", false, err
+	}
+	return "", false, nil
 }
 
 // stateOf maps the executor's reported state to the record's.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/lambdatest"
+	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/store/dynamotest"
@@ -323,6 +324,23 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 	rec["requestContext"].(map[string]any)["condition"] = "Success"
 	rec["responseContext"] = map[string]any{"statusCode": 200, "executedVersion": "$LATEST"}
 	rec["responsePayload"] = map[string]any{"job_id": 8123, "state": "success", "duration_ms": 61000, "reported": true}
+	// The store as the poller leaves it: the job claimed and running, in a
+	// slot the record's token holds. The finisher ignores records that do
+	// not match the store.
+	st, err := store.New(srv.Client(), store.Config{Tables: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := st.ClaimJob(ctx, &runner.Job{RunnerID: "0123456789abcdef0123", JobID: 8123, LeaseExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("ClaimJob: %v", err)
+	}
+	slot, ok, err := st.AcquireSlot(ctx, "0123456789abcdef0123", 1, time.Hour)
+	if err != nil || !ok {
+		t.Fatalf("AcquireSlot() = %v, %v; want a slot", ok, err)
+	}
+	dispatch := rec["requestPayload"].(map[string]any)["dispatch"].(map[string]any)
+	dispatch["slot_index"], dispatch["slot_token"] = slot.Index, slot.Token
 	event, _ := json.Marshal(rec)
 
 	dir := makeArtifact(t, "FinisherFunction", hostArch())
