@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -202,9 +201,6 @@ func (e *env) runnerNow(id string) *runner.Runner {
 	return r
 }
 
-// violations returns the fake's violations.
-func (e *env) violations() []string { return e.gl.Violations() }
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -221,14 +217,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
-}
-
-func queryOf(raw string) url.Values {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil
-	}
-	return u.Query()
 }
 
 var errThrottled = errors.New("TooManyRequestsException: rate exceeded")

@@ -44,10 +44,6 @@ var functionPackages = map[string]string{
 // executors run jobs: one per offered runtime.
 var executors = []string{"ExecutorFunction", "ExecutorPythonFunction", "ExecutorNodeFunction"}
 
-// notLanded names the functions whose main package is not in the tree
-// yet: their Makefile targets exist, the checks that need their code wait.
-var notLanded = map[string]bool{}
-
 func isExecutor(id string) bool {
 	for _, e := range executors {
 		if e == id {
