@@ -51,6 +51,14 @@ type Job struct {
 	LeaseExpiresAt time.Time
 	// ExpiresAt is when the record is deleted (retention).
 	ExpiresAt time.Time
+	// DispatchTokenHash is HashDispatchToken of the secret the poller put
+	// in the executor event's dispatch data when it handed the job over:
+	// the finisher accepts a destination record for the job only if the
+	// record carries that secret (see Job.DispatchedWith). Empty for a job
+	// recorded without one.
+	DispatchTokenHash string
+	// SlotIndex is the concurrency slot the job was dispatched from.
+	SlotIndex int
 }
 
 // JobOutcome is what the finisher records when a job ends.

@@ -29,6 +29,10 @@ type jobItem struct {
 	BilledMS       int64      `dynamo:"billed_ms,omitempty"`
 	LeaseExpiresAt time.Time  `dynamo:"lease_expires_at"`
 	ExpiresAt      int64      `dynamo:"expires_at"` // TTL: unix seconds
+	// DispatchHash is the hex SHA-256 of the dispatch's secret, never the
+	// secret itself.
+	DispatchHash string `dynamo:"dispatch_token_sha256,omitempty"`
+	SlotIndex    int    `dynamo:"slot_index"`
 }
 
 func (it jobItem) domain() *runner.Job {
@@ -49,13 +53,18 @@ func (it jobItem) domain() *runner.Job {
 		BilledDuration: time.Duration(it.BilledMS) * time.Millisecond,
 		LeaseExpiresAt: it.LeaseExpiresAt,
 		ExpiresAt:      time.Unix(it.ExpiresAt, 0).UTC(),
+
+		DispatchTokenHash: it.DispatchHash,
+		SlotIndex:         it.SlotIndex,
 	}
 }
 
 // ClaimJob writes a new job record, only if none exists for the runner and
 // job id: a second claim of the same job (an at-least-once redelivery) is
 // ECONFLICT. An empty State is JobRunning, a zero StartedAt is now, and a
-// zero ExpiresAt is now plus the retention; j is updated with them.
+// zero ExpiresAt is now plus the retention; j is updated with them. The
+// job's DispatchTokenHash and SlotIndex are kept as given: the finisher
+// checks destination records against them.
 func (s *Store) ClaimJob(ctx context.Context, j *runner.Job) error {
 	if j.RunnerID == "" || j.JobID <= 0 {
 		return runner.Errorf(runner.EINVALID, "A job needs a runner and a job id.")
@@ -87,6 +96,8 @@ func (s *Store) ClaimJob(ctx context.Context, j *runner.Job) error {
 		BilledMS:       j.BilledDuration.Milliseconds(),
 		LeaseExpiresAt: j.LeaseExpiresAt.UTC(),
 		ExpiresAt:      j.ExpiresAt.Unix(),
+		DispatchHash:   j.DispatchTokenHash,
+		SlotIndex:      j.SlotIndex,
 	}
 	err := s.jobs.Put(item).If("attribute_not_exists('job_id')").Run(ctx)
 	if dynamo.IsCondCheckFailed(err) {

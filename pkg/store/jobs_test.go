@@ -185,3 +185,46 @@ func TestListJobsNewestFirst(t *testing.T) {
 		})
 	}
 }
+
+// The finisher checks destination records against the dispatch proof the
+// poller stores with the claim: it must come back as written, before and
+// after the job finishes, and a job claimed without one has none.
+func TestClaimJobKeepsDispatchProof(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+	hash := runner.HashDispatchToken("0123456789abcdef0123456789abcdef")
+	tests := []struct {
+		name      string
+		job       runner.Job
+		wantHash  string
+		wantIndex int
+	}{
+		{"with a proof", runner.Job{RunnerID: "r1", JobID: 1, DispatchTokenHash: hash, SlotIndex: 2}, hash, 2},
+		{"slot 0", runner.Job{RunnerID: "r1", JobID: 2, DispatchTokenHash: hash}, hash, 0},
+		{"without a proof", runner.Job{RunnerID: "r1", JobID: 3}, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := tt.job
+			if err := s.ClaimJob(ctx, &j); err != nil {
+				t.Fatalf("ClaimJob: %v", err)
+			}
+			check := func(when string) {
+				t.Helper()
+				got, err := s.GetJob(ctx, j.RunnerID, j.JobID)
+				if err != nil {
+					t.Fatalf("GetJob: %v", err)
+				}
+				if got.DispatchTokenHash != tt.wantHash || got.SlotIndex != tt.wantIndex {
+					t.Errorf("%s: proof = %q, slot %d; want %q, slot %d", when, got.DispatchTokenHash, got.SlotIndex, tt.wantHash, tt.wantIndex)
+				}
+			}
+			check("claimed")
+			if err := s.FinishJob(ctx, j.RunnerID, j.JobID, runner.JobOutcome{State: runner.JobSuccess}); err != nil {
+				t.Fatalf("FinishJob: %v", err)
+			}
+			check("finished")
+		})
+	}
+}
