@@ -48,7 +48,10 @@ type CacheURLs struct {
 
 // Dispatch is what the finisher needs to close a job the poller handed to
 // an executor: which record to finish, which slot to free, and how to fail
-// the job in GitLab if the executor could not.
+// the job in GitLab if the executor could not. SlotToken is also the
+// dispatch's secret: the job record keeps its hash
+// (runner.HashDispatchToken), and the finisher acts only on records that
+// carry it. It never reaches the job.
 type Dispatch struct {
 	RunnerID   string    `json:"runner_id"` // the product's runner id
 	JobID      int64     `json:"job_id"`

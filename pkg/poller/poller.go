@@ -257,6 +257,11 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 		WebURL:         client.URL() + "/" + job.JobInfo.ProjectFullPath + "/-/jobs/" + strconv.FormatInt(job.ID, 10),
 		StartedAt:      now,
 		LeaseExpiresAt: lease,
+		// The slot token, new for every slot taken, is the dispatch's
+		// secret: the finisher accepts a record for this job only with
+		// it, even once the slot has passed to another holder.
+		DispatchTokenHash: runner.HashDispatchToken(slot.Token),
+		SlotIndex:         slot.Index,
 	}
 	if err := p.d.Jobs.ClaimJob(ctx, rec); err != nil {
 		if runner.ErrorCode(err) == runner.ECONFLICT {

@@ -76,6 +76,9 @@ func TestPollHandsJobToExecutor(t *testing.T) {
 	if rec.State != runner.JobRunning || rec.ProjectPath != "group/demo" || rec.WebURL != e.gl.URL()+"/group/demo/-/jobs/"+mustJSON(job.ID) {
 		t.Errorf("job record = %+v, want running in group/demo with its web URL", rec)
 	}
+	if !rec.DispatchedWith(d.SlotToken) || rec.SlotIndex != d.SlotIndex || strings.Contains(mustJSON(rec), d.SlotToken) {
+		t.Errorf("job record proof = %q, slot %d; want the hash of the dispatch's slot token (not the token), slot %d", rec.DispatchTokenHash, rec.SlotIndex, d.SlotIndex)
+	}
 	if got, want := e.freeSlots(r), 1; got != want {
 		t.Errorf("free slots = %d, want %d (one held by the job)", got, want)
 	}
