@@ -7,10 +7,14 @@
 //
 // A record is only trusted once it matches the store: the job must be a
 // running job of that runner, and the slot token the poller put in the
-// record's dispatch data must still hold the slot. Anyone allowed to
-// invoke the finisher (the executor's role, for its destinations) can send
-// it a record; without the slot token, a random secret that never reaches
-// a job, a record changes nothing and reaches no GitLab.
+// record's dispatch data must be the one whose hash the poller stored in
+// the job record when it claimed the job. Anyone allowed to invoke the
+// finisher (the executor's role, for its destinations) can send it a
+// record; without that token, a random secret that never reaches a job, a
+// record changes nothing and reaches no GitLab. The proof is bound to the
+// job, not to the slot: a genuine record still closes its job after the
+// slot's lease ran out and another poll took the slot, whose new holder
+// keeps it.
 package finisher
 
 import (
@@ -107,8 +111,8 @@ type Outcome struct {
 	// nothing was done.
 	Duplicate bool `json:"duplicate,omitempty"`
 	// Ignored says why the record did not match the store (an unknown
-	// job, a finished one, or a slot its token does not hold): nothing was
-	// changed and GitLab was not called.
+	// job, a finished one, or a token that is not the job's dispatch
+	// token): nothing was changed and GitLab was not called.
 	Ignored string `json:"ignored,omitempty"`
 }
 
@@ -195,6 +199,8 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	case err != nil:
 		return out, fmt.Errorf("finisher: record job %d of runner %s: %w", d.JobID, d.RunnerID, err)
 	}
+	// Conditional on the token: when the lease ran out and another poll
+	// took the slot, this frees nothing and the new holder keeps it.
 	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
 	if err := f.jobs.ReleaseSlot(ctx, slot); err != nil {
 		return out, fmt.Errorf("finisher: release slot %d of runner %s: %w", d.SlotIndex, d.RunnerID, err)
@@ -205,20 +211,17 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 }
 
 // verify checks a record's dispatch data against the store before anything
-// is done with it. It returns why the record must be ignored ("" when it
-// matches) and whether that is because the job was finished before (a
-// redelivery, or a replay of an old record). err is a store failure: the
-// record may be delivered again.
+// is done with it, without writing. It returns why the record must be
+// ignored ("" when it matches) and whether that is because the job was
+// finished before (a redelivery, or a replay of an old record). err is a
+// store failure: the record may be delivered again.
 //
-// The job must be a running job of the runner named. The slot is checked by
-// a renewal conditional on the record's token, to the lease the poller gave
-// both the job and its slot: for the slot's holder it rewrites the values
-// already there, for anyone else the store refuses it and writes nothing.
-//
-// A genuine record is ignored too when its slot's lease ran out and
-// another poll took the slot before the record arrived (a job queued for
-// longer than its timeout, or a slot lost before the job started): the job
-// record then stays running.
+// The job must be a running job of the runner named, and the record's slot
+// token must be the job's dispatch token: its SHA-256 is the one the
+// poller stored with the claim (compared in constant time), and the slot
+// index is the job's. Whether the token still holds the slot does not
+// matter: a record that waited in Lambda's queue past the slot's lease
+// still closes its job.
 func (f *Finisher) verify(ctx context.Context, d poller.Dispatch) (ignored string, duplicate bool, err error) {
 	job, err := f.jobs.GetJob(ctx, d.RunnerID, d.JobID)
 	switch {
@@ -229,13 +232,29 @@ func (f *Finisher) verify(ctx context.Context, d poller.Dispatch) (ignored strin
 	case job.State != runner.JobRunning:
 		return "the job is not running (finished before)", true, nil
 	case d.SlotToken == "":
-		return "the record names no slot token", false, nil
+		return "the record names no dispatch token", false, nil
+	case job.DispatchTokenHash == "":
+		return f.verifyBySlot(ctx, d, job)
+	case !job.DispatchedWith(d.SlotToken):
+		return "the record's token is not the job's dispatch token", false, nil
+	case d.SlotIndex != job.SlotIndex:
+		return "the record names another slot than the job's", false, nil
 	}
+	return "", false, nil
+}
+
+// verifyBySlot checks the record of a job claimed before job records kept
+// a dispatch token hash: its slot token must still hold the slot, which a
+// renewal conditional on the token proves (rewriting, for the holder, the
+// lease already there). Such a record is ignored once another poll took
+// the slot. Remove once no job claimed without a hash can still be running
+// (its timeout plus the lease margin after the upgrade).
+func (f *Finisher) verifyBySlot(ctx context.Context, d poller.Dispatch, job *runner.Job) (ignored string, duplicate bool, err error) {
 	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
 	err = f.jobs.RenewSlot(ctx, &slot, d.JobID, job.LeaseExpiresAt)
 	switch {
 	case runner.ErrorCode(err) == runner.ECONFLICT:
-		return "the slot is not held by the record's slot token", false, nil
+		return "the slot is not held by the record's slot token (a job claimed without a dispatch token hash)", false, nil
 	case err != nil:
 		return "", false, err
 	}

@@ -1,0 +1,201 @@
+package finisher_test
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/store"
+)
+
+// heldInvoker takes executor invocations and runs nothing: the jobs stay
+// running in GitLab and their slots stay held.
+type heldInvoker struct {
+	mu     sync.Mutex
+	events []poller.ExecutorEvent
+}
+
+func (h *heldInvoker) Invoke(_ context.Context, _ string, payload []byte, _ invoke.Options) error {
+	ev, err := poller.DecodeExecutorEvent(payload)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, ev)
+	return nil
+}
+
+// TestFinisherClosesJobWhoseSlotWasTaken delivers a job's own record after
+// its slot's lease ran out and another poll took the slot for another job
+// (the record waited in Lambda's queue past the job's timeout and the lease
+// margin). The record still closes its job; the other job's slot stays
+// with its holder.
+func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
+	tests := []struct {
+		name       string
+		crash      bool
+		wantState  runner.JobState
+		wantReason string
+		wantGitLab string
+		wantLine   string
+	}{
+		{"executor crashed", true, runner.JobFailed, gitlab.ReasonRunnerSystemFailure, "failed",
+			"The executor function crashed before reporting the job's result (Runtime.ExitError)."},
+		{"executor reported success", false, runner.JobSuccess, "", "success", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			events := make(chan poller.ExecutorEvent, 1)
+			release := make(chan struct{})
+			var w *world
+			w = newWorld(t, func(ctx context.Context, p []byte) ([]byte, error) {
+				ev, c := w.accept(ctx, p)
+				events <- ev
+				<-release
+				if tt.crash {
+					panic("runtime error: invalid memory address or nil pointer dereference")
+				}
+				_, err := c.FinalUpdate(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateSuccess,
+					Output: gitlab.JobOutput{Checksum: fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE([]byte(started))), Bytesize: int64(len(started))}}, nil)
+				if err != nil {
+					return nil, err
+				}
+				return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":10,"reported":true}`, ev.Job.ID), nil
+			}, 0)
+			ctx := context.Background()
+			p := w.gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"})
+			first := w.gl.EnqueueJob(p, gitlabtest.JobSpec{Name: "first", Script: []string{"make"}})
+			if res, err := w.poller.Poll(ctx, poller.Event{RunnerID: w.runner.ID}); err != nil || res.Jobs != 1 {
+				t.Fatalf("Poll() = %+v, %v; want one job", res, err)
+			}
+			var ev poller.ExecutorEvent
+			select {
+			case ev = <-events:
+			case <-time.After(time.Minute):
+				t.Fatal("the first job never reached its executor")
+			}
+
+			// Another poll, two hours on (past the job's one-hour timeout
+			// plus the lease margin), finds the slot's lease over and takes
+			// it for a second job.
+			later := func() time.Time { return time.Now().Add(2 * time.Hour) }
+			st2, err := store.New(w.db.Client(), store.Config{Tables: w.tables, Now: later})
+			if err != nil {
+				t.Fatalf("store.New: %v", err)
+			}
+			held := &heldInvoker{}
+			p2, err := poller.New(poller.Deps{Runners: st2, Jobs: st2, Sealer: w.sealer, Invoker: held},
+				poller.Config{ExecutorFunctions: map[string]string{"provided.al2023": "executor"}, GitLab: w.glOpts, Now: later})
+			if err != nil {
+				t.Fatalf("poller.New: %v", err)
+			}
+			second := w.gl.EnqueueJob(p, gitlabtest.JobSpec{Name: "second", Script: []string{"make"}})
+			if res, err := p2.Poll(ctx, poller.Event{RunnerID: w.runner.ID}); err != nil || res.Jobs != 1 {
+				t.Fatalf("later Poll() = %+v, %v; want the second job taken in the expired slot", res, err)
+			}
+			other := held.events[0].Dispatch
+			if other.JobID != second.ID || other.SlotIndex != ev.Dispatch.SlotIndex || other.SlotToken == ev.Dispatch.SlotToken {
+				t.Fatalf("second dispatch = job %d in slot %d; want job %d in the first job's slot %d, with a new token",
+					other.JobID, other.SlotIndex, second.ID, ev.Dispatch.SlotIndex)
+			}
+
+			close(release) // the first job's record arrives now
+			w.local.Wait()
+
+			w.mu.Lock()
+			outcomes := append([]finisher.Outcome(nil), w.outcomes...)
+			w.mu.Unlock()
+			if len(outcomes) != 1 || outcomes[0].Ignored != "" || outcomes[0].State != tt.wantState || outcomes[0].FailedInGitLab != tt.crash {
+				t.Errorf("finisher outcomes = %+v; want the first job closed as %s (failed in GitLab: %v)", outcomes, tt.wantState, tt.crash)
+			}
+			job := w.gl.Job(first.ID)
+			if job.State != tt.wantGitLab || job.FailureReason != tt.wantReason {
+				t.Errorf("first job in GitLab = %s (%s), want %s (%s)", job.State, job.FailureReason, tt.wantGitLab, tt.wantReason)
+			}
+			if !strings.HasPrefix(string(job.Trace), started) || !strings.Contains(string(job.Trace), tt.wantLine) {
+				t.Errorf("first job's trace = %q, want %q then a line saying %q", job.Trace, started, tt.wantLine)
+			}
+			rec, err := w.store.GetJob(ctx, w.runner.ID, first.ID)
+			if err != nil || rec.State != tt.wantState || rec.FailureReason != tt.wantReason || rec.FinishedAt == nil {
+				t.Errorf("first job record = %+v, %v; want %s (%q), finished", rec, err, tt.wantState, tt.wantReason)
+			}
+
+			// The other holder keeps its slot: no one else can take it,
+			// and its token still holds it.
+			if w.slotFree() {
+				t.Error("the second job's slot was freed by the first job's record")
+			}
+			slot := runner.Slot{RunnerID: other.RunnerID, Index: other.SlotIndex, Token: other.SlotToken}
+			if err := st2.RenewSlot(ctx, &slot, other.JobID, later().Add(time.Hour)); err != nil {
+				t.Errorf("RenewSlot(second job's token) = %v, want the slot still held by it", err)
+			}
+			if rec, err := w.store.GetJob(ctx, w.runner.ID, second.ID); err != nil || rec.State != runner.JobRunning {
+				t.Errorf("second job record = %+v, %v; want running", rec, err)
+			}
+			// Two-phase commit: the second job stays pending until its
+			// executor (held here) starts it; nothing may have ended it.
+			if got := w.gl.Job(second.ID); got.State != "pending" {
+				t.Errorf("second job in GitLab = %s, want pending (taken, not started)", got.State)
+			}
+			outsiderViolations(t, w.gl)
+		})
+	}
+}
+
+// A job claimed before job records kept a dispatch token hash is checked
+// as it was then: the record's slot token must still hold the slot.
+func TestFinisherChecksJobsClaimedWithoutHashBySlot(t *testing.T) {
+	w := newWorld(t, func(context.Context, []byte) ([]byte, error) { return nil, nil }, 0)
+	ctx := context.Background()
+	slot, ok, err := w.store.AcquireSlot(ctx, w.runner.ID, 1, time.Hour)
+	if err != nil || !ok {
+		t.Fatalf("AcquireSlot() = %v, %v; want a slot", ok, err)
+	}
+	const jobID = 4242
+	if err := w.store.ClaimJob(ctx, &runner.Job{RunnerID: w.runner.ID, JobID: jobID, LeaseExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("ClaimJob: %v", err)
+	}
+	d := poller.Dispatch{RunnerID: w.runner.ID, JobID: jobID, GitLabURL: w.gl.URL(), SlotIndex: slot.Index, Function: "executor", StartedAt: time.Now()}
+	tests := []struct {
+		name      string
+		token     string
+		wantState runner.JobState
+	}{
+		{"a token that does not hold the slot", "0123456789abcdef0123456789abcdef", ""},
+		{"the slot's token", slot.Token, runner.JobSuccess},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := d
+			d.SlotToken = tt.token
+			out, err := w.finisher.Finish(ctx, forgedRecord(t, w.gl.URL(), d, true))
+			if err != nil || out.State != tt.wantState || (out.Ignored == "") != (tt.wantState != "") {
+				t.Errorf("Finish() = %+v, %v; want state %q (ignored when none)", out, err, tt.wantState)
+			}
+			want := runner.JobRunning
+			if tt.wantState != "" {
+				want = tt.wantState
+			}
+			if rec, err := w.store.GetJob(ctx, w.runner.ID, jobID); err != nil || rec.State != want {
+				t.Errorf("job record = %+v, %v; want %s", rec, err, want)
+			}
+		})
+	}
+	if !w.slotFree() {
+		t.Error("slot still held after the job's own record")
+	}
+	if got := w.gl.Requests(); len(got) != 0 {
+		t.Errorf("GitLab got %d requests, want none: %+v", len(got), got)
+	}
+}
