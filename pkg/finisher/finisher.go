@@ -233,30 +233,10 @@ func (f *Finisher) verify(ctx context.Context, d poller.Dispatch) (ignored strin
 		return "the job is not running (finished before)", true, nil
 	case d.SlotToken == "":
 		return "the record names no dispatch token", false, nil
-	case job.DispatchTokenHash == "":
-		return f.verifyBySlot(ctx, d, job)
 	case !job.DispatchedWith(d.SlotToken):
 		return "the record's token is not the job's dispatch token", false, nil
 	case d.SlotIndex != job.SlotIndex:
 		return "the record names another slot than the job's", false, nil
-	}
-	return "", false, nil
-}
-
-// verifyBySlot checks the record of a job claimed before job records kept
-// a dispatch token hash: its slot token must still hold the slot, which a
-// renewal conditional on the token proves (rewriting, for the holder, the
-// lease already there). Such a record is ignored once another poll took
-// the slot. Remove once no job claimed without a hash can still be running
-// (its timeout plus the lease margin after the upgrade).
-func (f *Finisher) verifyBySlot(ctx context.Context, d poller.Dispatch, job *runner.Job) (ignored string, duplicate bool, err error) {
-	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
-	err = f.jobs.RenewSlot(ctx, &slot, d.JobID, job.LeaseExpiresAt)
-	switch {
-	case runner.ErrorCode(err) == runner.ECONFLICT:
-		return "the slot is not held by the record's slot token (a job claimed without a dispatch token hash)", false, nil
-	case err != nil:
-		return "", false, err
 	}
 	return "", false, nil
 }

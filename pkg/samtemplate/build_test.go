@@ -329,12 +329,17 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := st.ClaimJob(ctx, &runner.Job{RunnerID: "0123456789abcdef0123", JobID: 8123, LeaseExpiresAt: time.Now().Add(time.Hour)}); err != nil {
-		t.Fatalf("ClaimJob: %v", err)
-	}
+	// As the poller does: take a slot, then claim the job with the hash of
+	// the slot's token, which the finisher checks the record against.
 	slot, ok, err := st.AcquireSlot(ctx, "0123456789abcdef0123", 1, time.Hour)
 	if err != nil || !ok {
 		t.Fatalf("AcquireSlot() = %v, %v; want a slot", ok, err)
+	}
+	if err := st.ClaimJob(ctx, &runner.Job{
+		RunnerID: "0123456789abcdef0123", JobID: 8123, LeaseExpiresAt: time.Now().Add(time.Hour),
+		DispatchTokenHash: runner.HashDispatchToken(slot.Token), SlotIndex: slot.Index,
+	}); err != nil {
+		t.Fatalf("ClaimJob: %v", err)
 	}
 	dispatch := rec["requestPayload"].(map[string]any)["dispatch"].(map[string]any)
 	dispatch["slot_index"], dispatch["slot_token"] = slot.Index, slot.Token
