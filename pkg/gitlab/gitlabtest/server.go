@@ -143,6 +143,7 @@ type Server struct {
 	jobs              map[int64]*jobState
 	queue             []int64 // pending job ids in enqueue order
 	faults            map[string][]Fault
+	reqMu             sync.Mutex // guards requests; handlers send responses while holding mu
 	requests          []Request
 	violations        []string
 	objects           map[string]int64 // object storage key -> job id
@@ -293,10 +294,11 @@ type Request struct {
 	Injected bool // the response came from Inject
 }
 
-// Requests returns every request received so far, in order of completion.
+// Requests returns every request received so far, in the order their
+// responses started.
 func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
 	return append([]Request(nil), s.requests...)
 }
 
@@ -379,22 +381,31 @@ func (s *Server) takeFault(endpoint string) (Fault, bool) {
 	return f, true
 }
 
+// statusWriter notes a response's status as it is sent. onStatus runs
+// before the status line leaves, so a client can never see a response whose
+// request is not yet in the record.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	onStatus func(int)
+}
+
+func (w *statusWriter) setStatus(code int) {
+	if w.status == 0 {
+		w.status = code
+		if w.onStatus != nil {
+			w.onStatus(code)
+		}
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.setStatus(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.setStatus(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 
@@ -413,9 +424,21 @@ func (s *Server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 				endpoint = EndpointGit
 			}
 		}
-		sw := &statusWriter{ResponseWriter: w}
-		sw.Header().Set("X-Request-Id", randomHex(16))
 		injected := false
+		hdr, q := redact(r)
+		// The request is recorded when its status is sent, before the
+		// client can read the response (a test may count requests as soon
+		// as its call returns).
+		record := func(status int) {
+			s.reqMu.Lock()
+			s.requests = append(s.requests, Request{
+				Time: time.Now(), Endpoint: endpoint, Method: r.Method, Path: r.URL.Path,
+				Query: q, Header: hdr, Status: status, Injected: injected,
+			})
+			s.reqMu.Unlock()
+		}
+		sw := &statusWriter{ResponseWriter: w, onStatus: record}
+		sw.Header().Set("X-Request-Id", randomHex(16))
 		if f, ok := s.takeFault(endpoint); ok {
 			injected = true
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -434,16 +457,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 		} else {
 			h(sw, r)
 		}
-		if sw.status == 0 {
-			sw.status = http.StatusOK
-		}
-		hdr, q := redact(r)
-		s.mu.Lock()
-		s.requests = append(s.requests, Request{
-			Time: time.Now(), Endpoint: endpoint, Method: r.Method, Path: r.URL.Path,
-			Query: q, Header: hdr, Status: sw.status, Injected: injected,
-		})
-		s.mu.Unlock()
+		sw.setStatus(http.StatusOK) // a handler that wrote nothing answered 200
 		s.log.Info("gitlabtest: request", "endpoint", endpoint, "method", r.Method,
 			"path", r.URL.Path, "status", sw.status, "injected", injected)
 	})
