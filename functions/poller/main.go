@@ -22,11 +22,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/seal"
@@ -81,28 +78,16 @@ func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
-	}
-	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
-		if ep := os.Getenv("DYNAMODB_ENDPOINT"); ep != "" {
-			o.BaseEndpoint = aws.String(ep)
-		}
-	})
-	st, err := store.New(db, store.Config{Tables: tables})
+	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if ep := os.Getenv("S3_ENDPOINT"); ep != "" {
-			o.BaseEndpoint, o.UsePathStyle = aws.String(ep), true
-		}
-	})
-	lc, err := invoke.NewLambdaClient(ctx, os.Getenv("LAMBDA_ENDPOINT"))
+	st, err := store.New(awsclients.DynamoDB(awsCfg, os.Getenv("DYNAMODB_ENDPOINT")), store.Config{Tables: tables})
 	if err != nil {
 		return nil, err
 	}
+	s3c := awsclients.S3(awsCfg, os.Getenv("S3_ENDPOINT"))
+	lc := awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT"))
 	lcfg := invoke.LambdaConfig{Logger: logger, KeyPrefix: "payloads/"}
 	if b := envOr("PAYLOAD_BUCKET", os.Getenv("CACHE_BUCKET")); b != "" {
 		lcfg.Payloads = invoke.NewS3Payloads(s3c, b, 0)

@@ -14,10 +14,8 @@ import (
 	"strconv"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/scheduler"
 	"gitlab-serverless-runner/pkg/store"
@@ -47,23 +45,15 @@ func setup(ctx context.Context, logger *slog.Logger) (func(context.Context) (sch
 		}
 		parallelism = n
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
-	}
-	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
-		if ep := os.Getenv("DYNAMODB_ENDPOINT"); ep != "" {
-			o.BaseEndpoint = aws.String(ep)
-		}
-	})
-	st, err := store.New(db, store.Config{Tables: tables})
+	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
 		return nil, err
 	}
-	lc, err := invoke.NewLambdaClient(ctx, os.Getenv("LAMBDA_ENDPOINT"))
+	st, err := store.New(awsclients.DynamoDB(awsCfg, os.Getenv("DYNAMODB_ENDPOINT")), store.Config{Tables: tables})
 	if err != nil {
 		return nil, err
 	}
+	lc := awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT"))
 	sch, err := scheduler.New(st, invoke.NewLambda(lc, invoke.LambdaConfig{Logger: logger}), scheduler.Config{
 		PollerFunction: os.Getenv("POLLER_FUNCTION"),
 		Parallelism:    parallelism,

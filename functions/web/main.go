@@ -10,18 +10,15 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	echoadapter "github.com/awslabs/aws-lambda-go-api-proxy/echo"
 
+	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/secrets"
@@ -50,16 +47,11 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
-		return fmt.Errorf("load AWS configuration: %w", err)
+		return err
 	}
-	db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
-		if cfg.DynamoDBEndpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.DynamoDBEndpoint)
-		}
-	})
-	st, err := store.New(db, store.Config{
+	st, err := store.New(awsclients.DynamoDB(awsCfg, cfg.DynamoDBEndpoint), store.Config{
 		Tables: store.TableNames{
 			Users: cfg.UsersTable, Runners: cfg.RunnersTable, Jobs: cfg.JobsTable, Slots: cfg.SlotsTable,
 		},
@@ -84,10 +76,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Sessions: sessions, Login: login, Logger: logger,
 	}
 	if cfg.PollerFunction != "" {
-		lc, err := invoke.NewLambdaClient(ctx, os.Getenv("LAMBDA_ENDPOINT"))
-		if err != nil {
-			return err
-		}
+		lc := awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT"))
 		deps.Invoker = invoke.NewLambda(lc, invoke.LambdaConfig{Logger: logger})
 	} else {
 		logger.Warn("POLLER_FUNCTION is not set: GitLab job webhooks are off")

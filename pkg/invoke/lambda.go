@@ -10,7 +10,6 @@ import (
 	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 )
@@ -67,21 +66,6 @@ func NewLambda(client LambdaAPI, cfg LambdaConfig) *Lambda {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Lambda{client: client, cfg: cfg, log: log}
-}
-
-// NewLambdaClient loads the AWS configuration from the environment and
-// returns a Lambda client; a non-empty endpoint (LAMBDA_ENDPOINT, e.g. the
-// address of `sam local start-lambda`) replaces the service endpoint.
-func NewLambdaClient(ctx context.Context, endpoint string) (*lambda.Client, error) {
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("invoke: load AWS configuration: %w", err)
-	}
-	return lambda.NewFromConfig(awsCfg, func(o *lambda.Options) {
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-		}
-	}), nil
 }
 
 // Invoke queues one invocation of function. A payload above MaxPayload is
