@@ -322,6 +322,22 @@ func jsonCall(method, path string, v any, secrets ...string) (call, error) {
 	}, nil
 }
 
+// runnerCall sends a JSON call authenticated with a runner token, in the
+// body and as RUNNER-TOKEN, and returns it with its final response for the
+// endpoint's own switch on the status. The caller closes the body.
+func (c *Client) runnerCall(ctx context.Context, method, path string, v any, token string) (call, *response, error) {
+	cl, err := jsonCall(method, path, v, token)
+	if err != nil {
+		return call{}, nil, err
+	}
+	cl.header.Set(headerRunnerToken, token)
+	resp, err := c.do(ctx, cl)
+	if err != nil {
+		return call{}, nil, err
+	}
+	return cl, resp, nil
+}
+
 // response is the final response of a call and how many attempts it took.
 type response struct {
 	*http.Response

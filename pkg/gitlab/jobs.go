@@ -41,12 +41,7 @@ type JobRequestResult struct {
 // runner token) is ErrForbidden; a 201 whose payload cannot be decoded is an
 // error. The caller stores LastUpdate between calls.
 func (c *Client) RequestJob(ctx context.Context, req JobRequest) (JobRequestResult, error) {
-	cl, err := jsonCall(http.MethodPost, "jobs/request", req, req.Token)
-	if err != nil {
-		return JobRequestResult{}, err
-	}
-	cl.header.Set(headerRunnerToken, req.Token)
-	resp, err := c.do(ctx, cl)
+	cl, resp, err := c.runnerCall(ctx, http.MethodPost, "jobs/request", req, req.Token)
 	if err != nil {
 		return JobRequestResult{}, err
 	}

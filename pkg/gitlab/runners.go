@@ -59,12 +59,7 @@ func (c *Client) RegisterRunner(ctx context.Context, req RegisterRequest) (Runne
 	if req.TagList == "" && len(req.Tags) > 0 {
 		req.TagList = strings.Join(req.Tags, ",")
 	}
-	cl, err := jsonCall(http.MethodPost, "runners", req, req.Token)
-	if err != nil {
-		return RunnerCredentials{}, err
-	}
-	cl.header.Set(headerRunnerToken, req.Token)
-	resp, err := c.do(ctx, cl)
+	cl, resp, err := c.runnerCall(ctx, http.MethodPost, "runners", req, req.Token)
 	if err != nil {
 		return RunnerCredentials{}, err
 	}
@@ -81,12 +76,7 @@ func (c *Client) RegisterRunner(ctx context.Context, req RegisterRequest) (Runne
 // token is unknown or expired. Old GitLab answers a plain "200": the
 // credentials then hold the token verified and no id.
 func (c *Client) VerifyRunner(ctx context.Context, req VerifyRequest) (RunnerCredentials, error) {
-	cl, err := jsonCall(http.MethodPost, "runners/verify", req, req.Token)
-	if err != nil {
-		return RunnerCredentials{}, err
-	}
-	cl.header.Set(headerRunnerToken, req.Token)
-	resp, err := c.do(ctx, cl)
+	cl, resp, err := c.runnerCall(ctx, http.MethodPost, "runners/verify", req, req.Token)
 	if err != nil {
 		return RunnerCredentials{}, err
 	}
@@ -135,33 +125,19 @@ func (c *Client) CreateUserRunner(ctx context.Context, userToken string, req Cre
 // created with a glrt- token belong to their creator: delete only their
 // manager with UnregisterRunnerManager.
 func (c *Client) UnregisterRunner(ctx context.Context, token string) error {
-	cl, err := jsonCall(http.MethodDelete, "runners", TokenRequest{Token: token}, token)
-	if err != nil {
-		return err
-	}
-	cl.header.Set(headerRunnerToken, token)
-	resp, err := c.do(ctx, cl)
-	if err != nil {
-		return err
-	}
-	switch resp.StatusCode {
-	case http.StatusNoContent, http.StatusOK:
-		discard(resp.Response)
-		return nil
-	default:
-		return c.fail(cl, resp)
-	}
+	return c.unregister(ctx, "runners", TokenRequest{Token: token}, token)
 }
 
 // UnregisterRunnerManager deletes one runner manager (DELETE
 // /runners/managers). A 404 means the system id is unknown.
 func (c *Client) UnregisterRunnerManager(ctx context.Context, token, systemID string) error {
-	cl, err := jsonCall(http.MethodDelete, "runners/managers", ManagerRequest{Token: token, SystemID: systemID}, token)
-	if err != nil {
-		return err
-	}
-	cl.header.Set(headerRunnerToken, token)
-	resp, err := c.do(ctx, cl)
+	return c.unregister(ctx, "runners/managers", ManagerRequest{Token: token, SystemID: systemID}, token)
+}
+
+// unregister sends one of the two DELETE endpoints, which answer alike:
+// 204 or 200 when done, every other status an error.
+func (c *Client) unregister(ctx context.Context, path string, v any, token string) error {
+	cl, resp, err := c.runnerCall(ctx, http.MethodDelete, path, v, token)
 	if err != nil {
 		return err
 	}
@@ -178,12 +154,7 @@ func (c *Client) UnregisterRunnerManager(ctx context.Context, token, systemID st
 // /runners/reset_authentication_token); the old one stops working. The
 // credentials returned carry no id.
 func (c *Client) ResetRunnerToken(ctx context.Context, token string) (RunnerCredentials, error) {
-	cl, err := jsonCall(http.MethodPost, "runners/reset_authentication_token", TokenRequest{Token: token}, token)
-	if err != nil {
-		return RunnerCredentials{}, err
-	}
-	cl.header.Set(headerRunnerToken, token)
-	resp, err := c.do(ctx, cl)
+	cl, resp, err := c.runnerCall(ctx, http.MethodPost, "runners/reset_authentication_token", TokenRequest{Token: token}, token)
 	if err != nil {
 		return RunnerCredentials{}, err
 	}
