@@ -255,6 +255,30 @@ type runnerParams struct {
 	Info            *gitlab.Info    `json:"info"`
 }
 
+// decodeRunnerParams reads the body of a runner lifecycle request, which
+// names its runner (or registration) token: a body without token is a 400.
+func (s *Server) decodeRunnerParams(w http.ResponseWriter, r *http.Request, endpoint string) (runnerParams, bool) {
+	var p runnerParams
+	if !s.decodeJSON(w, r, endpoint, &p) {
+		return p, false
+	}
+	if p.Token == "" {
+		writeError(w, http.StatusBadRequest, "token is missing")
+		return p, false
+	}
+	return p, true
+}
+
+// runnerOr403Locked finds the live runner of token, or answers 403 and
+// returns nil.
+func (s *Server) runnerOr403Locked(w http.ResponseWriter, token string) *runnerState {
+	rs := s.runnerByTokenLocked(token)
+	if rs == nil {
+		writeMessage(w, http.StatusForbidden, "403 Forbidden")
+	}
+	return rs
+}
+
 // decodeJSON reads a JSON body; a wrong Content-Type is a violation, a body
 // that does not parse is a 400.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, endpoint string, v any) bool {
@@ -419,12 +443,8 @@ func (s *Server) mayCreateLocked(u *user, o RunnerOptions) bool {
 }
 
 func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
-	var p runnerParams
-	if !s.decodeJSON(w, r, EndpointRegisterRunner, &p) {
-		return
-	}
-	if p.Token == "" {
-		writeError(w, http.StatusBadRequest, "token is missing")
+	p, ok := s.decodeRunnerParams(w, r, EndpointRegisterRunner)
+	if !ok {
 		return
 	}
 	if p.Token != s.registrationToken {
@@ -455,19 +475,14 @@ func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleVerifyRunner(w http.ResponseWriter, r *http.Request) {
-	var p runnerParams
-	if !s.decodeJSON(w, r, EndpointVerifyRunner, &p) {
-		return
-	}
-	if p.Token == "" {
-		writeError(w, http.StatusBadRequest, "token is missing")
+	p, ok := s.decodeRunnerParams(w, r, EndpointVerifyRunner)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs := s.runnerByTokenLocked(p.Token)
+	rs := s.runnerOr403Locked(w, p.Token)
 	if rs == nil {
-		writeMessage(w, http.StatusForbidden, "403 Forbidden")
 		return
 	}
 	if p.SystemID != "" {
@@ -490,19 +505,14 @@ func (s *Server) touchManagerLocked(rs *runnerState, systemID string, info *gitl
 }
 
 func (s *Server) handleDeleteRunner(w http.ResponseWriter, r *http.Request) {
-	var p runnerParams
-	if !s.decodeJSON(w, r, EndpointDeleteRunner, &p) {
-		return
-	}
-	if p.Token == "" {
-		writeError(w, http.StatusBadRequest, "token is missing")
+	p, ok := s.decodeRunnerParams(w, r, EndpointDeleteRunner)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs := s.runnerByTokenLocked(p.Token)
+	rs := s.runnerOr403Locked(w, p.Token)
 	if rs == nil {
-		writeMessage(w, http.StatusForbidden, "403 Forbidden")
 		return
 	}
 	rs.Deleted = true
@@ -511,12 +521,8 @@ func (s *Server) handleDeleteRunner(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeleteManager(w http.ResponseWriter, r *http.Request) {
-	var p runnerParams
-	if !s.decodeJSON(w, r, EndpointDeleteManager, &p) {
-		return
-	}
-	if p.Token == "" {
-		writeError(w, http.StatusBadRequest, "token is missing")
+	p, ok := s.decodeRunnerParams(w, r, EndpointDeleteManager)
+	if !ok {
 		return
 	}
 	if p.SystemID == "" {
@@ -525,9 +531,8 @@ func (s *Server) handleDeleteManager(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs := s.runnerByTokenLocked(p.Token)
+	rs := s.runnerOr403Locked(w, p.Token)
 	if rs == nil {
-		writeMessage(w, http.StatusForbidden, "403 Forbidden")
 		return
 	}
 	if _, ok := rs.managers[p.SystemID]; !ok {
@@ -539,19 +544,14 @@ func (s *Server) handleDeleteManager(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleResetToken(w http.ResponseWriter, r *http.Request) {
-	var p runnerParams
-	if !s.decodeJSON(w, r, EndpointResetToken, &p) {
-		return
-	}
-	if p.Token == "" {
-		writeError(w, http.StatusBadRequest, "token is missing")
+	p, ok := s.decodeRunnerParams(w, r, EndpointResetToken)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs := s.runnerByTokenLocked(p.Token)
+	rs := s.runnerOr403Locked(w, p.Token)
 	if rs == nil {
-		writeMessage(w, http.StatusForbidden, "403 Forbidden")
 		return
 	}
 	prefix := "glrt-"
