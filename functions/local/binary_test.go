@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/dynamolocal"
+	"gitlab-serverless-runner/pkg/logtest"
 )
 
 // TestMakeLocal checks that `make local` installs what it needs, builds
@@ -98,7 +99,7 @@ func TestBinaryStartsAndStopsOnSIGINT(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	defer cmd.Process.Kill()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	pidc := make(chan int, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)

@@ -11,32 +11,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	local "gitlab-serverless-runner/functions/local"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/logtest"
 )
-
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // env is an environment for ConfigFromEnv.
 type env map[string]string
@@ -47,7 +29,7 @@ func (e env) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
 type running struct {
 	sys    *local.System
 	cancel context.CancelFunc
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	done   bool
 }
 
@@ -63,7 +45,7 @@ func startSystem(t *testing.T, e env) *running {
 	if err != nil {
 		t.Fatalf("ConfigFromEnv: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	cfg.Logger = newTestLogger(logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	sys, err := local.Start(ctx, cfg)

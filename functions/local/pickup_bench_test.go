@@ -17,6 +17,7 @@ import (
 	"gitlab-serverless-runner/pkg/dynamolocal"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/logtest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
@@ -119,7 +120,7 @@ func measurePickup(b *testing.B, endpoint, prefix string, interval time.Duration
 	if err != nil {
 		b.Fatalf("ConfigFromEnv: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(b.Context())
 	sys, err := local.Start(ctx, cfg)

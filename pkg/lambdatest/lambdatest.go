@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gitlab-serverless-runner/pkg/logtest"
 )
 
 // RepoRoot returns the module root (the directory holding go.mod) above the
@@ -101,7 +103,7 @@ func EmulatorPath() (string, error) {
 type Function struct {
 	URL    string // the emulator's invoke endpoint
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	mu     sync.Mutex
 	exited chan struct{}
 }
@@ -141,7 +143,7 @@ func Start(t testing.TB, bootstrap string, opts Options) *Function {
 	}
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	var out io.Writer = logs
 	if opts.Logs != nil {
 		out = io.MultiWriter(logs, opts.Logs)
@@ -231,21 +233,4 @@ func freeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

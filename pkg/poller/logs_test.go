@@ -1,46 +1,26 @@
 package poller_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logtest"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/scheduler"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a
-// logger shared by goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestNoTokenInLogs runs the scheduler and the poller, logging every level,
 // through a token rotation, a job handed to an executor and GitLab's 403
 // to an expired token: no runner token, old or new, and no job token may
 // appear in the log.
 func TestNoTokenInLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := newEnv(t, gitlabtest.WithTokenExpiry(time.Hour))
 	r, gr := e.addRunner(1, func(r *runner.Runner) {

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/logtest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
@@ -41,34 +41,17 @@ type env struct {
 	sealer   *seal.Sealer
 	sessions *auth.Sessions
 	invoker  *countingInvoker // given to the app when cfg.PollerFunction is set
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 	// secrets must never appear in a response body or a log line.
 	mu      sync.Mutex
 	secrets []string
 	bodies  []string
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newEnv starts everything; tweak changes the configuration first.
 func newEnv(t testing.TB, tweak func(*web.Config)) *env {
 	t.Helper()
-	e := &env{t: t, gl: gitlabtest.New(t), logs: &syncBuffer{}, invoker: &countingInvoker{}}
+	e := &env{t: t, gl: gitlabtest.New(t), logs: &logtest.Buffer{}, invoker: &countingInvoker{}}
 	idp, err := devoidc.Start(devoidc.Options{User: devoidc.User{Subject: "42", Username: "ada", Name: "Ada"}})
 	if err != nil {
 		t.Fatalf("start OIDC provider: %v", err)
