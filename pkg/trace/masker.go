@@ -192,6 +192,30 @@ func (s *pairSet) scan(buf []byte, from int, first *[256]bool) int {
 	return n
 }
 
+// literalIndex finds where literal strings may start: the strings by
+// their first byte, longest first, and the byte pairs that begin them, for
+// pairSet.scan.
+type literalIndex struct {
+	byFirst [256][][]byte // longest first
+	first   [256]bool
+	pairs   pairSet
+}
+
+// addLongestFirst adds the strings of list (none empty), which it sorts
+// longest first (stable, so equal lengths keep their order).
+func (x *literalIndex) addLongestFirst(list []string) {
+	slices.SortStableFunc(list, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range list {
+		x.byFirst[p[0]] = append(x.byFirst[p[0]], []byte(p))
+		x.first[p[0]] = true
+		if len(p) == 1 {
+			x.pairs.addFirst(p[0])
+		} else {
+			x.pairs.add(p[0], p[1])
+		}
+	}
+}
+
 // holdBuffer joins the bytes held back from the previous call with new ones.
 type holdBuffer struct {
 	held    []byte
@@ -214,9 +238,7 @@ func (h *holdBuffer) hold(b []byte) {
 // starting at the same byte, longest first.
 type phraseStage struct {
 	holdBuffer
-	byFirst [256][][]byte // longest first
-	first   [256]bool
-	pairs   pairSet
+	literalIndex
 }
 
 func newPhraseStage(phrases []string) *phraseStage {
@@ -230,17 +252,8 @@ func newPhraseStage(phrases []string) *phraseStage {
 	if len(list) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(list, func(a, b string) int { return len(b) - len(a) })
 	s := &phraseStage{}
-	for _, p := range list {
-		s.byFirst[p[0]] = append(s.byFirst[p[0]], []byte(p))
-		s.first[p[0]] = true
-		if len(p) == 1 {
-			s.pairs.addFirst(p[0])
-		} else {
-			s.pairs.add(p[0], p[1])
-		}
-	}
+	s.addLongestFirst(list)
 	return s
 }
 
@@ -324,11 +337,11 @@ func inRun(kind int, c byte) bool {
 // in a single pass.
 type sanitizeStage struct {
 	holdBuffer
+	// literalIndex holds the token prefixes; the URL parameters' '?' and
+	// '&' are added to its first bytes and pairs.
+	literalIndex
 	keys     [][]byte // '=' appended
-	byFirst  [256][][]byte
-	first    [256]bool
-	pairs    pairSet
-	dropping int // run being masked at the end of the previous call
+	dropping int      // run being masked at the end of the previous call
 }
 
 func newSanitizeStage(extra []string) *sanitizeStage {
@@ -348,16 +361,7 @@ func newSanitizeStage(extra []string) *sanitizeStage {
 			prefixes = append(prefixes, p)
 		}
 	}
-	slices.SortStableFunc(prefixes, func(a, b string) int { return len(b) - len(a) })
-	for _, p := range prefixes {
-		s.byFirst[p[0]] = append(s.byFirst[p[0]], []byte(p))
-		s.first[p[0]] = true
-		if len(p) == 1 {
-			s.pairs.addFirst(p[0])
-		} else {
-			s.pairs.add(p[0], p[1])
-		}
-	}
+	s.addLongestFirst(prefixes)
 	return s
 }
 
