@@ -146,6 +146,18 @@ func (w *world) accept(ctx context.Context, payload []byte) (poller.ExecutorEven
 	return ev, c
 }
 
+// succeed does what an executor does last when the job accepted went well:
+// the final update for the trace accept sent, then the result it returns,
+// reporting durationMS.
+func succeed(ctx context.Context, c *gitlab.Client, ev poller.ExecutorEvent, durationMS int) ([]byte, error) {
+	_, err := c.FinalUpdate(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateSuccess,
+		Output: gitlab.JobOutput{Checksum: fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE([]byte(started))), Bytesize: int64(len(started))}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":%d,"reported":true}`, ev.Job.ID, durationMS), nil
+}
+
 // outsiderViolations are the only protocol deviations allowed when the
 // finisher fails a job whose trace it did not write: it finds the trace's
 // end with a PATCH answered 416, and cannot send the checksum of bytes it
@@ -218,12 +230,7 @@ func TestFinisherRecordsReportedOutcome(t *testing.T) {
 	var w *world
 	w = newWorld(t, func(ctx context.Context, p []byte) ([]byte, error) {
 		ev, c := w.accept(ctx, p)
-		_, err := c.FinalUpdate(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateSuccess,
-			Output: gitlab.JobOutput{Checksum: fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE([]byte(started))), Bytesize: int64(len(started))}}, nil)
-		if err != nil {
-			return nil, err
-		}
-		return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":1234,"reported":true}`, ev.Job.ID), nil
+		return succeed(ctx, c, ev, 1234)
 	}, 0)
 	job := w.run()
 	if job.State != "success" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
 	"reflect"
 	"testing"
 	"time"
@@ -53,12 +52,7 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 			events <- ev
 			<-release
 		}
-		_, err := c.FinalUpdate(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateSuccess,
-			Output: gitlab.JobOutput{Checksum: fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE([]byte(started))), Bytesize: int64(len(started))}}, nil)
-		if err != nil {
-			return nil, err
-		}
-		return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":10,"reported":true}`, ev.Job.ID), nil
+		return succeed(ctx, c, ev, 10)
 	}, 0)
 	ctx := context.Background()
 

@@ -2,8 +2,6 @@ package finisher_test
 
 import (
 	"context"
-	"fmt"
-	"hash/crc32"
 	"strings"
 	"sync"
 	"testing"
@@ -66,12 +64,7 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 				if tt.crash {
 					panic("runtime error: invalid memory address or nil pointer dereference")
 				}
-				_, err := c.FinalUpdate(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateSuccess,
-					Output: gitlab.JobOutput{Checksum: fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE([]byte(started))), Bytesize: int64(len(started))}}, nil)
-				if err != nil {
-					return nil, err
-				}
-				return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":10,"reported":true}`, ev.Job.ID), nil
+				return succeed(ctx, c, ev, 10)
 			}, 0)
 			ctx := context.Background()
 			p := w.gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"})
