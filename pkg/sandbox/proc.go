@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // pfKthread is the PF_KTHREAD bit of the flags field of /proc/<pid>/stat.
@@ -53,7 +54,7 @@ func ListProcesses(root string) ([]Process, error) {
 			continue
 		}
 		p, err := readProcess(root, pid)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errVanished) {
+		if vanished(err) {
 			continue
 		}
 		if err != nil {
@@ -65,6 +66,13 @@ func ListProcesses(root string) ([]Process, error) {
 }
 
 var errVanished = errors.New("process vanished")
+
+// vanished reports whether err says the process exited while it was being
+// read: its /proc directory is gone (ENOENT), or it was still there when
+// opened but gone by the read (ESRCH), or the read came back empty.
+func vanished(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) || errors.Is(err, errVanished)
+}
 
 // readProcess parses /proc/<pid>/stat.
 func readProcess(root string, pid int) (Process, error) {

@@ -54,12 +54,23 @@ func TestKillOthersLocalKillsOnlyTheJobsGroups(t *testing.T) {
 		script     string
 		wantSignal syscall.Signal
 	}{
-		{name: "polite process ends on SIGTERM", script: "exec sleep 1000", wantSignal: syscall.SIGTERM},
-		{name: "process ignoring SIGTERM gets SIGKILL", script: `trap "" TERM; while :; do sleep 1; done`, wantSignal: syscall.SIGKILL},
+		{name: "polite process ends on SIGTERM", script: `: > "$1"; exec sleep 1000`, wantSignal: syscall.SIGTERM},
+		{name: "process ignoring SIGTERM gets SIGKILL", script: `trap "" TERM; : > "$1"; while :; do sleep 1; done`, wantSignal: syscall.SIGKILL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			job, jobDone := startDetached(t, "sh", "-c", tt.script)
+			// The script marks itself ready once its signal handling is set,
+			// so the clean-up never races the trap.
+			ready := filepath.Join(t.TempDir(), "ready")
+			job, jobDone := startDetached(t, "sh", "-c", tt.script, "sh", ready)
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				if _, err := os.Stat(ready); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("job script never became ready")
+				}
+			}
 			bystander, bystanderDone := startDetached(t, "sleep", "1000")
 
 			s := &sandbox.Sandbox{Mode: sandbox.Local, Grace: 300 * time.Millisecond}

@@ -1,0 +1,4 @@
+package sandbox
+
+// Vanished exposes vanished to the black-box tests.
+var Vanished = vanished
