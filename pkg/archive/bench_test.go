@@ -15,7 +15,12 @@ import (
 	"gitlab-serverless-runner/pkg/archive"
 )
 
+// TestMain gives the zip, unzip and gzip commands the tests run a UTF-8
+// locale whatever the caller's environment, so they neither mangle nor
+// reject the non-ASCII file names our archives carry; and removes the
+// benchmarks' generated tree.
 func TestMain(m *testing.M) {
+	os.Setenv("LC_ALL", "C.UTF-8")
 	code := m.Run()
 	if benchDir != "" {
 		os.RemoveAll(benchDir)
