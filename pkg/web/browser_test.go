@@ -191,12 +191,12 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(e.srv.URL+"/runners/"+id+"/edit"),
 		chromedp.WaitVisible(chromedp.CSS("#concurrency")),
 		chromedp.SetValue(chromedp.CSS("#concurrency"), "3"),
-		chromedp.SetValue(chromedp.CSS("#runtime"), "python3.13"),
+		chromedp.SetValue(chromedp.CSS("#runtime"), "python3.14"),
 		shot("07-runner-edit"),
 		chromedp.Submit(chromedp.CSS("#concurrency")),
 		chromedp.WaitVisible(`//h2[text()="Recent jobs"]`),
 	)
-	if text := mainText(); !strings.Contains(text, "Runner settings saved.") || !strings.Contains(text, "python3.13") {
+	if text := mainText(); !strings.Contains(text, "Runner settings saved.") || !strings.Contains(text, "python3.14") {
 		t.Errorf("runner page after edit says:\n%s", text)
 	}
 

@@ -30,7 +30,7 @@ const (
 )
 
 // DefaultRuntimes are the executor runtimes offered when RUNTIMES is unset.
-var DefaultRuntimes = []string{"provided.al2023", "python3.13", "nodejs22.x"}
+var DefaultRuntimes = []string{"provided.al2023", "python3.14", "nodejs24.x"}
 
 // Config is the web application's configuration, read from the
 // environment by ConfigFromEnv. Zero fields take the defaults above, so a

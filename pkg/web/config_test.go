@@ -23,7 +23,7 @@ func TestConfigFromEnv(t *testing.T) {
 			t.Errorf("max runners %d, max timeout %d, runners table %q; want 5, 840, gsr-runners",
 				cfg.MaxRunnersPerUser, cfg.MaxTimeout(), cfg.RunnersTable)
 		}
-		if strings.Join(cfg.Runtimes, ",") != "provided.al2023,python3.13,nodejs22.x" {
+		if strings.Join(cfg.Runtimes, ",") != "provided.al2023,python3.14,nodejs24.x" {
 			t.Errorf("runtimes = %v", cfg.Runtimes)
 		}
 		if cfg.PricePerGBSecond != 0.0000133334 {

@@ -37,7 +37,7 @@ func TestOtherUsersRunnerIsNotFound(t *testing.T) {
 	e.signIn("sub-ada", "ada", "")
 	r := e.createDirect("sub-ada", "ada's runner")
 	bob := e.signIn("sub-bob", "bob", "")
-	edit := url.Values{"runtime": {"python3.13"}, "concurrency": {"3"}, "version": {"1"}}
+	edit := url.Values{"runtime": {"python3.14"}, "concurrency": {"3"}, "version": {"1"}}
 
 	tests := []struct {
 		method, path string
@@ -88,7 +88,7 @@ func TestStateChangesNeedCSRFToken(t *testing.T) {
 		form               url.Values
 	}{
 		{"create", http.MethodPost, "/runners", e.tokenForm(glr.Token)},
-		{"update", http.MethodPut, "/runners/" + r.ID, url.Values{"runtime": {"python3.13"}, "concurrency": {"3"}, "version": {"1"}}},
+		{"update", http.MethodPut, "/runners/" + r.ID, url.Values{"runtime": {"python3.14"}, "concurrency": {"3"}, "version": {"1"}}},
 		{"delete", http.MethodDelete, "/runners/" + r.ID, nil},
 		{"webhook secret", http.MethodPost, "/runners/" + r.ID + "/webhook-secret", nil},
 		{"logout", http.MethodPost, "/logout", nil},
@@ -215,11 +215,11 @@ func TestEditRunner(t *testing.T) {
 	if page.status != http.StatusOK || !strings.Contains(page.body, "Change its description, tags") {
 		t.Errorf("edit page: status = %d, want 200 saying where GitLab's settings live", page.status)
 	}
-	bad := ada.submit(http.MethodPut, "/runners/"+r.ID, url.Values{"runtime": {"python3.13"}, "concurrency": {"99"}, "version": {itoa(r.Version)}})
+	bad := ada.submit(http.MethodPut, "/runners/"+r.ID, url.Values{"runtime": {"python3.14"}, "concurrency": {"99"}, "version": {itoa(r.Version)}})
 	if bad.status != http.StatusUnprocessableEntity || !strings.Contains(bad.body, "from 1 to 4") {
 		t.Errorf("bad concurrency: status = %d, want 422 with the range", bad.status)
 	}
-	form := url.Values{"runtime": {"python3.13"}, "concurrency": {"3"}, "long_poll": {"20"}, "paused": {"1"}, "version": {itoa(r.Version)}}
+	form := url.Values{"runtime": {"python3.14"}, "concurrency": {"3"}, "long_poll": {"20"}, "paused": {"1"}, "version": {itoa(r.Version)}}
 	got := ada.submit(http.MethodPut, "/runners/"+r.ID, cloneForm(form))
 	if got.status != http.StatusSeeOther {
 		t.Fatalf("update: status = %d, want 303; body:\n%s", got.status, got.body)
@@ -228,8 +228,8 @@ func TestEditRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored.Runtime != "python3.13" || stored.Concurrency != 3 || stored.LongPollSeconds != 20 || !stored.Paused {
-		t.Errorf("stored = %s × %d, long poll %d, paused %v; want python3.13 × 3, 20, true",
+	if stored.Runtime != "python3.14" || stored.Concurrency != 3 || stored.LongPollSeconds != 20 || !stored.Paused {
+		t.Errorf("stored = %s × %d, long poll %d, paused %v; want python3.14 × 3, 20, true",
 			stored.Runtime, stored.Concurrency, stored.LongPollSeconds, stored.Paused)
 	}
 	if stored.Description != "editable" {
