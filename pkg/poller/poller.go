@@ -234,8 +234,10 @@ func (p *Poller) Poll(ctx context.Context, ev Event) (Result, error) {
 
 // Dispatch claims job, taken from GitLab by runner r while holding slot,
 // and hands it to the executor of r's runtime. It reports whether the job
-// was handed over; a job already claimed (a duplicate) is neither handed
-// over nor failed, and frees the slot. When the executor cannot be
+// was handed over; a job already claimed with the same job token (a
+// duplicate) is neither handed over nor failed, and frees the slot, while
+// one claimed with another job token (GitLab re-queued it after no
+// acknowledgement and assigned it anew) is claimed again and handed over. When the executor cannot be
 // started the job is failed in GitLab, its record finished and the slot
 // freed. The error is non-nil only when the job could not be recorded.
 func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.Runner, slot runner.Slot, job *gitlab.Job) (handed bool, err error) {
@@ -262,13 +264,21 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 		// it, even once the slot has passed to another holder.
 		DispatchTokenHash: runner.HashDispatchToken(slot.Token),
 		SlotIndex:         slot.Index,
+		// GitLab gives a job a new token when it re-queues it, so the
+		// token's hash tells a new assignment from a duplicate.
+		JobTokenHash: runner.HashJobToken(job.Token),
 	}
-	if err := p.d.Jobs.ClaimJob(ctx, rec); err != nil {
-		if runner.ErrorCode(err) == runner.ECONFLICT {
+	err = p.d.Jobs.ClaimJob(ctx, rec)
+	if runner.ErrorCode(err) == runner.ECONFLICT {
+		var reclaimed bool
+		reclaimed, err = p.reclaim(ctx, log, rec)
+		if err == nil && !reclaimed {
 			log.WarnContext(ctx, "job already claimed; not run twice")
 			p.release(ctx, log, slot)
 			return false, nil
 		}
+	}
+	if err != nil {
 		p.failJob(ctx, log, client, job, "The runner could not record the job; it was not started.")
 		p.release(ctx, log, slot)
 		return false, fmt.Errorf("poller: claim job %d of runner %s: %w", job.ID, r.ID, err)
@@ -315,6 +325,32 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 		return fail("The runner could not start the executor function; the job was not run.", err)
 	}
 	log.InfoContext(ctx, "executor invoked", "function", function)
+	return true, nil
+}
+
+// reclaim takes over the record of a job claimed before when GitLab offers
+// it as a new assignment: with two-phase commit GitLab re-queues a job
+// whose executor never acknowledged it and offers it again with a new job
+// token. A record with the same job token hash is a duplicate delivery
+// (false). The write is conditional on the stored hash, so of two polls
+// re-claiming one assignment only one wins; the other sees a duplicate.
+func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job) (bool, error) {
+	stored, err := p.d.Jobs.GetJob(ctx, rec.RunnerID, rec.JobID)
+	if err != nil {
+		return false, fmt.Errorf("read the job's earlier claim: %w", err)
+	}
+	if stored.JobTokenHash == rec.JobTokenHash {
+		return false, nil
+	}
+	err = p.d.Jobs.ReclaimJob(ctx, rec, stored.JobTokenHash)
+	if runner.ErrorCode(err) == runner.ECONFLICT {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("re-claim the job: %w", err)
+	}
+	log.InfoContext(ctx, "job re-queued by GitLab and offered again; claimed anew",
+		"previous_state", stored.State, "previous_slot", stored.SlotIndex, "slot", rec.SlotIndex)
 	return true, nil
 }
 

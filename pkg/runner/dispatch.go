@@ -17,6 +17,13 @@ func HashDispatchToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// HashJobToken returns the hex SHA-256 of a GitLab job token, the form in
+// which a job record keeps it (Job.JobTokenHash).
+func HashJobToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
 // DispatchedWith reports whether token is the job's dispatch token: its
 // hash equals j.DispatchTokenHash, compared in constant time. It is false
 // for an empty token and for a job that holds no hash.

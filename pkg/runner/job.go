@@ -59,6 +59,13 @@ type Job struct {
 	DispatchTokenHash string
 	// SlotIndex is the concurrency slot the job was dispatched from.
 	SlotIndex int
+	// JobTokenHash is HashJobToken of the job token GitLab gave with the
+	// assignment the record was claimed for, never the token itself.
+	// GitLab gives a new token when it re-queues a job whose runner did
+	// not acknowledge it (two-phase commit), so a job offered again with
+	// another token is a new assignment, and with the same token a
+	// duplicate delivery. Empty for a job recorded without one.
+	JobTokenHash string
 }
 
 // JobOutcome is what the finisher records when a job ends.

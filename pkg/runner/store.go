@@ -71,6 +71,13 @@ type JobStore interface {
 	// ClaimJob stores a new job record; ECONFLICT if the job was claimed
 	// before.
 	ClaimJob(ctx context.Context, j *Job) error
+	// ReclaimJob replaces the record of a job claimed before with j, for a
+	// new assignment of the same job (GitLab re-queued it and offered it
+	// again with a new job token), only while the stored JobTokenHash is
+	// still oldJobTokenHash: ECONFLICT otherwise, so two concurrent
+	// re-claims of one assignment cannot both win. j.JobTokenHash must
+	// be set and differ from oldJobTokenHash.
+	ReclaimJob(ctx context.Context, j *Job, oldJobTokenHash string) error
 	// GetJob returns one job record or ENOTFOUND.
 	GetJob(ctx context.Context, runnerID string, jobID int64) (*Job, error)
 	// FinishJob records the outcome of a running job; ECONFLICT if it was

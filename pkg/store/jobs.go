@@ -33,6 +33,9 @@ type jobItem struct {
 	// secret itself.
 	DispatchHash string `dynamo:"dispatch_token_sha256,omitempty"`
 	SlotIndex    int    `dynamo:"slot_index"`
+	// JobTokenHash is the hex SHA-256 of the GitLab job token of the
+	// assignment, never the token itself.
+	JobTokenHash string `dynamo:"job_token_sha256,omitempty"`
 }
 
 func (it jobItem) domain() *runner.Job {
@@ -56,6 +59,7 @@ func (it jobItem) domain() *runner.Job {
 
 		DispatchTokenHash: it.DispatchHash,
 		SlotIndex:         it.SlotIndex,
+		JobTokenHash:      it.JobTokenHash,
 	}
 }
 
@@ -63,11 +67,58 @@ func (it jobItem) domain() *runner.Job {
 // job id: a second claim of the same job (an at-least-once redelivery) is
 // ECONFLICT. An empty State is JobRunning, a zero StartedAt is now, and a
 // zero ExpiresAt is now plus the retention; j is updated with them. The
-// job's DispatchTokenHash and SlotIndex are kept as given: the finisher
-// checks destination records against them.
+// job's DispatchTokenHash, SlotIndex and JobTokenHash are kept as given:
+// the finisher checks destination records against the first two, and the
+// poller tells a re-queued job from a duplicate by the last.
 func (s *Store) ClaimJob(ctx context.Context, j *runner.Job) error {
+	item, err := s.newJobItem(j)
+	if err != nil {
+		return err
+	}
+	err = s.jobs.Put(item).If("attribute_not_exists('job_id')").Run(ctx)
+	if dynamo.IsCondCheckFailed(err) {
+		return fmt.Errorf("store: claim job %d: %w", j.JobID, runner.Errorf(runner.ECONFLICT, "Job %d was already claimed.", j.JobID))
+	}
+	if err != nil {
+		return fmt.Errorf("store: claim job %d: %w", j.JobID, err)
+	}
+	return nil
+}
+
+// ReclaimJob replaces the whole record of a job claimed before with j (the
+// same defaults as ClaimJob; a finished record becomes running again, its
+// outcome cleared), for a new assignment of the job: only while the stored
+// job token hash is oldJobTokenHash ("" matches a record that has none),
+// ECONFLICT otherwise or if the job was never claimed. j.JobTokenHash must
+// be set and differ from oldJobTokenHash (EINVALID).
+func (s *Store) ReclaimJob(ctx context.Context, j *runner.Job, oldJobTokenHash string) error {
+	if j.JobTokenHash == "" || j.JobTokenHash == oldJobTokenHash {
+		return runner.Errorf(runner.EINVALID, "A re-claim needs the hash of a new job token.")
+	}
+	item, err := s.newJobItem(j)
+	if err != nil {
+		return err
+	}
+	put := s.jobs.Put(item)
+	if oldJobTokenHash == "" {
+		put = put.If("attribute_exists('job_id') AND attribute_not_exists('job_token_sha256')")
+	} else {
+		put = put.If("'job_token_sha256' = ?", oldJobTokenHash)
+	}
+	err = put.Run(ctx)
+	if dynamo.IsCondCheckFailed(err) {
+		return fmt.Errorf("store: re-claim job %d: %w", j.JobID, runner.Errorf(runner.ECONFLICT, "Job %d was re-claimed by another poll or never claimed.", j.JobID))
+	}
+	if err != nil {
+		return fmt.Errorf("store: re-claim job %d: %w", j.JobID, err)
+	}
+	return nil
+}
+
+// newJobItem fills j's defaults (see ClaimJob) and returns its item.
+func (s *Store) newJobItem(j *runner.Job) (jobItem, error) {
 	if j.RunnerID == "" || j.JobID <= 0 {
-		return runner.Errorf(runner.EINVALID, "A job needs a runner and a job id.")
+		return jobItem{}, runner.Errorf(runner.EINVALID, "A job needs a runner and a job id.")
 	}
 	now := s.now().UTC()
 	if j.State == "" {
@@ -79,7 +130,7 @@ func (s *Store) ClaimJob(ctx context.Context, j *runner.Job) error {
 	if j.ExpiresAt.IsZero() {
 		j.ExpiresAt = now.Add(s.retention)
 	}
-	item := jobItem{
+	return jobItem{
 		RunnerID:       j.RunnerID,
 		JobID:          j.JobID,
 		State:          string(j.State),
@@ -98,15 +149,8 @@ func (s *Store) ClaimJob(ctx context.Context, j *runner.Job) error {
 		ExpiresAt:      j.ExpiresAt.Unix(),
 		DispatchHash:   j.DispatchTokenHash,
 		SlotIndex:      j.SlotIndex,
-	}
-	err := s.jobs.Put(item).If("attribute_not_exists('job_id')").Run(ctx)
-	if dynamo.IsCondCheckFailed(err) {
-		return fmt.Errorf("store: claim job %d: %w", j.JobID, runner.Errorf(runner.ECONFLICT, "Job %d was already claimed.", j.JobID))
-	}
-	if err != nil {
-		return fmt.Errorf("store: claim job %d: %w", j.JobID, err)
-	}
-	return nil
+		JobTokenHash:   j.JobTokenHash,
+	}, nil
 }
 
 // GetJob returns one job record, or ENOTFOUND.

@@ -228,3 +228,124 @@ func TestClaimJobKeepsDispatchProof(t *testing.T) {
 		})
 	}
 }
+
+func TestReclaimJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock()
+	s := newStore(t, store.Config{Now: clk.Now})
+	first, second := runner.HashJobToken("glcbt-first"), runner.HashJobToken("glcbt-second")
+	dispatch := runner.HashDispatchToken("slot-token-2")
+	tests := []struct {
+		name     string
+		stored   *runner.Job // claimed first; nil for none
+		finish   bool        // finish the stored job before the re-claim
+		old      string
+		job      runner.Job
+		wantCode string
+	}{
+		{
+			name:   "new assignment of a running job",
+			stored: &runner.Job{JobID: 1, JobTokenHash: first, DispatchTokenHash: runner.HashDispatchToken("slot-token-1")},
+			old:    first, job: runner.Job{JobID: 1, JobTokenHash: second, DispatchTokenHash: dispatch, SlotIndex: 1},
+		},
+		{
+			name:   "new assignment of a finished job",
+			stored: &runner.Job{JobID: 2, JobTokenHash: first}, finish: true,
+			old: first, job: runner.Job{JobID: 2, JobTokenHash: second, DispatchTokenHash: dispatch, SlotIndex: 1},
+		},
+		{
+			name:   "record without a job token hash",
+			stored: &runner.Job{JobID: 3},
+			old:    "", job: runner.Job{JobID: 3, JobTokenHash: second, DispatchTokenHash: dispatch, SlotIndex: 1},
+		},
+		{
+			name:   "stale old hash",
+			stored: &runner.Job{JobID: 4, JobTokenHash: second},
+			old:    first, job: runner.Job{JobID: 4, JobTokenHash: runner.HashJobToken("glcbt-third")},
+			wantCode: runner.ECONFLICT,
+		},
+		{
+			name:   "old hash given for a record without one",
+			stored: &runner.Job{JobID: 5},
+			old:    first, job: runner.Job{JobID: 5, JobTokenHash: second},
+			wantCode: runner.ECONFLICT,
+		},
+		{
+			name: "never claimed", old: "", job: runner.Job{JobID: 6, JobTokenHash: second},
+			wantCode: runner.ECONFLICT,
+		},
+		{
+			name:   "same token",
+			stored: &runner.Job{JobID: 7, JobTokenHash: first},
+			old:    first, job: runner.Job{JobID: 7, JobTokenHash: first},
+			wantCode: runner.EINVALID,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.stored != nil {
+				tt.stored.RunnerID = "r1"
+				if err := s.ClaimJob(ctx, tt.stored); err != nil {
+					t.Fatalf("ClaimJob: %v", err)
+				}
+				if tt.finish {
+					if err := s.FinishJob(ctx, "r1", tt.stored.JobID, runner.JobOutcome{State: runner.JobFailed, FailureReason: "runner_system_failure"}); err != nil {
+						t.Fatalf("FinishJob: %v", err)
+					}
+				}
+			}
+			j := tt.job
+			j.RunnerID = "r1"
+			j.LeaseExpiresAt = clk.Now().Add(time.Hour)
+			err := s.ReclaimJob(ctx, &j, tt.old)
+			wantCode(t, "ReclaimJob", err, tt.wantCode)
+			got, gerr := s.GetJob(ctx, "r1", j.JobID)
+			if tt.wantCode != "" {
+				if tt.stored == nil {
+					wantCode(t, "GetJob after a refused re-claim", gerr, runner.ENOTFOUND)
+				} else if gerr != nil || got.JobTokenHash != tt.stored.JobTokenHash {
+					t.Errorf("record after a refused re-claim = %+v, %v; want job token hash %q kept", got, gerr, tt.stored.JobTokenHash)
+				}
+				return
+			}
+			if gerr != nil {
+				t.Fatalf("GetJob: %v", gerr)
+			}
+			if got.State != runner.JobRunning || got.FinishedAt != nil || got.FailureReason != "" ||
+				got.JobTokenHash != j.JobTokenHash || got.DispatchTokenHash != dispatch || got.SlotIndex != 1 ||
+				!got.LeaseExpiresAt.Equal(j.LeaseExpiresAt) {
+				t.Errorf("re-claimed job = %+v, want running with no outcome, the new job token hash, dispatch hash, slot 1 and lease", got)
+			}
+		})
+	}
+}
+
+func TestReclaimJobOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+	old := runner.HashJobToken("glcbt-first")
+	if err := s.ClaimJob(ctx, &runner.Job{RunnerID: "r1", JobID: 9, JobTokenHash: old}); err != nil {
+		t.Fatalf("ClaimJob: %v", err)
+	}
+	var wg sync.WaitGroup
+	var won, conflicts atomic.Int32
+	for i := range 10 {
+		wg.Go(func() {
+			j := &runner.Job{RunnerID: "r1", JobID: 9, JobTokenHash: runner.HashJobToken("glcbt-second"), SlotIndex: i}
+			switch err := s.ReclaimJob(ctx, j, old); runner.ErrorCode(err) {
+			case "":
+				won.Add(1)
+			case runner.ECONFLICT:
+				conflicts.Add(1)
+			default:
+				t.Errorf("ReclaimJob: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 || conflicts.Load() != 9 {
+		t.Errorf("10 re-claims of one assignment: %d won, %d conflicts; want 1 and 9", won.Load(), conflicts.Load())
+	}
+}
