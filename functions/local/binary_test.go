@@ -101,7 +101,9 @@ func TestBinaryStartsAndStopsOnSIGINT(t *testing.T) {
 	defer cmd.Process.Kill()
 	var logs logtest.Buffer
 	pidc := make(chan int, 1)
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			logs.Write(append(sc.Bytes(), '\n'))
@@ -124,6 +126,13 @@ func TestBinaryStartsAndStopsOnSIGINT(t *testing.T) {
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
+	}
+	// Read the output to its end before Wait, which closes the pipe: the
+	// last lines (the stop) would otherwise be lost.
+	select {
+	case <-readDone:
+	case <-ctx.Done():
+		t.Fatalf("the command's output never ended after SIGINT:\n%s", logs.String())
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("after SIGINT the command ended with %v, want exit status 0; logs:\n%s", err, logs.String())
