@@ -85,3 +85,51 @@ func summaryLevels(t *testing.T, logs []byte) []string {
 	}
 	return levels
 }
+
+// failingRunners is a Runners whose scan fails with the context's error
+// when it is done, and with err otherwise.
+type failingRunners struct{ err error }
+
+func (f failingRunners) ScanEnabledRunners(ctx context.Context, _ func(*runner.Runner) error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return f.err
+}
+
+// A scan that fails is an error in the log, unless the run was stopped from
+// outside (shutdown): then it is only Info.
+func TestScanFailureLevel(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"store failure", context.Background(), "ERROR"},
+		{"run stopped", canceled, "INFO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			sch, err := scheduler.New(failingRunners{err: fmt.Errorf("throttled")}, &countingInvoker{}, scheduler.Config{
+				PollerFunction: "poller",
+				Logger:         slog.New(slog.NewJSONHandler(&logs, nil)),
+			})
+			if err != nil {
+				t.Fatalf("New() error = %v", err)
+			}
+			if _, err := sch.Run(tt.ctx); err == nil {
+				t.Fatal("Run() error = nil, want the scan's error")
+			}
+			var rec struct{ Level, Msg string }
+			if err := json.Unmarshal(bytes.TrimSpace(logs.Bytes()), &rec); err != nil || rec.Msg != "scan of runners failed" {
+				t.Fatalf("log = %q (%v), want one scan failure line", logs.String(), err)
+			}
+			if rec.Level != tt.want {
+				t.Errorf("level = %s, want %s", rec.Level, tt.want)
+			}
+		})
+	}
+}

@@ -117,7 +117,13 @@ func (s *Scheduler) Run(ctx context.Context) (Summary, error) {
 	wg.Wait()
 	sum.Duration = time.Since(start)
 	if scanErr != nil {
-		s.log.ErrorContext(ctx, "scan of runners failed", "runners", sum.Runners, "invoked", sum.Invoked, "failed", sum.Failed, "error", scanErr)
+		// A run stopped from outside (shutdown, the invocation's end) is
+		// not a failure of the scan.
+		level := slog.LevelError
+		if ctx.Err() != nil {
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "scan of runners failed", "runners", sum.Runners, "invoked", sum.Invoked, "failed", sum.Failed, "error", scanErr)
 		return sum, fmt.Errorf("scheduler: scan runners: %w", scanErr)
 	}
 	s.log.Log(ctx, s.summaryLevel(sum), "pollers started", "runners", sum.Runners, "invoked", sum.Invoked, "failed", sum.Failed, "duration_ms", sum.Duration.Milliseconds())
