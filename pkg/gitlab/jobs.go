@@ -141,15 +141,30 @@ func (c *Client) UpdateJob(ctx context.Context, jobID int64, req UpdateJobReques
 // before calling. On 202 it waits the interval GitLab asks for (at most
 // 15 min) and sends the same PUT again; on 412 it calls resendTrace, which
 // must send the whole trace again from offset 0, waits 3 s and sends the
-// PUT again. It returns the 200's result, or the first error: 403/404 mean
-// there is nothing more to do (AbortsJob), others may be retried by the
-// caller. It gives up after 30 PUTs (GitLab itself applies a final state
-// within about 5 minutes) and when ctx is done.
+// PUT again. It returns the 200's result, a result whose Job-Status says
+// the job is canceled or failed (nothing more to do), or the first error:
+// 403/404 mean there is nothing more to do (AbortsJob), others may be
+// retried by the caller. It gives up after 30 PUTs (GitLab itself applies
+// a final state within about 5 minutes) and when ctx is done.
 func (c *Client) FinalUpdate(ctx context.Context, jobID int64, req UpdateJobRequest, resendTrace func(ctx context.Context) error) (UpdateJobResult, error) {
+	return FinalUpdateWith(ctx, c, c.sleep, jobID, req, resendTrace)
+}
+
+// JobUpdater sends one PUT /jobs/:id; *Client is one.
+type JobUpdater interface {
+	UpdateJob(ctx context.Context, jobID int64, req UpdateJobRequest) (UpdateJobResult, error)
+}
+
+var _ JobUpdater = (*Client)(nil)
+
+// FinalUpdateWith is the final-update procedure of FinalUpdate over any
+// JobUpdater, waiting with sleep (which may cap the waits), for callers
+// that wrap the client, such as the job trace.
+func FinalUpdateWith(ctx context.Context, u JobUpdater, sleep func(context.Context, time.Duration) error, jobID int64, req UpdateJobRequest, resendTrace func(ctx context.Context) error) (UpdateJobResult, error) {
 	var last UpdateJobResult
 	for range finalUpdateAttempts {
-		r, err := c.UpdateJob(ctx, jobID, req)
-		if err != nil || r.Accepted {
+		r, err := u.UpdateJob(ctx, jobID, req)
+		if err != nil || r.Accepted || r.Aborted() {
 			return r, err
 		}
 		last = r
@@ -163,7 +178,7 @@ func (c *Client) FinalUpdate(ctx context.Context, jobID int64, req UpdateJobRequ
 			}
 			wait = defaultUpdateInterval
 		}
-		if err := c.sleep(ctx, wait); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return r, fmt.Errorf("gitlab: final update of job %d: wait: %w", jobID, err)
 		}
 	}

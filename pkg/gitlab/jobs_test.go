@@ -254,3 +254,22 @@ func TestFinalUpdate(t *testing.T) {
 		})
 	}
 }
+
+// A 202 whose Job-Status says the job was canceled or failed ends the
+// final update: there is nothing more to apply (protocol doc 3.4).
+func TestFinalUpdateStopsWhenTheJobEnded(t *testing.T) {
+	for _, status := range []string{"canceled", "failed"} {
+		t.Run(status, func(t *testing.T) {
+			s := serve(t, reply{status: 202, header: map[string]string{"Job-Status": status, "X-GitLab-Trace-Update-Interval": "1"}})
+			c, sl := newClient(t, s.srv.URL)
+			req := gitlab.UpdateJobRequest{Token: jobToken, State: gitlab.StateSuccess, Output: gitlab.JobOutput{Checksum: "crc32:00000000", Bytesize: 1}}
+			got, err := c.FinalUpdate(t.Context(), 8123, req, nil)
+			if err != nil || !got.Aborted() || got.Accepted {
+				t.Fatalf("FinalUpdate() = %+v, %v; want the ended job's result and no error", got, err)
+			}
+			if n := len(s.requests()); n != 1 || len(sl.all()) != 0 {
+				t.Errorf("PUTs = %d, waits = %v; want one PUT and no wait", n, sl.all())
+			}
+		})
+	}
+}

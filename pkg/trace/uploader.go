@@ -43,9 +43,6 @@ const (
 	DefaultMaxBackoff        = 60 * time.Minute
 	// PatchSize is the most bytes sent in one PATCH.
 	PatchSize = 1 << 20
-	// maxPutsPerFinalAttempt bounds the 202/412 answers one final attempt
-	// accepts; GitLab applies a final state within about 5 minutes.
-	maxPutsPerFinalAttempt = 30
 )
 
 // Errors of the final update.
@@ -366,54 +363,46 @@ func (u *Uploader) finalUpdate(ctx context.Context, state, reason string, exitCo
 	return fmt.Errorf("trace: final update: gave up after %d attempts: %w", u.cfg.FinalAttempts, err)
 }
 
-// finalAttempt sends the trace and the final PUT until GitLab applies it,
-// following 202 (wait, resend) and 412 (resend the whole trace).
+// finalAttempt sends the rest of the trace, then the final PUT until GitLab
+// applies it (gitlab.FinalUpdateWith: 202 waits and sends it again, 412
+// resends the whole trace), with every wait capped at MaxInterval.
 func (u *Uploader) finalAttempt(ctx context.Context, state, reason string, exitCode int) error {
-	for range maxPutsPerFinalAttempt {
-		if err := u.sendRest(ctx); err != nil {
-			return err
-		}
-		cs := u.cfg.Trace.Checksum()
-		req := gitlab.UpdateJobRequest{
-			Token:    u.cfg.JobToken,
-			State:    state,
-			ExitCode: exitCode,
-			Checksum: cs,
-			Output:   gitlab.JobOutput{Checksum: cs, Bytesize: u.cfg.Trace.Size()},
-		}
-		if state == gitlab.StatusFailed {
-			req.FailureReason = reason
-		}
-		r, err := u.cfg.Client.UpdateJob(ctx, u.cfg.JobID, req)
-		if err != nil {
-			if u.observeErr(err) {
-				return ErrAborted
-			}
-			return fmt.Errorf("trace: send final state: %w", err)
-		}
-		switch {
-		case r.Accepted:
-			return nil
-		case r.Aborted():
-			u.markAborted("job status " + r.JobStatus)
-			return ErrAborted
-		case r.ResendTrace:
-			u.log.Info("trace: GitLab rejected the trace checksum; resending it whole")
-			u.offset = 0
-			if err := sleep(ctx, u.interval); err != nil {
-				return fmt.Errorf("trace: final update: wait to resend: %w", err)
-			}
-		default:
-			wait := min(r.RetryAfter, u.cfg.MaxInterval)
-			if wait <= 0 {
-				wait = u.interval
-			}
-			if err := sleep(ctx, wait); err != nil {
-				return fmt.Errorf("trace: final update: wait for GitLab: %w", err)
-			}
-		}
+	if err := u.sendRest(ctx); err != nil {
+		return err
 	}
-	return fmt.Errorf("trace: final update: not applied after %d updates", maxPutsPerFinalAttempt)
+	cs := u.cfg.Trace.Checksum()
+	req := gitlab.UpdateJobRequest{
+		Token:    u.cfg.JobToken,
+		State:    state,
+		ExitCode: exitCode,
+		Checksum: cs,
+		Output:   gitlab.JobOutput{Checksum: cs, Bytesize: u.cfg.Trace.Size()},
+	}
+	if state == gitlab.StatusFailed {
+		req.FailureReason = reason
+	}
+	resend := func(ctx context.Context) error {
+		u.log.Info("trace: GitLab rejected the trace checksum; resending it whole")
+		u.offset = 0
+		return u.sendRest(ctx)
+	}
+	wait := func(ctx context.Context, d time.Duration) error {
+		if d <= 0 {
+			d = u.interval
+		}
+		return sleep(ctx, min(d, u.cfg.MaxInterval))
+	}
+	r, err := gitlab.FinalUpdateWith(ctx, u.cfg.Client, wait, u.cfg.JobID, req, resend)
+	switch {
+	case err == nil && r.Accepted:
+		return nil
+	case err == nil:
+		u.markAborted("job status " + r.JobStatus)
+		return ErrAborted
+	case errors.Is(err, ErrAborted), u.observeErr(err):
+		return ErrAborted
+	}
+	return fmt.Errorf("trace: send final state: %w", err)
 }
 
 // sendRest sends everything from the sent offset, PatchSize at a time.
