@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -142,6 +143,23 @@ func (c Config) withDefaults() Config {
 		c.Logger = newLogger(os.Stderr)
 	}
 	return c
+}
+
+// absolute resolves every configured path against the working directory,
+// so that nothing below depends on it: a job's builds directory must be
+// absolute, and `make local` passes LOCAL_DATA_DIR=.local.
+func (c Config) absolute() (Config, error) {
+	for _, p := range []*string{&c.DataDir, &c.DynamoDBJar} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return c, fmt.Errorf("local: resolve %s: %w", *p, err)
+		}
+		*p = abs
+	}
+	return c, nil
 }
 
 // newLogger returns the text logger local mode writes: structured, and

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/auth"
+	"gitlab-serverless-runner/pkg/dynamolocal"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/seal"
@@ -237,4 +238,42 @@ func TestWebhookStartsJobAtOnce(t *testing.T) {
 		t.Errorf("no pending-job delivery was answered 202; deliveries: %+v", gl.HookDeliveries())
 	}
 	gl.AssertNoViolations(t)
+}
+
+// TestRelativeDataDirRunsJobs starts the system as `make local` does, from
+// the repository root with a relative LOCAL_DATA_DIR that an earlier run
+// left behind, and runs a job to success: every per-job directory is
+// absolute, as the shell session requires.
+func TestRelativeDataDirRunsJobs(t *testing.T) {
+	gl, proj, glRunner := newFakeGitLab(t)
+	root, err := dynamolocal.RepoRoot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	rel, err := filepath.Rel(root, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(data, "jobs", "job-1-stale"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(root)
+	r := startSystem(t, env{"LOCAL_DATA_DIR": rel})
+	b := newBrowser(t, r.sys.URL())
+	b.signIn()
+	b.registerRunner(gl.URL(), glRunner.Token, "laptop")
+
+	job := gl.EnqueueJob(proj, gitlabtest.JobSpec{Script: []string{"echo builds-in=$CI_BUILDS_DIR"}})
+	got, err := gl.WaitJob(t.Context(), job.ID)
+	if err != nil {
+		t.Fatalf("WaitJob(%d): %v", job.ID, err)
+	}
+	if got.State != "success" {
+		t.Fatalf("job %d ended %s (%q), want success; trace:\n%s", job.ID, got.State, got.FailureReason, got.Trace)
+	}
+	want := "builds-in=" + filepath.Join(data, "jobs")
+	if !strings.Contains(string(got.Trace), want) {
+		t.Errorf("trace lacks %q (the builds directory under the absolute data directory):\n%s", want, got.Trace)
+	}
 }

@@ -82,6 +82,9 @@ type System struct {
 // Wait returns then, after everything Start started has stopped.
 func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	cfg = cfg.withDefaults()
+	if cfg, err = cfg.absolute(); err != nil {
+		return nil, err
+	}
 	s := &System{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
 	s.stopping, s.stop = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
