@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -68,6 +69,10 @@ func configFromEnv(getenv func(string) string) (executor.Config, error) {
 		BuildsDir: getenv("EXECUTOR_BUILDS_DIR"),
 		HomeDir:   getenv("EXECUTOR_HOME_DIR"),
 		Cleanup:   executor.CleanupFromEnv(getenv, os.Getppid()),
+	}
+	// Lambda sets it; the finisher prices the job with it.
+	if mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")); err == nil && mb > 0 {
+		cfg.MemoryMB = mb
 	}
 	for _, d := range []struct {
 		name string

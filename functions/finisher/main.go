@@ -3,8 +3,8 @@
 // slot and fails in GitLab the jobs whose executor died.
 //
 // Configuration (environment): TABLE_PREFIX ("gsr-") or JOBS_TABLE and
-// SLOTS_TABLE; EXECUTOR_MEMORY ("function=MB,...", the memory of each
-// executor function, for job costs); EXECUTOR_MEMORY_MB (the default, 2048);
+// SLOTS_TABLE; EXECUTOR_MEMORY_MB (the executors' memory, for the cost of a
+// job whose executor died before reporting its own; default 2048);
 // DYNAMODB_ENDPOINT (optional local endpoint).
 package main
 
@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -42,18 +41,6 @@ func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error)
 	tables := store.Prefixed(envOr("TABLE_PREFIX", "gsr-"))
 	tables.Jobs = envOr("JOBS_TABLE", tables.Jobs)
 	tables.Slots = envOr("SLOTS_TABLE", tables.Slots)
-	memory := map[string]int{}
-	for pair := range strings.SplitSeq(os.Getenv("EXECUTOR_MEMORY"), ",") {
-		if pair = strings.TrimSpace(pair); pair == "" {
-			continue
-		}
-		fn, mb, ok := strings.Cut(pair, "=")
-		n, err := strconv.Atoi(strings.TrimSpace(mb))
-		if !ok || err != nil || n <= 0 {
-			return nil, fmt.Errorf("EXECUTOR_MEMORY: %q is not function=MB", pair)
-		}
-		memory[strings.TrimSpace(fn)] = n
-	}
 	def := 0
 	if s := os.Getenv("EXECUTOR_MEMORY_MB"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -70,7 +57,7 @@ func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error)
 	if err != nil {
 		return nil, err
 	}
-	return finisher.New(st, finisher.Config{MemoryMB: memory, DefaultMemoryMB: def, Logger: logger}), nil
+	return finisher.New(st, finisher.Config{DefaultMemoryMB: def, Logger: logger}), nil
 }
 
 func envOr(key, def string) string {

@@ -61,6 +61,10 @@ type Config struct {
 	// within seconds even when it prints nothing and GitLab's trace
 	// interval is long; zero means DefaultStatusInterval.
 	StatusInterval time.Duration
+	// MemoryMB is the memory of the function, reported with each result
+	// for the job's cost (AWS_LAMBDA_FUNCTION_MEMORY_SIZE on Lambda); 0
+	// means unknown.
+	MemoryMB int
 	// Cleanup says how far the clean-up between jobs reaches.
 	Cleanup Cleanup
 	// WipeDirs are wiped before and after each job besides BuildsDir and

@@ -85,6 +85,9 @@ type Result struct {
 	// Error says what went wrong for the executor, if anything; never a
 	// secret.
 	Error string `json:"error,omitempty"`
+	// MemoryMB is the memory of the function that ran the job
+	// (Config.MemoryMB), for the job's cost; 0 when unknown.
+	MemoryMB int `json:"memory_mb,omitempty"`
 }
 
 // Result states besides GitLab's success and failed.

@@ -60,10 +60,14 @@ func (e *Executor) Handle(ctx context.Context, raw json.RawMessage) (Result, err
 			}
 		}
 	}
+	var res Result
 	if err != nil {
-		return e.rejectEvent(ctx, raw, err), nil
+		res = e.rejectEvent(ctx, raw, err)
+	} else {
+		res = e.Run(ctx, ev)
 	}
-	return e.Run(ctx, ev), nil
+	res.MemoryMB = e.cfg.MemoryMB
+	return res, nil
 }
 
 // fetchPayload downloads the real event from a pre-signed URL.

@@ -34,17 +34,14 @@ import (
 	"gitlab-serverless-runner/pkg/runner"
 )
 
-// DefaultMemoryMB is the executor memory assumed for a function missing
-// from Config.MemoryMB.
+// DefaultMemoryMB is the executor memory assumed when the executor's result
+// does not report it (a crash, a timeout).
 const DefaultMemoryMB = 2048
 
 // Config configures a Finisher. The zero value is usable.
 type Config struct {
-	// MemoryMB is the configured memory of each executor function, by
-	// function name, for the job's cost.
-	MemoryMB map[string]int
-	// DefaultMemoryMB is used for functions not in MemoryMB
-	// (DefaultMemoryMB).
+	// DefaultMemoryMB is the executor memory used for the job's cost when
+	// the executor's result does not report its own (DefaultMemoryMB).
 	DefaultMemoryMB int
 	// GitLab configures the GitLab clients.
 	GitLab gitlab.Options
@@ -95,6 +92,7 @@ type executorResult struct {
 	DurationMS    int64  `json:"duration_ms"`
 	Reported      bool   `json:"reported"`
 	Error         string `json:"error"`
+	MemoryMB      int    `json:"memory_mb"`
 }
 
 // Outcome is what the finisher did with one record.
@@ -183,9 +181,10 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		out.FailedInGitLab = true
 	}
 
+	// The executor reports its function's memory; a crashed one cannot.
 	memory := f.cfg.DefaultMemoryMB
-	if m, ok := f.cfg.MemoryMB[d.Function]; ok {
-		memory = m
+	if res.MemoryMB > 0 {
+		memory = res.MemoryMB
 	}
 	err = f.jobs.FinishJob(ctx, d.RunnerID, d.JobID, runner.JobOutcome{
 		State: out.State, FailureReason: out.FailureReason, FinishedAt: now, Duration: duration,

@@ -67,7 +67,7 @@ func newWorld(t *testing.T, executor invoke.Func, timeout time.Duration) *world 
 	if err != nil {
 		t.Fatalf("poller.New: %v", err)
 	}
-	w.finisher = finisher.New(st, finisher.Config{MemoryMB: map[string]int{"executor": 3008}, GitLab: w.glOpts})
+	w.finisher = finisher.New(st, finisher.Config{DefaultMemoryMB: 3008, GitLab: w.glOpts})
 	w.local.Register("executor", executor, invoke.FunctionConfig{Timeout: timeout,
 		Destinations: invoke.Destinations{OnSuccess: "finisher", OnFailure: "finisher"}})
 	w.local.Register("finisher", func(ctx context.Context, payload []byte) ([]byte, error) {
@@ -155,7 +155,7 @@ func succeed(ctx context.Context, c *gitlab.Client, ev poller.ExecutorEvent, dur
 	if err != nil {
 		return nil, err
 	}
-	return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":%d,"reported":true}`, ev.Job.ID, durationMS), nil
+	return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":%d,"reported":true,"memory_mb":1769}`, ev.Job.ID, durationMS), nil
 }
 
 // outsiderViolations are the only protocol deviations allowed when the
@@ -216,7 +216,7 @@ func TestFinisherFailsJobsWhoseExecutorDied(t *testing.T) {
 			}
 			rec, err := w.store.GetJob(context.Background(), w.runner.ID, job.ID)
 			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != tt.wantReason || rec.MemoryMB != 3008 {
-				t.Errorf("job record = %+v, %v; want failed (%s) with 3008 MB", rec, err, tt.wantReason)
+				t.Errorf("job record = %+v, %v; want failed (%s) with the default 3008 MB (a dead executor reports none)", rec, err, tt.wantReason)
 			}
 			if !w.slotFree() {
 				t.Error("slot still held after the executor died")
@@ -237,8 +237,8 @@ func TestFinisherRecordsReportedOutcome(t *testing.T) {
 		t.Errorf("job in GitLab = %s, want success", job.State)
 	}
 	rec, err := w.store.GetJob(context.Background(), w.runner.ID, job.ID)
-	if err != nil || rec.State != runner.JobSuccess || rec.Duration != 1234*time.Millisecond || rec.MemoryMB != 3008 || rec.FinishedAt == nil {
-		t.Errorf("job record = %+v, %v; want success, 1.234 s, 3008 MB, finished", rec, err)
+	if err != nil || rec.State != runner.JobSuccess || rec.Duration != 1234*time.Millisecond || rec.MemoryMB != 1769 || rec.FinishedAt == nil {
+		t.Errorf("job record = %+v, %v; want success, 1.234 s, the 1769 MB the executor reported, finished", rec, err)
 	}
 	if !w.slotFree() {
 		t.Error("slot still held after the job finished")

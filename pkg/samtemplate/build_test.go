@@ -349,7 +349,6 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: withLocalAWS(map[string]string{
 		"JOBS_TABLE":         names.Jobs,
 		"SLOTS_TABLE":        names.Slots,
-		"EXECUTOR_MEMORY":    "gsr-executor=1024",
 		"EXECUTOR_MEMORY_MB": "2048",
 		"DYNAMODB_ENDPOINT":  srv.Endpoint,
 	})})
