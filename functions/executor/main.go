@@ -10,19 +10,27 @@
 //	EXECUTOR_KEEPALIVE_INTERVAL idle time before a keep-alive update (default 30s)
 //	EXECUTOR_STATUS_INTERVAL    how often the job's status is checked, so a
 //	                            cancel is noticed within seconds (default 5s)
-//	EXECUTOR_CLEANUP            local, descendants or system; default: system
-//	                            when the runtime's init is our parent (Lambda),
-//	                            descendants under another parent (the emulator),
-//	                            local outside Lambda
+//	EXECUTOR_CLEANUP            local, descendants or system (the deployed
+//	                            functions set it); without it the executor
+//	                            decides by what it can check and logs the rule
+//	                            (sandbox.ChooseCleanup)
 //	LOG_LEVEL                   debug, info, warn or error (default info)
 //
 // Under Lambda (AWS_LAMBDA_RUNTIME_API set) the process hardens itself
 // before anything else (executor.HardenProcess): jobs run as the same Unix
 // user, and must not read its environment or memory.
+//
+// A clean-up that fails (executor.Err) ends the environment: the process
+// exits with status 1 right after the job's result is posted, so Lambda
+// discards the environment and starts the next job in a fresh one.
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -32,6 +40,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/sandbox"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -47,7 +56,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	cfg, err := configFromEnv(os.Getenv)
+	cfg, rule, err := configFromEnv(os.Getenv)
 	if err != nil {
 		log.Error("executor: invalid configuration", "error", err)
 		os.Exit(2)
@@ -58,17 +67,63 @@ func main() {
 		log.Error("executor: start", "error", err)
 		os.Exit(1)
 	}
-	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(), "builds_dir", cfg.BuildsDir)
-	lambda.Start(x.Handle)
+	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(),
+		"cleanup_rule", rule, "builds_dir", cfg.BuildsDir)
+	lambda.Start(func(ctx context.Context, raw json.RawMessage) (io.Reader, error) {
+		res, err := x.Handle(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			return nil, fmt.Errorf("executor: encode the result: %w", err)
+		}
+		return &response{body: bytes.NewReader(b), end: x.Err(), log: log}, nil
+	})
 }
 
-func configFromEnv(getenv func(string) string) (executor.Config, error) {
+// response is an invocation's response. The Lambda runtime client closes
+// a response that is an io.Closer after it has posted it and before it
+// asks for the next invocation: when the environment must end, Close ends
+// the process there, with the job reported and before any other job can
+// reach this environment. Lambda then counts the invocation as failed
+// (Runtime.ExitError) and discards the environment.
+type response struct {
+	body *bytes.Reader
+	end  error
+	log  *slog.Logger
+}
+
+func (r *response) Read(p []byte) (int, error) { return r.body.Read(p) }
+
+// ContentType says the response is JSON.
+func (r *response) ContentType() string { return "application/json" }
+
+// Close exits the process when the environment must end.
+func (r *response) Close() error {
+	if r.end != nil {
+		r.log.Error("executor: ending the execution environment after reporting the job", "error", r.end)
+		os.Exit(1)
+	}
+	return nil
+}
+
+// configFromEnv reads the configuration and returns it with the rule that
+// decided the clean-up mode.
+func configFromEnv(getenv func(string) string) (executor.Config, string, error) {
+	cleanup, rule, err := sandbox.ChooseCleanup(getenv("EXECUTOR_CLEANUP"), getenv)
+	if err != nil {
+		return executor.Config{}, "", fmt.Errorf("read EXECUTOR_CLEANUP: %w", err)
+	}
+	if getenv("EXECUTOR_CLEANUP") != "" {
+		rule += " (EXECUTOR_CLEANUP)"
+	}
 	cfg := executor.Config{
 		Version:   productVersion(),
 		Runtime:   executor.RuntimeFromEnv(getenv),
 		BuildsDir: getenv("EXECUTOR_BUILDS_DIR"),
 		HomeDir:   getenv("EXECUTOR_HOME_DIR"),
-		Cleanup:   executor.CleanupFromEnv(getenv, os.Getppid()),
+		Cleanup:   cleanup,
 	}
 	// Lambda sets it; the finisher prices the job with it.
 	if mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")); err == nil && mb > 0 {
@@ -83,24 +138,17 @@ func configFromEnv(getenv func(string) string) (executor.Config, error) {
 		if v := getenv(d.name); v != "" {
 			dur, err := time.ParseDuration(v)
 			if err != nil || dur <= 0 {
-				return cfg, fmt.Errorf("read %s: want a positive duration such as 30s, got %q", d.name, v)
+				return cfg, "", fmt.Errorf("read %s: want a positive duration such as 30s, got %q", d.name, v)
 			}
 			*d.dst = dur
 		}
 	}
-	if v := getenv("EXECUTOR_CLEANUP"); v != "" {
-		c, err := executor.ParseCleanup(v)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Cleanup = c
-	}
-	if cfg.Cleanup == executor.CleanupSystem {
+	if cfg.Cleanup == sandbox.CleanupSystem {
 		// In a Lambda environment of our own, everything a job wrote to
 		// the only writable disk goes between jobs.
 		cfg.WipeDirs = []string{os.TempDir()}
 	}
-	return cfg, nil
+	return cfg, rule, nil
 }
 
 func productVersion() string {

@@ -10,6 +10,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/shell"
 )
@@ -73,7 +74,7 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 			BuildsDir:  filepath.Join(dir, "builds"),
 			HomeDir:    filepath.Join(dir, "home"),
 			ScratchDir: filepath.Join(dir, "tmp"),
-			Cleanup:    executor.CleanupLocal,
+			Cleanup:    sandbox.CleanupLocal,
 			BaseEnv:    shell.SanitizedBaseEnv(os.Environ(), secretEnv...),
 			Logger:     log.With("job_id", head.Job.ID),
 		}

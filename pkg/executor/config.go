@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"gitlab-serverless-runner/pkg/sandbox"
 )
 
 // Defaults of Config's zero values.
@@ -65,8 +67,10 @@ type Config struct {
 	// for the job's cost (AWS_LAMBDA_FUNCTION_MEMORY_SIZE on Lambda); 0
 	// means unknown.
 	MemoryMB int
-	// Cleanup says how far the clean-up between jobs reaches.
-	Cleanup Cleanup
+	// Cleanup says how far the clean-up before and after each job reaches
+	// (pkg/sandbox); the zero value, CleanupLocal, leaves the machine
+	// alone. A clean-up that fails ends the environment (see Err).
+	Cleanup sandbox.Cleanup
 	// WipeDirs are wiped before and after each job besides BuildsDir and
 	// HomeDir, in the Descendants and System clean-up modes (typically
 	// os.TempDir() on Lambda).

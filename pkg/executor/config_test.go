@@ -33,40 +33,6 @@ func TestProjectDir(t *testing.T) {
 	}
 }
 
-func TestCleanupFromEnv(t *testing.T) {
-	tests := []struct {
-		name      string
-		runtime   string
-		ppid      int
-		want      executor.Cleanup
-		wantParse string
-	}{
-		{"outside Lambda", "", 1, executor.CleanupLocal, "local"},
-		{"Lambda: init is our parent", "127.0.0.1:9001", 1, executor.CleanupSystem, "system"},
-		{"emulator on a shared machine", "127.0.0.1:9001", 4242, executor.CleanupDescendants, "descendants"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			getenv := func(k string) string {
-				if k == "AWS_LAMBDA_RUNTIME_API" {
-					return tt.runtime
-				}
-				return ""
-			}
-			got := executor.CleanupFromEnv(getenv, tt.ppid)
-			if got != tt.want || got.String() != tt.wantParse {
-				t.Errorf("CleanupFromEnv() = %v, want %v", got, tt.want)
-			}
-			if p, err := executor.ParseCleanup(tt.wantParse); err != nil || p != tt.want {
-				t.Errorf("ParseCleanup(%q) = %v, %v, want %v", tt.wantParse, p, err, tt.want)
-			}
-		})
-	}
-	if _, err := executor.ParseCleanup("everything"); err == nil {
-		t.Error("ParseCleanup(everything) error = nil, want an error")
-	}
-}
-
 func TestRuntimeFromEnv(t *testing.T) {
 	for _, tt := range []struct{ env, want string }{
 		{"AWS_Lambda_python3.12", "python3.12"},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/shell"
 	"gitlab-serverless-runner/pkg/trace"
 )
@@ -340,7 +341,7 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		JobTimeout:         j.timeout,
 		RunnerVersion:      j.e.cfg.Version,
 		ServerCA:           []byte(j.ev.CAPEM),
-		Disposable:         j.e.cfg.Cleanup != CleanupLocal,
+		Disposable:         j.e.cfg.Cleanup != sandbox.CleanupLocal,
 		RunnerVariables:    runnerVars,
 	}
 	var err error

@@ -26,7 +26,7 @@ var keptDefault = map[string]map[string]string{
 		"EXECUTOR_HOME_DIR":           "/tmp/home",
 		"EXECUTOR_KEEPALIVE_INTERVAL": "30s",
 		"EXECUTOR_STATUS_INTERVAL":    "5s",
-		"EXECUTOR_CLEANUP":            "detects Lambda (system-wide clean-up)",
+		"EXECUTOR_CLEANUP":            "decided by rule and logged (sandbox.ChooseCleanup)",
 	},
 	"./functions/poller": {
 		"POLL_WINDOW_SECONDS": "5 s of short polls per invocation",
