@@ -19,6 +19,7 @@ import (
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 	"gitlab-serverless-runner/pkg/webhook"
 	"gitlab-serverless-runner/templates"
 )
@@ -56,7 +57,7 @@ type Deps struct {
 	GitLab func(instanceURL string) (GitLab, error)
 	// Resolver resolves GitLab host names for the URL policy; nil means
 	// the system resolver.
-	Resolver Resolver
+	Resolver urlpolicy.Resolver
 	// Invoker starts the poller function (Config.PollerFunction) when
 	// GitLab's job webhook announces a pending job. With both set, the app
 	// serves POST /webhooks/gitlab/:runnerID and runner pages offer a
@@ -74,7 +75,7 @@ type App struct {
 	deps   Deps
 	e      *echo.Echo
 	pages  map[string]*template.Template
-	policy URLPolicy
+	policy urlpolicy.Policy
 	hook   *webhook.Handler // nil when webhooks are off
 	log    *slog.Logger
 }
@@ -124,7 +125,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 	a := &App{
 		cfg:    cfg,
 		deps:   deps,
-		policy: URLPolicy{AllowHTTP: cfg.AllowHTTPGitLab, AllowPrivate: cfg.AllowPrivateGitLab, Resolver: deps.Resolver},
+		policy: urlpolicy.Policy{AllowHTTP: cfg.AllowHTTPGitLab, AllowPrivate: cfg.AllowPrivateGitLab, Resolver: deps.Resolver},
 		log:    deps.Logger,
 	}
 	if a.log == nil {
