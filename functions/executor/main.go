@@ -14,6 +14,10 @@
 //	                            functions set it); without it the executor
 //	                            decides by what it can check and logs the rule
 //	                            (sandbox.ChooseCleanup)
+//	ALLOW_HTTP_GITLAB           true to contact a GitLab over plain http
+//	ALLOW_PRIVATE_GITLAB        true to contact a GitLab on a loopback or
+//	                            private address (pkg/urlpolicy; checked for
+//	                            the job's GitLab URL and at every dial)
 //	LOG_LEVEL                   debug, info, warn or error (default info)
 //
 // Under Lambda (AWS_LAMBDA_RUNTIME_API set) the process hardens itself
@@ -41,6 +45,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/sandbox"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -118,12 +123,17 @@ func configFromEnv(getenv func(string) string) (executor.Config, string, error) 
 	if getenv("EXECUTOR_CLEANUP") != "" {
 		rule += " (EXECUTOR_CLEANUP)"
 	}
+	policy, err := urlpolicy.Parse(getenv("ALLOW_HTTP_GITLAB"), getenv("ALLOW_PRIVATE_GITLAB"))
+	if err != nil {
+		return executor.Config{}, "", err
+	}
 	cfg := executor.Config{
 		Version:   productVersion(),
 		Runtime:   executor.RuntimeFromEnv(getenv),
 		BuildsDir: getenv("EXECUTOR_BUILDS_DIR"),
 		HomeDir:   getenv("EXECUTOR_HOME_DIR"),
 		Cleanup:   cleanup,
+		URLPolicy: &policy,
 	}
 	// Lambda sets it; the finisher prices the job with it.
 	if mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")); err == nil && mb > 0 {

@@ -5,7 +5,8 @@
 // Configuration (environment): TABLE_PREFIX ("gsr-") or JOBS_TABLE and
 // SLOTS_TABLE; EXECUTOR_MEMORY_MB (the executors' memory, for the cost of a
 // job whose executor died before reporting its own; default 2048);
-// DYNAMODB_ENDPOINT (optional local endpoint).
+// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (pkg/urlpolicy, checked at
+// every dial of a GitLab); DYNAMODB_ENDPOINT (optional local endpoint).
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
 
@@ -20,7 +22,9 @@ import (
 
 	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func main() {
@@ -57,7 +61,27 @@ func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error)
 	if err != nil {
 		return nil, err
 	}
-	return finisher.New(st, finisher.Config{DefaultMemoryMB: def, Logger: logger}), nil
+	cfg, err := configFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DefaultMemoryMB, cfg.Logger = def, logger
+	return finisher.New(st, cfg), nil
+}
+
+// configFromEnv reads the URL policy (ALLOW_HTTP_GITLAB,
+// ALLOW_PRIVATE_GITLAB): the GitLab clients dial only what it allows, and
+// events passed by reference come from the operator's storage
+// (urlpolicy.Storage).
+func configFromEnv(getenv func(string) string) (finisher.Config, error) {
+	policy, err := urlpolicy.Parse(getenv("ALLOW_HTTP_GITLAB"), getenv("ALLOW_PRIVATE_GITLAB"))
+	if err != nil {
+		return finisher.Config{}, err
+	}
+	return finisher.Config{
+		GitLab:     gitlab.Options{DialContext: policy.DialContext},
+		HTTPClient: &http.Client{Transport: urlpolicy.Storage.Transport()},
+	}, nil
 }
 
 func envOr(key, def string) string {

@@ -75,6 +75,7 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 			HomeDir:    filepath.Join(dir, "home"),
 			ScratchDir: filepath.Join(dir, "tmp"),
 			Cleanup:    sandbox.CleanupLocal,
+			URLPolicy:  s.urlPolicy(),
 			BaseEnv:    shell.SanitizedBaseEnv(os.Environ(), secretEnv...),
 			Logger:     log.With("job_id", head.Job.ID),
 		}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 
 	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // registerPollerAndFinisher registers the poller, which hands jobs to the
@@ -19,7 +22,7 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 		Runners: s.store, Jobs: s.store, Sealer: sealer, Invoker: s.inv,
 		Cache:  s.cache,
 		Logger: s.log.With("part", pollerFunction),
-	}, poller.Config{ExecutorFunctions: executors, Version: version})
+	}, poller.Config{ExecutorFunctions: executors, Version: version, URLPolicy: s.urlPolicy()})
 	if err != nil {
 		return fmt.Errorf("local: build poller: %w", err)
 	}
@@ -40,7 +43,11 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 
 	// The finisher is not cancelled at shutdown: it records the outcome of
 	// the jobs that shutdown cancelled.
-	f := finisher.New(s.store, finisher.Config{Logger: s.log.With("part", finisherFunction)})
+	f := finisher.New(s.store, finisher.Config{
+		GitLab:     gitlab.Options{DialContext: s.urlPolicy().DialContext},
+		HTTPClient: &http.Client{Transport: urlpolicy.Storage.Transport()},
+		Logger:     s.log.With("part", finisherFunction),
+	})
 	s.inv.Register(finisherFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
 		out, err := f.Handle(ctx, payload)
 		if err != nil {
@@ -49,4 +56,11 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 		return json.Marshal(out)
 	}, invoke.FunctionConfig{Timeout: DefaultFunctionLimit})
 	return nil
+}
+
+// urlPolicy is the web app's URL policy (ALLOW_HTTP_GITLAB,
+// ALLOW_PRIVATE_GITLAB; both allowed by default in local mode), which the
+// poller, the finisher and the executors apply too.
+func (s *System) urlPolicy() *urlpolicy.Policy {
+	return &urlpolicy.Policy{AllowHTTP: s.cfg.Web.AllowHTTPGitLab, AllowPrivate: s.cfg.Web.AllowPrivateGitLab}
 }

@@ -8,6 +8,8 @@
 // PAYLOAD_BUCKET (CACHE_BUCKET; executor events above 256 KiB go through it,
 // under payloads/);
 // POLL_WINDOW_SECONDS (5); MAX_LONG_POLL_SECONDS (60); VERSION;
+// ALLOW_HTTP_GITLAB, ALLOW_PRIVATE_GITLAB (pkg/urlpolicy: the runner's
+// GitLab URL is checked at every poll and its address at every dial);
 // DYNAMODB_ENDPOINT, LAMBDA_ENDPOINT, S3_ENDPOINT (optional local endpoints).
 package main
 
@@ -29,6 +31,7 @@ import (
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/secrets"
 	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func main() {
@@ -96,11 +99,16 @@ func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
 	if b := os.Getenv("CACHE_BUCKET"); b != "" {
 		deps.Cache = poller.NewS3Presigner(s3c, b)
 	}
+	policy, err := urlpolicy.Parse(os.Getenv("ALLOW_HTTP_GITLAB"), os.Getenv("ALLOW_PRIVATE_GITLAB"))
+	if err != nil {
+		return nil, err
+	}
 	return poller.New(deps, poller.Config{
 		ExecutorFunctions: functions,
 		Version:           envOr("VERSION", "dev"),
 		Window:            window,
 		MaxLongPoll:       maxLong,
+		URLPolicy:         &policy,
 	})
 }
 

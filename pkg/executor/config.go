@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/sandbox"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // Defaults of Config's zero values.
@@ -80,8 +81,14 @@ type Config struct {
 	// (shell.SanitizedBaseEnv).
 	BaseEnv []string
 	// HTTPClient carries the GitLab API calls and the pre-signed URL
-	// requests (cache, payload); nil uses the packages' defaults.
+	// requests (cache, payload); nil uses the packages' defaults, with the
+	// pre-signed URLs dialled through urlpolicy.Storage.
 	HTTPClient *http.Client
+	// URLPolicy, when set, is checked against the job's GitLab URL before
+	// anything is sent, and every connection to that GitLab (API calls,
+	// artifacts, git) is dialled through it unless HTTPClient is set.
+	// Nil checks nothing.
+	URLPolicy *urlpolicy.Policy
 	// Logger receives the executor's structured logs; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -63,6 +63,9 @@ func startEmulatorWith(t testing.TB, bootstrap string, extra map[string]string) 
 		"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
 		"AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
 		"AWS_REGION":                  "eu-west-1",
+		// The fake GitLab listens on loopback over http, as under make local.
+		"ALLOW_HTTP_GITLAB":    "true",
+		"ALLOW_PRIVATE_GITLAB": "true",
 	}
 	maps.Copy(env, lambdaCredentials)
 	maps.Copy(env, extra)

@@ -14,6 +14,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/trace"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // maxPayloadBytes bounds an event fetched from payload_url.
@@ -26,7 +27,8 @@ type Executor struct {
 	log     *slog.Logger
 	cleaner *cleaner
 	http    *http.Client
-	mu      sync.Mutex // one job at a time, as in a Lambda environment
+	git     *http.Client // nil: pkg/checkout's default
+	mu      sync.Mutex   // one job at a time, as in a Lambda environment
 	// spoilt is the clean-up failure that ended this environment.
 	spoilt error
 }
@@ -42,9 +44,13 @@ func New(cfg Config) (*Executor, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 0}
+		hc = &http.Client{Transport: urlpolicy.Storage.Transport()}
 	}
-	return &Executor{cfg: cfg, log: cfg.Logger, cleaner: cl, http: hc}, nil
+	e := &Executor{cfg: cfg, log: cfg.Logger, cleaner: cl, http: hc}
+	if cfg.URLPolicy != nil && cfg.HTTPClient == nil {
+		e.git = &http.Client{Transport: cfg.URLPolicy.Transport()}
+	}
+	return e, nil
 }
 
 // Handle is the Lambda handler: it decodes the event, runs the job and
@@ -151,6 +157,9 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) Res
 // roots.
 func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Client, error) {
 	opts := gitlab.Options{HTTPClient: e.cfg.HTTPClient, Logger: log}
+	if e.cfg.URLPolicy != nil && e.cfg.HTTPClient == nil {
+		opts.DialContext = e.cfg.URLPolicy.DialContext
+	}
 	if caPEM != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {

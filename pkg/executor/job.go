@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/shell"
 	"gitlab-serverless-runner/pkg/trace"
@@ -66,6 +67,11 @@ func (j *jobRun) run(ctx context.Context) Result {
 		return res
 	}
 	var err error
+	if p := j.e.cfg.URLPolicy; p != nil {
+		if _, err := p.Check(ctx, j.ev.GitLabURL); err != nil {
+			return fail(fmt.Errorf("executor: the job's GitLab URL is refused: %s", runner.ErrorMessage(err)))
+		}
+	}
 	if j.client, err = j.e.client(j.ev.GitLabURL, j.ev.CAPEM, j.log); err != nil {
 		return fail(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // Defaults for the zero Config.
@@ -62,6 +63,10 @@ type Config struct {
 	LeaseMargin time.Duration
 	// GitLab configures the GitLab clients (HTTP client, retries).
 	GitLab gitlab.Options
+	// URLPolicy, when set, is checked against the runner's GitLab URL at
+	// every poll, and at every dial of the GitLab clients (unless GitLab
+	// brings its own HTTPClient or DialContext). Nil checks nothing.
+	URLPolicy *urlpolicy.Policy
 	// Now returns the current time (time.Now).
 	Now func() time.Time
 }
@@ -101,6 +106,9 @@ func New(d Deps, cfg Config) (*Poller, error) {
 	if cfg.GitLab.Logger == nil {
 		cfg.GitLab.Logger = log
 	}
+	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
+		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
+	}
 	return &Poller{d: d, cfg: cfg, log: log}, nil
 }
 
@@ -114,6 +122,7 @@ const (
 	StopForbidden   = "forbidden"    // GitLab refused the token
 	StopUnavailable = "unavailable"  // GitLab or the network failed
 	StopBadToken    = "token_sealed" // the token cannot be opened
+	StopRefused     = "refused"      // the URL policy refuses the GitLab URL or address
 )
 
 // Result is the outcome of one poll.
@@ -143,6 +152,13 @@ func (p *Poller) Poll(ctx context.Context, ev Event) (Result, error) {
 	}
 	if r.Paused {
 		return Result{Stop: StopPaused}, nil
+	}
+	if p.cfg.URLPolicy != nil {
+		if _, err := p.cfg.URLPolicy.Check(ctx, r.GitLabURL); err != nil {
+			log.WarnContext(ctx, "the runner's GitLab URL is refused by the URL policy", "error", err)
+			p.recordError(ctx, r, "The runner's GitLab URL is refused: "+runner.ErrorMessage(err))
+			return Result{Stop: StopRefused}, nil
+		}
 	}
 	client, err := gitlab.New(r.GitLabURL, p.cfg.GitLab)
 	if err != nil {
@@ -400,13 +416,19 @@ func (p *Poller) requestFailed(ctx context.Context, log *slog.Logger, r *runner.
 		return StopForbidden
 	}
 	p.recordError(ctx, r, describe(err))
+	if errors.Is(err, urlpolicy.ErrRefused) {
+		return StopRefused
+	}
 	return StopUnavailable
 }
 
 // describe says what went wrong with a GitLab call, without any secret.
 func describe(err error) string {
 	var ge *gitlab.Error
+	var refused *urlpolicy.RefusedError
 	switch {
+	case errors.As(err, &refused):
+		return "GitLab's address is refused: " + refused.Error()
 	case errors.As(err, &ge) && ge.StatusCode == 429:
 		return "GitLab is rate limiting the runner (429); polling resumes on the next schedule"
 	case errors.As(err, &ge) && ge.StatusCode >= 500:
