@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/finisher"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/poller"
@@ -27,7 +28,7 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(s.stopping, cancel)()
-		ev, err := poller.DecodeEvent(payload)
+		ev, err := dispatch.DecodePoll(payload)
 		if err != nil {
 			return nil, err
 		}

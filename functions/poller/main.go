@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"gitlab-serverless-runner/pkg/awsclients"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/seal"
@@ -40,7 +41,7 @@ func main() {
 		os.Exit(1)
 	}
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (poller.Result, error) {
-		ev, err := poller.DecodeEvent(raw)
+		ev, err := dispatch.DecodePoll(raw)
 		if err != nil {
 			logger.ErrorContext(ctx, "invalid poller event; dropped", "error", err)
 			return poller.Result{}, nil // a retry would not fix it

@@ -15,10 +15,6 @@ const (
 	// DefaultDeadlineMargin is kept free before Lambda's deadline to upload
 	// the rest of the trace and send the final update.
 	DefaultDeadlineMargin = 30 * time.Second
-	// DefaultJobTimeout applies when the job says 0 (runner_info.timeout).
-	DefaultJobTimeout = 7200 * time.Second
-	// DefaultOutputLimitKiB is gitlab-runner's output_limit default.
-	DefaultOutputLimitKiB = 4096
 	// DefaultRuntime names the runtime when the environment does not.
 	DefaultRuntime = "provided.al2023"
 )

@@ -2,7 +2,6 @@ package executor_test
 
 import (
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"gitlab-serverless-runner/pkg/executor"
@@ -76,34 +75,5 @@ func TestRuntimeFromEnv(t *testing.T) {
 		if got := executor.RuntimeFromEnv(func(string) string { return tt.env }); got != tt.want {
 			t.Errorf("RuntimeFromEnv(%q) = %q, want %q", tt.env, got, tt.want)
 		}
-	}
-}
-
-func TestDecodeEvent(t *testing.T) {
-	tests := []struct {
-		name    string
-		raw     string
-		wantErr string
-	}{
-		{"valid", `{"gitlab_url":"https://gitlab.example.com","job":{"id":1,"token":"glcbt-secret-token","git_info":{"repo_url":"https://gitlab.example.com/g/p.git"}}}`, ""},
-		{"payload URL only", `{"payload_url":"https://bucket.example.com/e?X-Amz-Signature=x"}`, ""},
-		{"ftp URL", `{"gitlab_url":"ftp://gitlab.example.com","job":{"id":1,"token":"t"}}`, "gitlab_url: not an http(s) URL"},
-		{"no token", `{"gitlab_url":"https://gitlab.example.com","job":{"id":1}}`, "job.token is missing"},
-		{"negative limit", `{"gitlab_url":"https://gitlab.example.com","output_limit":-1,"job":{"id":1,"token":"t","git_info":{"repo_url":"https://x/g/p.git"}}}`, "output_limit is negative"},
-		{"bad cache URL", `{"gitlab_url":"https://gitlab.example.com","cache":{"k":{"get_url":"file:///etc/passwd"}},"job":{"id":1,"token":"t","git_info":{"repo_url":"https://x/g/p.git"}}}`, `cache URL for key "k"`},
-		{"wrong type", `{"gitlab_url":"https://gitlab.example.com","job":{"id":"one","token":"glcbt-secret-token"}}`, "field job.id has the wrong type"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := executor.DecodeEvent([]byte(tt.raw))
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("DecodeEvent() error = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("DecodeEvent() error = %v, want one containing %q", err, tt.wantErr)
-			case err != nil && strings.Contains(err.Error(), "glcbt-secret-token"):
-				t.Errorf("DecodeEvent() error %q quotes the job token", err)
-			}
-		})
 	}
 }

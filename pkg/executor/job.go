@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/shell"
 	"gitlab-serverless-runner/pkg/trace"
@@ -35,7 +36,7 @@ func (o outcome) failed() bool { return o.reason != "" }
 // jobRun is the state of one job.
 type jobRun struct {
 	e     *Executor
-	ev    Event
+	ev    dispatch.Event
 	job   *gitlab.Job
 	log   *slog.Logger
 	start time.Time
@@ -57,9 +58,9 @@ type jobRun struct {
 	jobDeadline, finalAt time.Time
 }
 
-func (j *jobRun) run(ctx context.Context) Result {
-	res := Result{JobID: j.job.ID}
-	fail := func(err error) Result {
+func (j *jobRun) run(ctx context.Context) dispatch.Result {
+	res := dispatch.Result{JobID: j.job.ID}
+	fail := func(err error) dispatch.Result {
 		j.log.Error("executor: cannot start the job", "error", err)
 		res.Error = err.Error()
 		return res
@@ -83,7 +84,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 	defer j.buf.Close()
 	limit := j.ev.OutputLimit
 	if limit <= 0 {
-		limit = DefaultOutputLimitKiB
+		limit = dispatch.DefaultOutputLimitKiB
 	}
 	j.w = trace.NewWriter(j.buf, trace.WriterOptions{Mask: trace.MaskOptionsFor(j.job), Limit: limit * 1024})
 	ucfg := trace.ConfigFor(j.job, j.client, j.buf)
@@ -111,7 +112,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 		res.State, res.FailureReason, res.ExitCode = gitlab.StateFailed, trace.FailureReason(o.reason, j.job.Features.FailureReasons), o.exitCode
 	}
 	if o.canceled {
-		res.State = StateCanceled
+		res.State = gitlab.StatusCanceled
 	}
 	var ferr error
 	if o.failed() {
@@ -126,7 +127,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 		// GitLab ended the job itself (canceled, failed, 403).
 		res.Reported = true
 		if o.canceled || !o.failed() {
-			res.State = StateCanceled
+			res.State = gitlab.StatusCanceled
 		}
 	default:
 		j.log.Error("executor: send the final update", "error", ferr)
@@ -136,13 +137,10 @@ func (j *jobRun) run(ctx context.Context) Result {
 }
 
 // setDeadlines computes the job's deadline: the job timeout
-// (runner_info.timeout, DefaultJobTimeout when 0) or the invocation's
+// (gitlab.Job.Timeout) or the invocation's
 // deadline minus the margin, whichever comes first.
 func (j *jobRun) setDeadlines(ctx context.Context) {
-	j.timeout = time.Duration(j.job.RunnerInfo.Timeout) * time.Second
-	if j.timeout <= 0 {
-		j.timeout = DefaultJobTimeout
-	}
+	j.timeout = j.job.Timeout()
 	j.jobDeadline = j.start.Add(j.timeout)
 	j.finalAt = j.jobDeadline.Add(DefaultAfterScriptReserve)
 	if d, ok := ctx.Deadline(); ok {

@@ -22,15 +22,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -83,18 +82,6 @@ func New(jobs runner.JobStore, cfg Config) *Finisher {
 	return &Finisher{jobs: jobs, cfg: cfg, log: log}
 }
 
-// executorResult is the executor's response payload (its Result type):
-// only the fields the finisher reads.
-type executorResult struct {
-	JobID         int64  `json:"job_id"`
-	State         string `json:"state"`
-	FailureReason string `json:"failure_reason"`
-	DurationMS    int64  `json:"duration_ms"`
-	Reported      bool   `json:"reported"`
-	Error         string `json:"error"`
-	MemoryMB      int    `json:"memory_mb"`
-}
-
 // Outcome is what the finisher did with one record.
 type Outcome struct {
 	RunnerID string `json:"runner_id,omitempty"`
@@ -129,7 +116,7 @@ func (f *Finisher) Handle(ctx context.Context, raw []byte) (Outcome, error) {
 // dropped, and one that does not match the store (see verify) is logged
 // and ignored.
 func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, error) {
-	ev, err := poller.DecodeExecutorEvent(rec.RequestPayload)
+	ev, err := dispatch.Decode(rec.RequestPayload)
 	d := ev.Dispatch
 	if err != nil || d.RunnerID == "" || d.JobID == 0 {
 		f.log.ErrorContext(ctx, "destination record without a dispatched job; dropped", "request_id", rec.RequestContext.RequestID, "error", err)
@@ -151,7 +138,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	now := f.cfg.Now()
 	duration := now.Sub(d.StartedAt)
 
-	var res executorResult
+	var res dispatch.Result
 	reported := false
 	if !rec.Failed() && len(rec.ResponsePayload) > 0 && json.Unmarshal(rec.ResponsePayload, &res) == nil && res.Reported {
 		reported = true
@@ -165,7 +152,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		out.State, out.FailureReason = runner.JobFailed, reason
 		log.WarnContext(ctx, "executor ended without reporting the job", "condition", rec.RequestContext.Condition,
 			"function_error", rec.ResponseContext.FunctionError, "reason", reason)
-		job, err := f.jobOf(ctx, ev)
+		job, err := f.jobOf(ctx, rec)
 		if err != nil {
 			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
 		}
@@ -173,7 +160,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		if err != nil {
 			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
 		}
-		if err := poller.FailJob(ctx, client, poller.JobFailure{
+		if err := dispatch.FailJob(ctx, client, dispatch.Failure{
 			JobID: d.JobID, Token: job.Token, TwoPhase: d.TwoPhase, Reason: reason, Message: msg,
 		}); err != nil {
 			return out, fmt.Errorf("finisher: %w", err)
@@ -221,7 +208,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 // index is the job's. Whether the token still holds the slot does not
 // matter: a record that waited in Lambda's queue past the slot's lease
 // still closes its job.
-func (f *Finisher) verify(ctx context.Context, d poller.Dispatch) (ignored string, duplicate bool, err error) {
+func (f *Finisher) verify(ctx context.Context, d dispatch.Dispatch) (ignored string, duplicate bool, err error) {
 	job, err := f.jobs.GetJob(ctx, d.RunnerID, d.JobID)
 	switch {
 	case runner.ErrorCode(err) == runner.ENOTFOUND:
@@ -241,11 +228,11 @@ func (f *Finisher) verify(ctx context.Context, d poller.Dispatch) (ignored strin
 }
 
 // stateOf maps the executor's reported state to the record's.
-func stateOf(res executorResult) (runner.JobState, string) {
+func stateOf(res dispatch.Result) (runner.JobState, string) {
 	switch res.State {
 	case gitlab.StateSuccess:
 		return runner.JobSuccess, ""
-	case "canceled":
+	case gitlab.StatusCanceled:
 		return runner.JobCanceled, ""
 	default:
 		return runner.JobFailed, res.FailureReason
@@ -255,7 +242,7 @@ func stateOf(res executorResult) (runner.JobState, string) {
 // diagnose says why a job was not reported and with which reason to fail
 // it. The message goes to the job's trace: it names the kind of failure,
 // never the function's error text, which could quote job data.
-func diagnose(rec invoke.Record, res executorResult) (reason, msg string) {
+func diagnose(rec invoke.Record, res dispatch.Result) (reason, msg string) {
 	e, _ := rec.Error()
 	switch {
 	case rec.RequestContext.Condition == invoke.ConditionEventAgeExceeded:
@@ -277,35 +264,13 @@ func diagnose(rec invoke.Record, res executorResult) (reason, msg string) {
 
 // jobOf returns the job of the event, fetching the event when it was
 // passed by reference.
-func (f *Finisher) jobOf(ctx context.Context, ev poller.ExecutorEvent) (*gitlab.Job, error) {
-	if ev.Job != nil && ev.Job.Token != "" {
-		return ev.Job, nil
-	}
-	if ev.PayloadURL == "" {
-		return nil, errors.New("the executor event holds no job token")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ev.PayloadURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("fetch executor event: invalid payload URL")
-	}
-	resp, err := f.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch executor event: %w", errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch executor event: status %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("fetch executor event: %w", err)
-	}
-	full, err := poller.DecodeExecutorEvent(body)
+func (f *Finisher) jobOf(ctx context.Context, rec invoke.Record) (*gitlab.Job, error) {
+	ev, _, err := dispatch.Open(ctx, f.cfg.HTTPClient, rec.RequestPayload)
 	if err != nil {
 		return nil, err
 	}
-	if full.Job == nil || full.Job.Token == "" {
-		return nil, errors.New("the fetched executor event holds no job token")
+	if ev.Job == nil || ev.Job.Token == "" {
+		return nil, errors.New("the executor event holds no job token")
 	}
-	return full.Job, nil
+	return ev.Job, nil
 }

@@ -2,13 +2,13 @@ package poller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
@@ -19,7 +19,6 @@ const (
 	DefaultWindow      = 5 * time.Second
 	DefaultMaxLongPoll = 60 * time.Second
 	DefaultLeaseMargin = 5 * time.Minute
-	DefaultJobTimeout  = time.Hour
 )
 
 // Health messages, shown to the runner's owner.
@@ -131,7 +130,7 @@ type Result struct {
 // slots are full or the window ends. The error is non-nil only for a
 // failure of the product itself (storage); GitLab's refusals and outages
 // are recorded in the runner's health and end the poll normally.
-func (p *Poller) Poll(ctx context.Context, ev Event) (Result, error) {
+func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 	log := p.log.With("runner_id", ev.RunnerID, "reason", ev.Reason)
 	r, err := p.d.Runners.GetRunner(ctx, ev.RunnerID)
 	if err != nil {
@@ -243,10 +242,7 @@ func (p *Poller) Poll(ctx context.Context, ev Event) (Result, error) {
 func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.Runner, slot runner.Slot, job *gitlab.Job) (handed bool, err error) {
 	log := p.log.With("runner_id", r.ID, "job_id", job.ID)
 	now := p.cfg.Now()
-	timeout := time.Duration(job.RunnerInfo.Timeout) * time.Second
-	if timeout <= 0 {
-		timeout = DefaultJobTimeout
-	}
+	timeout := job.Timeout()
 	lease := now.Add(timeout + p.cfg.LeaseMargin)
 	rec := &runner.Job{
 		RunnerID:       r.ID,
@@ -305,19 +301,21 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	if err != nil {
 		return fail("The runner could not prepare the job's cache.", err)
 	}
-	ev := ExecutorEvent{
-		GitLabURL: client.URL(),
-		Job:       job,
-		Runner:    ExecutorRunner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r)},
-		Cache:     cache,
-		TwoPhase:  Features().TwoPhaseJobCommit,
-		Dispatch: Dispatch{
+	ev := dispatch.Event{
+		GitLabURL:   client.URL(),
+		Job:         job,
+		Runner:      dispatch.Runner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r)},
+		Cache:       cache,
+		OutputLimit: int64(r.OutputLimitKiB),
+		CAPEM:       r.CAPEM,
+		TwoPhase:    Features().TwoPhaseJobCommit,
+		Dispatch: dispatch.Dispatch{
 			RunnerID: r.ID, JobID: job.ID, GitLabURL: client.URL(),
 			SlotIndex: slot.Index, SlotToken: slot.Token, TwoPhase: Features().TwoPhaseJobCommit,
 			Function: function, Runtime: r.Runtime, StartedAt: now, TimeoutSec: int(timeout / time.Second),
 		},
 	}
-	payload, err := json.Marshal(ev)
+	payload, err := ev.Marshal()
 	if err != nil {
 		return fail("The runner could not encode the job for the executor.", err)
 	}
@@ -366,7 +364,7 @@ func (p *Poller) shortToken(r *runner.Runner) string {
 
 // failJob fails a job the poller took, before anything was traced.
 func (p *Poller) failJob(ctx context.Context, log *slog.Logger, client *gitlab.Client, job *gitlab.Job, msg string) {
-	err := FailJob(context.WithoutCancel(ctx), client, JobFailure{
+	err := dispatch.FailJob(context.WithoutCancel(ctx), client, dispatch.Failure{
 		JobID: job.ID, Token: job.Token, TwoPhase: Features().TwoPhaseJobCommit,
 		Reason: gitlab.ReasonRunnerSystemFailure, Message: msg, TraceEmpty: true,
 	})

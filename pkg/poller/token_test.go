@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
@@ -56,7 +57,7 @@ func TestTokenRotationOverAResealedToken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("poller.New: %v", err)
 	}
-	res, err := p.Poll(context.Background(), poller.Event{RunnerID: r.ID})
+	res, err := p.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID})
 	if err != nil || res.Stop != poller.StopNoJob {
 		t.Errorf("Poll() = %+v, %v; want a poll that found no job", res, err)
 	}

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -101,7 +101,7 @@ func (s *Scheduler) Run(ctx context.Context) (Summary, error) {
 		go func(id string) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ev := poller.Event{RunnerID: id, Reason: poller.ReasonSchedule}
+			ev := dispatch.Poll{RunnerID: id, Reason: dispatch.PollSchedule}
 			err := s.inv.Invoke(ctx, s.cfg.PollerFunction, ev.Marshal(), invoke.Options{})
 			mu.Lock()
 			defer mu.Unlock()
