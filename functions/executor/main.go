@@ -5,8 +5,8 @@
 //
 //	EXECUTOR_BUILDS_DIR         CI_BUILDS_DIR (default /tmp/builds)
 //	EXECUTOR_HOME_DIR           the job's HOME (default /tmp/home)
-//	EXECUTOR_DEADLINE_MARGIN    time kept before Lambda's deadline to report
-//	                            the job, a Go duration (default 30s)
+//	EXECUTOR_MARGIN_SECONDS     time kept before Lambda's deadline to report
+//	                            the job, in seconds (default 60)
 //	EXECUTOR_KEEPALIVE_INTERVAL idle time before a keep-alive update (default 30s)
 //	EXECUTOR_STATUS_INTERVAL    how often the job's status is checked, so a
 //	                            cancel is noticed within seconds (default 5s)
@@ -15,6 +15,8 @@
 //	                            descendants under another parent (the emulator),
 //	                            local outside Lambda
 //	LOG_LEVEL                   debug, info, warn or error (default info)
+//	AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by Lambda: reported with each result
+//	                            for the job's cost
 //
 // Under Lambda (AWS_LAMBDA_RUNTIME_API set) the process hardens itself
 // before anything else (executor.HardenProcess): jobs run as the same Unix
@@ -22,23 +24,21 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("LOG_LEVEL"))}))
+	log := logging.FromEnv(os.Stderr, nil)
 	slog.SetDefault(log)
 	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
 		// Fail closed: an executor that jobs could read must not run them.
@@ -47,12 +47,12 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	cfg, err := configFromEnv(os.Getenv)
+	cfg, err := executor.ConfigFromEnv(nil, os.Getppid())
 	if err != nil {
 		log.Error("executor: invalid configuration", "error", err)
 		os.Exit(2)
 	}
-	cfg.Logger = log
+	cfg.Version, cfg.Logger = productVersion(), log
 	x, err := executor.New(cfg)
 	if err != nil {
 		log.Error("executor: start", "error", err)
@@ -60,47 +60,6 @@ func main() {
 	}
 	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(), "builds_dir", cfg.BuildsDir)
 	lambda.Start(x.Handle)
-}
-
-func configFromEnv(getenv func(string) string) (executor.Config, error) {
-	cfg := executor.Config{
-		Version:   productVersion(),
-		Runtime:   executor.RuntimeFromEnv(getenv),
-		BuildsDir: getenv("EXECUTOR_BUILDS_DIR"),
-		HomeDir:   getenv("EXECUTOR_HOME_DIR"),
-		Cleanup:   executor.CleanupFromEnv(getenv, os.Getppid()),
-	}
-	// Lambda sets it; the finisher prices the job with it.
-	if mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")); err == nil && mb > 0 {
-		cfg.MemoryMB = mb
-	}
-	for _, d := range []struct {
-		name string
-		dst  *time.Duration
-	}{{"EXECUTOR_DEADLINE_MARGIN", &cfg.DeadlineMargin}, {"EXECUTOR_KEEPALIVE_INTERVAL", &cfg.KeepAliveInterval},
-		{"EXECUTOR_STATUS_INTERVAL", &cfg.StatusInterval},
-	} {
-		if v := getenv(d.name); v != "" {
-			dur, err := time.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return cfg, fmt.Errorf("read %s: want a positive duration such as 30s, got %q", d.name, v)
-			}
-			*d.dst = dur
-		}
-	}
-	if v := getenv("EXECUTOR_CLEANUP"); v != "" {
-		c, err := executor.ParseCleanup(v)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Cleanup = c
-	}
-	if cfg.Cleanup == executor.CleanupSystem {
-		// In a Lambda environment of our own, everything a job wrote to
-		// the only writable disk goes between jobs.
-		cfg.WipeDirs = []string{os.TempDir()}
-	}
-	return cfg, nil
 }
 
 func productVersion() string {
@@ -115,12 +74,4 @@ func productVersion() string {
 		}
 	}
 	return "dev"
-}
-
-func logLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/logging"
+	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/scheduler"
+	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
 )
 
@@ -47,9 +52,23 @@ type Config struct {
 	// (LOCAL_OIDC_ADDR) when no OIDC_ISSUER is configured. Empty means the
 	// address remembered in DataDir, else a free port.
 	OIDCAddr string
-	// DynamoDBEndpoint uses a DynamoDB that is already running
-	// (DYNAMODB_ENDPOINT) instead of starting DynamoDB Local.
-	DynamoDBEndpoint string
+	// Store names the tables (store.ConfigFromEnv); its Endpoint uses a
+	// DynamoDB that is already running (DYNAMODB_ENDPOINT) instead of
+	// starting DynamoDB Local.
+	Store store.Config
+	// Logging sets the log level (LOG_LEVEL); local mode logs slog's text
+	// format, for a terminal.
+	Logging logging.Config
+	// The functions' own settings, read by their packages' ConfigFromEnv
+	// as on Lambda. Local mode replaces what it owns: the executor
+	// functions and the poller function's name, the executors' directories
+	// (one per job under the data directory) and clean-up (only the job's
+	// own processes), and the cache store (on the UI's listener, whatever
+	// CACHE_BUCKET says).
+	Poller    poller.Config
+	Scheduler scheduler.Config
+	Finisher  finisher.Config
+	Executor  executor.Config
 	// DynamoDBJar is DynamoDBLocal.jar (DYNAMODB_LOCAL_JAR); empty means the
 	// one `make deps` installed in the repository.
 	DynamoDBJar string
@@ -70,11 +89,10 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
 	var errs []error
 	cfg := Config{
-		Addr:             get("LOCAL_ADDR"),
-		DataDir:          get("LOCAL_DATA_DIR"),
-		OIDCAddr:         get("LOCAL_OIDC_ADDR"),
-		DynamoDBEndpoint: get("DYNAMODB_ENDPOINT"),
-		DynamoDBJar:      get("DYNAMODB_LOCAL_JAR"),
+		Addr:        get("LOCAL_ADDR"),
+		DataDir:     get("LOCAL_DATA_DIR"),
+		OIDCAddr:    get("LOCAL_OIDC_ADDR"),
+		DynamoDBJar: get("DYNAMODB_LOCAL_JAR"),
 	}
 	if s := get("LOCAL_POLL_INTERVAL"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -118,6 +136,29 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("local: %w", err)
 	}
+	if cfg.Store, err = store.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	cfg.Store.MaxRunnersPerUser = w.MaxRunnersPerUser
+	if cfg.Logging, err = logging.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	cfg.Logging.Text = true
+	if cfg.Poller, err = poller.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	if _, set := lookup("VERSION"); !set {
+		cfg.Poller.Version = version
+	}
+	if cfg.Scheduler, err = scheduler.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	if cfg.Finisher, err = finisher.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	if cfg.Executor, err = executor.ConfigFromEnv(lookup, os.Getppid()); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
 	cfg.Web = w
 	cfg.DevSignIn = get("OIDC_ISSUER") == ""
 	if !cfg.DevSignIn && (w.OIDCClientID == "" || w.OIDCClientSecret == "") {
@@ -140,7 +181,7 @@ func (c Config) withDefaults() Config {
 		c.MaxJobs = DefaultMaxJobs
 	}
 	if c.Logger == nil {
-		c.Logger = newLogger(os.Stderr)
+		c.Logger = logging.New(os.Stderr, logging.Config{Level: c.Logging.Level, Text: true})
 	}
 	return c
 }
@@ -160,15 +201,6 @@ func (c Config) absolute() (Config, error) {
 		*p = abs
 	}
 	return c, nil
-}
-
-// newLogger returns the text logger local mode writes: structured, and
-// readable in a terminal.
-func newLogger(w io.Writer) *slog.Logger {
-	if w == nil {
-		w = io.Discard
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // checkLoopback refuses to serve the development sign-in beyond this

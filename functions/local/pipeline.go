@@ -16,11 +16,16 @@ import (
 // executors named in executors (runtime → function), and the finisher,
 // which every executor's destinations deliver to.
 func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[string]string) error {
+	pcfg := s.cfg.Poller
+	pcfg.ExecutorFunctions = executors
+	if pcfg.Version == "" {
+		pcfg.Version = version
+	}
 	p, err := poller.New(poller.Deps{
 		Runners: s.store, Jobs: s.store, Sealer: sealer, Invoker: s.inv,
 		Cache:  s.cache,
 		Logger: s.log.With("part", pollerFunction),
-	}, poller.Config{ExecutorFunctions: executors, Version: version})
+	}, pcfg)
 	if err != nil {
 		return fmt.Errorf("local: build poller: %w", err)
 	}
@@ -41,7 +46,9 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 
 	// The finisher is not cancelled at shutdown: it records the outcome of
 	// the jobs that shutdown cancelled.
-	f := finisher.New(s.store, finisher.Config{Logger: s.log.With("part", finisherFunction)})
+	fcfg := s.cfg.Finisher
+	fcfg.Logger = s.log.With("part", finisherFunction)
+	f := finisher.New(s.store, fcfg)
 	s.inv.Register(finisherFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
 		out, err := f.Handle(ctx, payload)
 		if err != nil {

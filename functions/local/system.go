@@ -144,10 +144,9 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if err := s.registerFunctions(sealer); err != nil {
 		return nil, err
 	}
-	s.sched, err = scheduler.New(s.store, s.inv, scheduler.Config{
-		PollerFunction: pollerFunction,
-		Logger:         s.log.With("part", "scheduler"),
-	})
+	scfg := cfg.Scheduler
+	scfg.PollerFunction, scfg.Logger = pollerFunction, s.log.With("part", "scheduler")
+	s.sched, err = scheduler.New(s.store, s.inv, scfg)
 	if err != nil {
 		return nil, fmt.Errorf("local: build scheduler: %w", err)
 	}
@@ -280,11 +279,11 @@ func (s *System) scheduleLoop() {
 }
 
 func (s *System) startDynamoDB(ctx context.Context) (*dynamodb.Client, error) {
-	if s.cfg.DynamoDBEndpoint != "" {
-		if err := dynamolocal.WaitReady(ctx, s.cfg.DynamoDBEndpoint, 10*time.Second); err != nil {
+	if s.cfg.Store.Endpoint != "" {
+		if err := dynamolocal.WaitReady(ctx, s.cfg.Store.Endpoint, 10*time.Second); err != nil {
 			return nil, fmt.Errorf("local: DYNAMODB_ENDPOINT does not answer: %w", err)
 		}
-		return dynamolocal.Client(s.cfg.DynamoDBEndpoint), nil
+		return dynamolocal.Client(s.cfg.Store.Endpoint), nil
 	}
 	opts := dynamolocal.Options{Jar: s.cfg.DynamoDBJar}
 	if s.cfg.DataDir != "" {
@@ -312,15 +311,11 @@ func (s *System) dynamoEndpoint() string {
 	if s.db != nil {
 		return s.db.Endpoint()
 	}
-	return s.cfg.DynamoDBEndpoint
+	return s.cfg.Store.Endpoint
 }
 
 func (s *System) openStore(ctx context.Context, db *dynamodb.Client) error {
-	w := s.cfg.Web
-	st, err := store.New(db, store.Config{
-		Tables:            store.TableNames{Users: w.UsersTable, Runners: w.RunnersTable, Jobs: w.JobsTable, Slots: w.SlotsTable},
-		MaxRunnersPerUser: w.MaxRunnersPerUser,
-	})
+	st, err := store.New(db, s.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("local: open store: %w", err)
 	}

@@ -181,3 +181,13 @@ func jsonProblem(err error) string {
 		return "not a JSON object"
 	}
 }
+
+// FunctionLimit is Lambda's limit on one invocation: no job runs longer
+// on one executor.
+const FunctionLimit = 15 * time.Minute
+
+// DefaultMargin is the time the executor keeps before its invocation's
+// deadline to upload the rest of the trace and send the final update
+// (EXECUTOR_MARGIN_SECONDS, read by the executor, and by the web app,
+// which offers GitLab FunctionLimit minus it as the largest job timeout).
+const DefaultMargin = 60 * time.Second

@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/envvar"
 )
 
 // Defaults of Config's zero values.
@@ -14,7 +17,7 @@ const (
 	DefaultBuildsDir = "/tmp/builds"
 	// DefaultDeadlineMargin is kept free before Lambda's deadline to upload
 	// the rest of the trace and send the final update.
-	DefaultDeadlineMargin = 30 * time.Second
+	DefaultDeadlineMargin = dispatch.DefaultMargin
 	// DefaultRuntime names the runtime when the environment does not.
 	DefaultRuntime = "provided.al2023"
 )
@@ -105,6 +108,42 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// ConfigFromEnv reads the executor's settings through lookup (os.LookupEnv
+// when nil): EXECUTOR_BUILDS_DIR, EXECUTOR_HOME_DIR,
+// EXECUTOR_MARGIN_SECONDS, EXECUTOR_KEEPALIVE_INTERVAL and
+// EXECUTOR_STATUS_INTERVAL (Go durations), EXECUTOR_CLEANUP, and what
+// Lambda sets: AWS_EXECUTION_ENV (the runtime) and
+// AWS_LAMBDA_FUNCTION_MEMORY_SIZE (reported with each result, for the
+// job's cost). ppid is the process's parent, which decides the clean-up
+// mode when EXECUTOR_CLEANUP is unset (CleanupFromEnv).
+func ConfigFromEnv(lookup envvar.Lookup, ppid int) (Config, error) {
+	r := envvar.New(lookup)
+	getenv := r.String
+	cfg := Config{
+		Runtime:           RuntimeFromEnv(getenv),
+		BuildsDir:         r.String("EXECUTOR_BUILDS_DIR"),
+		HomeDir:           r.String("EXECUTOR_HOME_DIR"),
+		DeadlineMargin:    r.Seconds("EXECUTOR_MARGIN_SECONDS"),
+		KeepAliveInterval: r.Duration("EXECUTOR_KEEPALIVE_INTERVAL"),
+		StatusInterval:    r.Duration("EXECUTOR_STATUS_INTERVAL"),
+		MemoryMB:          r.Int("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0),
+		Cleanup:           CleanupFromEnv(getenv, ppid),
+	}
+	if v := r.String("EXECUTOR_CLEANUP"); v != "" {
+		c, err := ParseCleanup(v)
+		if err != nil {
+			r.Fail(err)
+		}
+		cfg.Cleanup = c
+	}
+	if cfg.Cleanup == CleanupSystem {
+		// In a Lambda environment of our own, everything a job wrote to
+		// the only writable disk goes between jobs.
+		cfg.WipeDirs = []string{os.TempDir()}
+	}
+	return cfg, r.Err("executor")
 }
 
 // RuntimeFromEnv names the Lambda runtime from AWS_EXECUTION_ENV

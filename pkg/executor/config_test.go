@@ -2,7 +2,9 @@ package executor_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/gitlab"
@@ -75,5 +77,26 @@ func TestRuntimeFromEnv(t *testing.T) {
 		if got := executor.RuntimeFromEnv(func(string) string { return tt.env }); got != tt.want {
 			t.Errorf("RuntimeFromEnv(%q) = %q, want %q", tt.env, got, tt.want)
 		}
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	env := map[string]string{
+		"EXECUTOR_MARGIN_SECONDS": "45", "EXECUTOR_STATUS_INTERVAL": "2s", "EXECUTOR_CLEANUP": "descendants",
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.14",
+	}
+	cfg, err := executor.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DeadlineMargin != 45*time.Second || cfg.StatusInterval != 2*time.Second || cfg.Cleanup != executor.CleanupDescendants ||
+		cfg.MemoryMB != 3008 || cfg.Runtime != "python3.14" {
+		t.Errorf("ConfigFromEnv() = margin %v, status %v, cleanup %v, memory %d, runtime %q",
+			cfg.DeadlineMargin, cfg.StatusInterval, cfg.Cleanup, cfg.MemoryMB, cfg.Runtime)
+	}
+	env["EXECUTOR_MARGIN_SECONDS"] = "30s"
+	if _, err := executor.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, 1); err == nil ||
+		!strings.Contains(err.Error(), "EXECUTOR_MARGIN_SECONDS") {
+		t.Errorf("a margin that is not whole seconds: error = %v, want one naming EXECUTOR_MARGIN_SECONDS", err)
 	}
 }

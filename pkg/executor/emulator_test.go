@@ -50,7 +50,7 @@ func startEmulator(t testing.TB, extra map[string]string) *emulator {
 	env := map[string]string{
 		"EXECUTOR_BUILDS_DIR":         em.buildsDir,
 		"EXECUTOR_HOME_DIR":           em.homeDir,
-		"EXECUTOR_DEADLINE_MARGIN":    "5s",
+		"EXECUTOR_MARGIN_SECONDS":     "5",
 		"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
 		"AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
 		"AWS_REGION":                  "eu-west-1",
@@ -125,7 +125,7 @@ func TestUnderTheEmulator(t *testing.T) {
 // the function.
 func TestLambdaDeadlineUnderTheEmulator(t *testing.T) {
 	t.Parallel() // mostly waiting for sleeping jobs
-	em := startEmulator(t, map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "10", "EXECUTOR_DEADLINE_MARGIN": "5s"})
+	em := startEmulator(t, map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "10", "EXECUTOR_MARGIN_SECONDS": "5"})
 	e := em.env(t)
 	ev := e.take(project(e, nil), lambdaDeadlineJob)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

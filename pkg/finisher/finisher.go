@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
@@ -59,6 +60,14 @@ type Finisher struct {
 	jobs runner.JobStore
 	cfg  Config
 	log  *slog.Logger
+}
+
+// ConfigFromEnv reads EXECUTOR_MEMORY_MB through lookup (os.LookupEnv when
+// nil).
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	cfg := Config{DefaultMemoryMB: r.Int("EXECUTOR_MEMORY_MB", 128)}
+	return cfg, r.Err("finisher")
 }
 
 // New returns a Finisher.

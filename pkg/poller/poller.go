@@ -59,6 +59,13 @@ type Config struct {
 	// LeaseMargin is added to a job's timeout for its slot lease and
 	// record lease (DefaultLeaseMargin).
 	LeaseMargin time.Duration
+	// CacheBucket holds the runners' caches; empty means no cache. Read by
+	// the function's main, which builds Deps.Cache.
+	CacheBucket string
+	// PayloadBucket holds executor events too large to send inline
+	// (default CacheBucket); read by the function's main, which builds
+	// the invoker.
+	PayloadBucket string
 	// GitLab configures the GitLab clients (HTTP client, retries).
 	GitLab gitlab.Options
 	// Now returns the current time (time.Now).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
 )
@@ -51,6 +52,14 @@ type Scheduler struct {
 
 	mu   sync.Mutex
 	last *Summary // outcome of the previous successful scan, nil before
+}
+
+// ConfigFromEnv reads POLLER_FUNCTION and SCHEDULER_PARALLELISM through
+// lookup (os.LookupEnv when nil).
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	cfg := Config{PollerFunction: r.String("POLLER_FUNCTION"), Parallelism: r.Int("SCHEDULER_PARALLELISM", 1)}
+	return cfg, r.Err("scheduler")
 }
 
 // New returns a Scheduler.
