@@ -21,7 +21,7 @@ type Failure struct {
 	// state before that.
 	TwoPhase bool
 	// Reason is the failure reason, e.g. runner_system_failure.
-	Reason string
+	Reason gitlab.FailureReason
 	// Message is the line written to the job's trace; it must hold no
 	// secret.
 	Message string

@@ -20,7 +20,7 @@ type Result struct {
 	// canceled while it ran. Empty when no final state could be sent.
 	State string `json:"state"`
 	// FailureReason is the reason sent with a failed state.
-	FailureReason string `json:"failure_reason,omitempty"`
+	FailureReason gitlab.FailureReason `json:"failure_reason,omitempty"`
 	// ExitCode is the script's exit code when it failed.
 	ExitCode int `json:"exit_code,omitempty"`
 	// DurationMS is the time the executor spent on the job.

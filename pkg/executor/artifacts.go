@@ -12,7 +12,6 @@ import (
 	"gitlab-serverless-runner/pkg/archive"
 	"gitlab-serverless-runner/pkg/checkout"
 	"gitlab-serverless-runner/pkg/gitlab"
-	"gitlab-serverless-runner/pkg/trace"
 )
 
 // downloadArtifacts downloads and extracts the artifacts of the job's
@@ -33,11 +32,11 @@ func (j *jobRun) downloadArtifacts(ctx context.Context) (o outcome, ok bool) {
 			j.w.Printf("Downloading artifacts for %s (%d)...\n", d.Name, d.ID)
 			if err := j.downloadOne(ctx, d); err != nil {
 				if ctx.Err() != nil {
-					o, ok = outcome{reason: trace.ReasonScriptFailure}, false
+					o, ok = outcome{reason: gitlab.ReasonScriptFailure}, false
 					return
 				}
 				j.w.Errorf("Downloading artifacts from coordinator... failed: %v", err)
-				o, ok = outcome{reason: trace.ReasonScriptFailure, message: fmt.Sprintf(": download artifacts of %s (%d): %v", d.Name, d.ID, err)}, false
+				o, ok = outcome{reason: gitlab.ReasonScriptFailure, message: fmt.Sprintf(": download artifacts of %s (%d): %v", d.Name, d.ID, err)}, false
 				return
 			}
 			j.w.Printf("Downloading artifacts from coordinator... ok        id=%d\n", d.ID)
@@ -92,7 +91,7 @@ func (j *jobRun) uploadArtifacts(ctx context.Context, success bool) outcome {
 			if err := j.uploadOne(ctx, a); err != nil {
 				j.w.Errorf("Uploading artifacts as %q to coordinator... failed: %v", artifactType(a), err)
 				if !o.failed() {
-					o = outcome{reason: trace.ReasonScriptFailure, message: fmt.Sprintf(": upload artifacts %q: %v", artifactType(a), err)}
+					o = outcome{reason: gitlab.ReasonScriptFailure, message: fmt.Sprintf(": upload artifacts %q: %v", artifactType(a), err)}
 				}
 			}
 		}

@@ -98,7 +98,7 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) dis
 		res.Error += "; " + err.Error()
 		return res
 	}
-	if err := up.Fail(ctx, trace.ReasonRunnerSystemFailure, 0); err != nil {
+	if err := up.Fail(ctx, gitlab.ReasonRunnerSystemFailure, 0); err != nil {
 		log.Error("executor: fail the job in GitLab", "error", err)
 		res.Error += "; report to GitLab: " + err.Error()
 		return res

@@ -12,7 +12,6 @@ import (
 	"gitlab-serverless-runner/pkg/checkout"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/shell"
-	"gitlab-serverless-runner/pkg/trace"
 )
 
 // Failures before the script are reported as gitlab-runner reports them:
@@ -29,7 +28,7 @@ func (j *jobRun) hook(ctx context.Context, name string) (outcome, bool) {
 		}
 		r := j.sess.Run(ctx, gitlab.Step{Name: name, Script: h.Script}, j.w)
 		if r.Outcome != shell.Succeeded {
-			return outcome{reason: trace.ReasonScriptFailure, exitCode: r.ExitCode, message: fmt.Sprintf(": %s failed: %v", name, r.Err)}, false
+			return outcome{reason: gitlab.ReasonScriptFailure, exitCode: r.ExitCode, message: fmt.Sprintf(": %s failed: %v", name, r.Err)}, false
 		}
 	}
 	return outcome{}, true
@@ -42,7 +41,7 @@ func (j *jobRun) getSources(ctx context.Context) (o outcome, ok bool) {
 		opts, err := checkout.FromJob(j.job, j.projectDir)
 		if err != nil {
 			j.w.Errorf("%v", err)
-			o, ok = outcome{reason: trace.ReasonConfigurationError, message: fmt.Sprintf(": %v", err)}, false
+			o, ok = outcome{reason: gitlab.ReasonRunnerConfigurationError, message: fmt.Sprintf(": %v", err)}, false
 			return
 		}
 		if o, ok = j.hook(ctx, "pre_get_sources_script"); !ok {
@@ -53,7 +52,7 @@ func (j *jobRun) getSources(ctx context.Context) (o outcome, ok bool) {
 		attempts, err := attemptsVar(j.job.Variables, "GET_SOURCES_ATTEMPTS")
 		if err != nil {
 			j.w.Errorf("%v", err)
-			o, ok = outcome{reason: trace.ReasonConfigurationError, message: fmt.Sprintf(": %v", err)}, false
+			o, ok = outcome{reason: gitlab.ReasonRunnerConfigurationError, message: fmt.Sprintf(": %v", err)}, false
 			return
 		}
 		for attempt := 1; ; attempt++ {
@@ -69,11 +68,11 @@ func (j *jobRun) getSources(ctx context.Context) (o outcome, ok bool) {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				o, ok = outcome{reason: trace.ReasonScriptFailure}, false
+				o, ok = outcome{reason: gitlab.ReasonScriptFailure}, false
 				return
 			}
 			j.w.Errorf("Getting source from Git repository failed: %v", err)
-			o, ok = outcome{reason: trace.ReasonScriptFailure, message: fmt.Sprintf(": get sources: %v", err)}, false
+			o, ok = outcome{reason: gitlab.ReasonScriptFailure, message: fmt.Sprintf(": get sources: %v", err)}, false
 			return
 		}
 		if o, ok = j.hook(ctx, "post_get_sources_script"); !ok {

@@ -98,7 +98,7 @@ type Outcome struct {
 	// State is the recorded state.
 	State runner.JobState `json:"state,omitempty"`
 	// FailureReason is the recorded failure reason.
-	FailureReason string `json:"failure_reason,omitempty"`
+	FailureReason gitlab.FailureReason `json:"failure_reason,omitempty"`
 	// FailedInGitLab: the finisher reported the job failed itself.
 	FailedInGitLab bool `json:"failed_in_gitlab,omitempty"`
 	// Duplicate: the job was already finished (a redelivered record), so
@@ -183,7 +183,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		memory = res.MemoryMB
 	}
 	err = f.jobs.FinishJob(ctx, d.RunnerID, d.JobID, runner.JobOutcome{
-		State: out.State, FailureReason: out.FailureReason, FinishedAt: now, Duration: duration,
+		State: out.State, FailureReason: string(out.FailureReason), FinishedAt: now, Duration: duration,
 		MemoryMB: memory, BilledDuration: duration.Round(time.Millisecond),
 	})
 	switch {
@@ -237,7 +237,7 @@ func (f *Finisher) verify(ctx context.Context, d dispatch.Dispatch) (ignored str
 }
 
 // stateOf maps the executor's reported state to the record's.
-func stateOf(res dispatch.Result) (runner.JobState, string) {
+func stateOf(res dispatch.Result) (runner.JobState, gitlab.FailureReason) {
 	switch res.State {
 	case gitlab.StateSuccess:
 		return runner.JobSuccess, ""
@@ -251,7 +251,7 @@ func stateOf(res dispatch.Result) (runner.JobState, string) {
 // diagnose says why a job was not reported and with which reason to fail
 // it. The message goes to the job's trace: it names the kind of failure,
 // never the function's error text, which could quote job data.
-func diagnose(rec invoke.Record, res dispatch.Result) (reason, msg string) {
+func diagnose(rec invoke.Record, res dispatch.Result) (reason gitlab.FailureReason, msg string) {
 	e, _ := rec.Error()
 	switch {
 	case rec.RequestContext.Condition == invoke.ConditionEventAgeExceeded:

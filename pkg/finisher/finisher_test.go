@@ -177,7 +177,7 @@ func TestFinisherFailsJobsWhoseExecutorDied(t *testing.T) {
 		name       string
 		timeout    time.Duration
 		executor   func(w *world) invoke.Func
-		wantReason string
+		wantReason gitlab.FailureReason
 		wantLine   string
 		wantTrace  string // trace the executor wrote before the line
 	}{
@@ -216,7 +216,7 @@ func TestFinisherFailsJobsWhoseExecutorDied(t *testing.T) {
 				t.Errorf("trace = %q, want %q followed by a line saying %q", job.Trace, tt.wantTrace, tt.wantLine)
 			}
 			rec, err := w.store.GetJob(context.Background(), w.runner.ID, job.ID)
-			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != tt.wantReason || rec.MemoryMB != 3008 {
+			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != string(tt.wantReason) || rec.MemoryMB != 3008 {
 				t.Errorf("job record = %+v, %v; want failed (%s) with the default 3008 MB (a dead executor reports none)", rec, err, tt.wantReason)
 			}
 			if !w.slotFree() {

@@ -26,7 +26,7 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 		name       string
 		crash      bool
 		wantState  runner.JobState
-		wantReason string
+		wantReason gitlab.FailureReason
 		wantGitLab string
 		wantLine   string
 	}{
@@ -108,7 +108,7 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 				t.Errorf("first job's trace = %q, want %q then a line saying %q", job.Trace, started, tt.wantLine)
 			}
 			rec, err := w.store.GetJob(ctx, w.runner.ID, first.ID)
-			if err != nil || rec.State != tt.wantState || rec.FailureReason != tt.wantReason || rec.FinishedAt == nil {
+			if err != nil || rec.State != tt.wantState || rec.FailureReason != string(tt.wantReason) || rec.FinishedAt == nil {
 				t.Errorf("first job record = %+v, %v; want %s (%q), finished", rec, err, tt.wantState, tt.wantReason)
 			}
 

@@ -383,7 +383,7 @@ func (p *Poller) failJob(ctx context.Context, log *slog.Logger, client *gitlab.C
 func (p *Poller) finishFailed(ctx context.Context, log *slog.Logger, runnerID string, jobID int64, started time.Time) {
 	now := p.cfg.Now()
 	err := p.d.Jobs.FinishJob(ctx, runnerID, jobID, runner.JobOutcome{
-		State: runner.JobFailed, FailureReason: gitlab.ReasonRunnerSystemFailure, FinishedAt: now, Duration: now.Sub(started),
+		State: runner.JobFailed, FailureReason: string(gitlab.ReasonRunnerSystemFailure), FinishedAt: now, Duration: now.Sub(started),
 	})
 	if err != nil {
 		log.ErrorContext(ctx, "cannot record the job's failure", "error", err)

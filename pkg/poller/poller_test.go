@@ -233,7 +233,7 @@ func TestInvokeFailureFailsJob(t *testing.T) {
 				t.Errorf("trace = %q, want a line saying %q", final.Trace, tt.wantMsg)
 			}
 			rec, err := e.store.GetJob(context.Background(), r.ID, job.ID)
-			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != gitlab.ReasonRunnerSystemFailure {
+			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != string(gitlab.ReasonRunnerSystemFailure) {
 				t.Errorf("job record = %+v, %v; want failed with runner_system_failure", rec, err)
 			}
 			if got := e.freeSlots(r); got != 1 {

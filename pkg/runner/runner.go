@@ -87,6 +87,13 @@ type Runner struct {
 	CreationMode string
 }
 
+// WebhookPathPrefix is where the web app serves GitLab's job webhooks: a
+// runner's hook is WebhookPathPrefix followed by its id (WebhookPath).
+const WebhookPathPrefix = "/webhooks/gitlab/"
+
+// WebhookPath is the path of the runner's job webhook.
+func WebhookPath(runnerID string) string { return WebhookPathPrefix + runnerID }
+
 // Health is the result of the poller's last contact with GitLab.
 type Health struct {
 	LastContactAt *time.Time

@@ -323,7 +323,7 @@ func (a *App) showRunner(c echo.Context) error {
 		return fmt.Errorf("web: list jobs of runner %s: %w", r.ID, err)
 	}
 	p := runnerPage{Runner: r, Jobs: jobs, Price: strconv.FormatFloat(a.cfg.PricePerGBSecond, 'f', -1, 64),
-		Webhooks: a.webhooksEnabled(), WebhookURL: a.cfg.BaseURL + "/webhooks/gitlab/" + r.ID}
+		Webhooks: a.webhooksEnabled(), WebhookURL: a.cfg.BaseURL + runner.WebhookPath(r.ID)}
 	p.WebhookSecret = a.takeWebhookSecret(c, r)
 	return a.render(c, http.StatusOK, templates.Runner, "Runner", p)
 }

@@ -24,7 +24,7 @@ import (
 
 // Route is the path pattern the handler serves; {runnerID} is the
 // product's runner id.
-const Route = "POST /webhooks/gitlab/{runnerID}"
+const Route = "POST " + runner.WebhookPathPrefix + "{runnerID}"
 
 // NewSecret returns a fresh webhook secret, to show the owner once and to
 // configure in GitLab, and the hash to store as Runner.WebhookSecretHash.
