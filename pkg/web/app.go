@@ -75,8 +75,10 @@ type App struct {
 	e      *echo.Echo
 	pages  map[string]*template.Template
 	policy URLPolicy
-	hook   *webhook.Handler // nil when webhooks are off
-	log    *slog.Logger
+	// registrar registers new runners (GitLab, sealing, store, undo).
+	registrar *registrar
+	hook      *webhook.Handler // nil when webhooks are off
+	log       *slog.Logger
 }
 
 // NewAuth builds the sessions and the OIDC sign-in from cfg: the session
@@ -136,6 +138,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
 		}
 	}
+	a.registrar = &registrar{gitlab: a.deps.GitLab, sealer: deps.Sealer, runners: deps.Runners, log: a.log, now: time.Now}
 	if deps.Invoker != nil && cfg.PollerFunction == "" {
 		return nil, errors.New("web: build app: an invoker is given but no poller function (POLLER_FUNCTION) to invoke")
 	}
