@@ -66,6 +66,11 @@ type Deriver struct {
 	// without blob mounting, or a base in a pull-through cache repository).
 	// Without it such an image fails with ErrMountRefused.
 	AllowCopy bool
+	// IntoBaseRepository pushes the derived image into the base's own
+	// repository instead of Target's when both are on Target's registry
+	// (a base in the deployment's pull-through cache): every base layer
+	// is already there, so nothing is mounted or copied.
+	IntoBaseRepository bool
 
 	once   sync.Once
 	rt     http.RoundTripper
@@ -155,6 +160,10 @@ func (d *Deriver) Derive(ctx context.Context, base *Resolved, executor []byte) (
 	if d.Target.RepositoryStr() == "" {
 		return nil, fmt.Errorf("jobimage: derive %s: no target repository", base.Ref)
 	}
+	target := d.Target
+	if d.IntoBaseRepository && base.Source.RegistryStr() == d.Target.RegistryStr() {
+		target = base.Source.Context()
+	}
 	start := time.Now()
 	img, exeDigest, err := d.derive(base, executor)
 	if err != nil {
@@ -165,7 +174,7 @@ func (d *Deriver) Derive(ctx context.Context, base *Resolved, executor []byte) (
 		return nil, fmt.Errorf("jobimage: derive %s: %w", base.Ref, err)
 	}
 	out := &Derived{
-		Tag: d.Target.Tag(TagFor(base.Digest, exeDigest, base.Arch)), Image: d.Target.Digest(digest.String()),
+		Tag: target.Tag(TagFor(base.Digest, exeDigest, base.Arch)), Image: target.Digest(digest.String()),
 		Digest: digest, Base: base.Digest, Executor: exeDigest, Arch: base.Arch,
 	}
 	out.DeriveTime = time.Since(start)
@@ -179,14 +188,14 @@ func (d *Deriver) Derive(ctx context.Context, base *Resolved, executor []byte) (
 		return out, nil
 	}
 
-	scopes := []string{d.Target.Scope(transport.PushScope)}
-	sameRegistry := base.Source.RegistryStr() == d.Target.RegistryStr()
-	if sameRegistry {
+	scopes := []string{target.Scope(transport.PushScope)}
+	sameRegistry := base.Source.RegistryStr() == target.RegistryStr()
+	if sameRegistry && base.Source.Context() != target {
 		scopes = append(scopes, base.Source.Context().Scope(transport.PullScope))
 	}
-	rt, err := transport.NewWithContext(ctx, d.Target.Registry, d.auth(), d.transport(), scopes)
+	rt, err := transport.NewWithContext(ctx, target.Registry, d.auth(), d.transport(), scopes)
 	if err != nil {
-		return nil, fmt.Errorf("jobimage: push %s: authenticate to %s: %w", out.Tag, d.Target.RegistryStr(), err)
+		return nil, fmt.Errorf("jobimage: push %s: authenticate to %s: %w", out.Tag, target.RegistryStr(), err)
 	}
 	client := &http.Client{Transport: rt}
 	m, err := base.Image.Manifest()
@@ -203,7 +212,7 @@ func (d *Deriver) Derive(ctx context.Context, base *Resolved, executor []byte) (
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			out.Layers[i].How, errs[i] = d.place(ctx, client, base, l.Digest, sameRegistry, opts)
+			out.Layers[i].How, errs[i] = d.place(ctx, client, target, base, l.Digest, sameRegistry, opts)
 		}()
 	}
 	wg.Wait()
@@ -295,15 +304,15 @@ func (d *Deriver) derive(base *Resolved, executor []byte) (v1.Image, v1.Hash, er
 
 // place makes one base layer present in Target: already there, mounted
 // from the base's repository, or (AllowCopy) copied.
-func (d *Deriver) place(ctx context.Context, client *http.Client, base *Resolved, digest v1.Hash, sameRegistry bool, opts []remote.Option) (LayerPlacement, error) {
-	blobURL := d.url("/blobs/" + digest.String())
+func (d *Deriver) place(ctx context.Context, client *http.Client, target name.Repository, base *Resolved, digest v1.Hash, sameRegistry bool, opts []remote.Option) (LayerPlacement, error) {
+	blobURL := repoURL(target, "/blobs/"+digest.String())
 	if status, err := d.do(ctx, client, http.MethodHead, blobURL.String()); err != nil {
 		return "", fmt.Errorf("jobimage: push: check layer %s: %w", digest, err)
 	} else if status == http.StatusOK {
 		return LayerPresent, nil
 	}
 	if sameRegistry {
-		u := d.url("/blobs/uploads/")
+		u := repoURL(target, "/blobs/uploads/")
 		u.RawQuery = url.Values{"mount": {digest.String()}, "from": {base.Source.RepositoryStr()}}.Encode()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
 		if err != nil {
@@ -330,23 +339,23 @@ func (d *Deriver) place(ctx context.Context, client *http.Client, base *Resolved
 	if !d.AllowCopy {
 		why := "the target registry refused to mount it from " + base.Source.Context().Name()
 		if !sameRegistry {
-			why = "it is on " + base.Source.RegistryStr() + ", another registry than " + d.Target.RegistryStr()
+			why = "it is on " + base.Source.RegistryStr() + ", another registry than " + target.RegistryStr()
 		}
 		return "", &Error{Ref: base.Ref, Kind: ErrMountRefused, Detail: fmt.Sprintf(
-			"layer %s cannot be mounted into %s: %s, and copying layers is off", digest, d.Target.Name(), why)}
+			"layer %s cannot be mounted into %s: %s, and copying layers is off", digest, target.Name(), why)}
 	}
 	layer, err := base.Image.LayerByDigest(digest)
 	if err != nil {
 		return "", fmt.Errorf("jobimage: push: copy layer %s: %w", digest, err)
 	}
-	if err := remote.WriteLayer(d.Target, layer, opts...); err != nil {
+	if err := remote.WriteLayer(target, layer, opts...); err != nil {
 		return "", fmt.Errorf("jobimage: push: copy layer %s: %w", digest, err)
 	}
 	return LayerCopied, nil
 }
 
-func (d *Deriver) url(p string) *url.URL {
-	return &url.URL{Scheme: d.Target.Scheme(), Host: d.Target.RegistryStr(), Path: "/v2/" + d.Target.RepositoryStr() + p}
+func repoURL(r name.Repository, p string) *url.URL {
+	return &url.URL{Scheme: r.Scheme(), Host: r.RegistryStr(), Path: "/v2/" + r.RepositoryStr() + p}
 }
 
 func (d *Deriver) do(ctx context.Context, client *http.Client, method, u string) (int, error) {

@@ -312,3 +312,29 @@ func TestPrepareReportsEachStep(t *testing.T) {
 	_, err = p.Prepare(context.Background(), reg.Host+"/jobs/none:1", jobimage.X8664, nil, testExecutor)
 	wantKind(t, err, jobimage.ErrNotFound)
 }
+
+// A base in the deployment's registry whose repository refuses mounts (an
+// ECR pull-through cache repository) can take the derived image itself:
+// every base layer is already there.
+func TestDeriveIntoTheBaseRepository(t *testing.T) {
+	reg := registrytest.New(t, registrytest.Options{RefuseMounts: true})
+	pushTestImages(t, reg, "docker-hub/library/tool:1")
+	base := resolve(t, &jobimage.Resolver{AllowPrivateRegistries: true}, reg.Host+"/docker-hub/library/tool:1", jobimage.X8664)
+	reg.ResetLog()
+	d := &jobimage.Deriver{Target: reg.Repo("gsr/executors"), IntoBaseRepository: true}
+	out, err := d.Derive(context.Background(), base, testExecutor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Image.Context().String(); got != reg.Host+"/docker-hub/library/tool" {
+		t.Errorf("derived image in %s; want the base's repository", got)
+	}
+	for i, l := range out.Layers[:len(out.Layers)-1] {
+		if l.How != jobimage.LayerPresent {
+			t.Errorf("Layers[%d].How = %s; want present", i, l.How)
+		}
+	}
+	if up, mo := reg.Uploaded(), reg.Mounted(); len(up) != 2 || len(mo) != 0 {
+		t.Errorf("uploaded %q, mounted %q; want the executor layer and configuration only", up, mo)
+	}
+}

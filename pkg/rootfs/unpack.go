@@ -217,7 +217,7 @@ func (u *unpacker) write(h *tar.Header, r io.Reader, target string) error {
 			return err
 		}
 		u.dirModes[target] = perm(h.Mode)
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg:
 		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return err
