@@ -22,6 +22,7 @@ import (
 	"gitlab-serverless-runner/pkg/scheduler"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/sweeper"
 	"gitlab-serverless-runner/pkg/web"
 )
 
@@ -60,6 +61,7 @@ type System struct {
 	inv   *invoke.Local
 	srv   *http.Server
 	sched *scheduler.Scheduler
+	sweep *sweeper.Sweeper
 	cache *localCache
 
 	workDir string // the data directory, or a temporary one
@@ -147,6 +149,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	scfg := cfg.Scheduler
 	scfg.PollerFunction, scfg.Logger = pollerFunction, s.log.With("part", "scheduler")
 	s.sched, err = scheduler.New(s.store, s.inv, scfg)
+	s.sweep = sweeper.New(s.store, s.store, sealer, sweeper.Config{Logger: s.log.With("part", "sweeper")})
 	if err != nil {
 		return nil, fmt.Errorf("local: build scheduler: %w", err)
 	}
@@ -264,6 +267,9 @@ func (s *System) scheduleLoop() {
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
+		if _, err := s.sweep.Sweep(s.stopping); err != nil && s.stopping.Err() == nil {
+			s.log.Error("sweep failed", "part", "sweeper", "error", err)
+		}
 		sum, err := s.sched.Run(s.stopping)
 		if err != nil && s.stopping.Err() == nil {
 			s.log.Error("scheduler run failed", "part", "scheduler", "error", err)

@@ -19,6 +19,7 @@ package finisher
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,35 +143,48 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		// The slot token is the record's credential: never logged.
 		log.WarnContext(ctx, "destination record does not match the store; ignored", "reason", ignored,
 			"slot", d.SlotIndex, "function", rec.FunctionName(), "condition", rec.RequestContext.Condition)
+		if duplicate {
+			// A record delivered again after its job was closed: the
+			// first delivery may have failed before it freed the slot.
+			return out, f.release(ctx, d)
+		}
 		return out, nil
 	}
 	now := f.cfg.Now()
 	duration := now.Sub(d.StartedAt)
 
+	// The result is the executor's word, and a job runs beside the
+	// executor: it may have written it. It gives the duration, memory and
+	// failure reason shown; GitLab gives the outcome.
 	var res dispatch.Result
-	reported := false
-	if !rec.Failed() && len(rec.ResponsePayload) > 0 && json.Unmarshal(rec.ResponsePayload, &res) == nil && res.Reported {
-		reported = true
-		out.State, out.FailureReason = stateOf(res)
+	if !rec.Failed() && len(rec.ResponsePayload) > 0 {
+		res, _ = dispatch.DecodeResult(rec.ResponsePayload)
 		if res.DurationMS > 0 {
 			duration = time.Duration(res.DurationMS) * time.Millisecond
 		}
 	}
-	if !reported {
+	ev, err = f.full(ctx, rec, ev)
+	if err != nil {
+		return out, fmt.Errorf("finisher: job %d: %w", d.JobID, err)
+	}
+	client, err := f.client(d.GitLabURL, ev.CAPEM)
+	if err != nil {
+		return out, fmt.Errorf("finisher: job %d: %w", d.JobID, err)
+	}
+	status, err := confirm(ctx, client, ev.Job)
+	if err != nil {
+		return out, fmt.Errorf("finisher: confirm job %d with GitLab: %w", d.JobID, err)
+	}
+	if over(status) {
+		out.State, out.FailureReason = stateOf(status, res)
+	} else {
 		reason, msg := diagnose(rec, res)
 		out.State, out.FailureReason = runner.JobFailed, reason
 		log.WarnContext(ctx, "executor ended without reporting the job", "condition", rec.RequestContext.Condition,
-			"function_error", rec.ResponseContext.FunctionError, "reason", reason)
-		job, err := f.jobOf(ctx, rec)
-		if err != nil {
-			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
-		}
-		client, err := gitlab.New(d.GitLabURL, f.cfg.GitLab)
-		if err != nil {
-			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
-		}
+			"function_error", rec.ResponseContext.FunctionError, "reason", reason, "gitlab_status", status,
+			"executor_said", res.State)
 		if err := dispatch.FailJob(ctx, client, dispatch.Failure{
-			JobID: d.JobID, Token: job.Token, TwoPhase: d.TwoPhase, Reason: reason, Message: msg,
+			JobID: d.JobID, Token: ev.Job.Token, TwoPhase: d.TwoPhase, Reason: reason, Message: msg,
 		}); err != nil {
 			return out, fmt.Errorf("finisher: %w", err)
 		}
@@ -185,6 +199,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	err = f.jobs.FinishJob(ctx, d.RunnerID, d.JobID, runner.JobOutcome{
 		State: out.State, FailureReason: string(out.FailureReason), FinishedAt: now, Duration: duration,
 		MemoryMB: memory, BilledDuration: duration.Round(time.Millisecond),
+		DispatchTokenHash: runner.HashDispatchToken(d.SlotToken),
 	})
 	switch {
 	case runner.ErrorCode(err) == runner.ECONFLICT:
@@ -194,11 +209,8 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	case err != nil:
 		return out, fmt.Errorf("finisher: record job %d of runner %s: %w", d.JobID, d.RunnerID, err)
 	}
-	// Conditional on the token: when the lease ran out and another poll
-	// took the slot, this frees nothing and the new holder keeps it.
-	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
-	if err := f.jobs.ReleaseSlot(ctx, slot); err != nil {
-		return out, fmt.Errorf("finisher: release slot %d of runner %s: %w", d.SlotIndex, d.RunnerID, err)
+	if err := f.release(ctx, d); err != nil {
+		return out, err
 	}
 	log.InfoContext(ctx, "job finished", "state", out.State, "failure_reason", out.FailureReason,
 		"failed_in_gitlab", out.FailedInGitLab, "duplicate", out.Duplicate, "duration_ms", duration.Milliseconds(), "memory_mb", memory)
@@ -224,28 +236,65 @@ func (f *Finisher) verify(ctx context.Context, d dispatch.Dispatch) (ignored str
 		return "the runner has no such job", false, nil
 	case err != nil:
 		return "", false, err
-	case job.State != runner.JobRunning:
-		return "the job is not running (finished before)", true, nil
 	case d.SlotToken == "":
 		return "the record names no dispatch token", false, nil
 	case !job.DispatchedWith(d.SlotToken):
 		return "the record's token is not the job's dispatch token", false, nil
 	case d.SlotIndex != job.SlotIndex:
 		return "the record names another slot than the job's", false, nil
+	case job.State != runner.JobRunning:
+		return "the job is not running (finished before)", true, nil
 	}
 	return "", false, nil
 }
 
-// stateOf maps the executor's reported state to the record's.
-func stateOf(res dispatch.Result) (runner.JobState, gitlab.FailureReason) {
-	switch res.State {
-	case gitlab.StateSuccess:
+// confirm asks GitLab where the job is, with a keep-alive update (PUT
+// state=running, the executor's own status check): GitLab answers a
+// running job with its status, and a job that is over with 403 and its
+// final status. A job still pending (two-phase commit, never accepted)
+// is accepted by it, and is then running. The error is a failure to ask
+// (network, 5xx): the record is delivered again.
+func confirm(ctx context.Context, client *gitlab.Client, job *gitlab.Job) (string, error) {
+	r, err := client.UpdateJob(ctx, job.ID, gitlab.UpdateJobRequest{Token: job.Token, State: gitlab.StateRunning})
+	switch {
+	case err == nil:
+		return r.JobStatus, nil
+	case gitlab.AbortsJob(err) && r.JobStatus == "":
+		// 404, or a 403 without status: the job is gone (erased, or its
+		// project deleted). Nothing in GitLab is left to close.
+		return statusGone, nil
+	case gitlab.AbortsJob(err):
+		return r.JobStatus, nil
+	}
+	return "", err
+}
+
+// statusGone stands for a job GitLab no longer knows.
+const statusGone = "gone"
+
+// over reports whether GitLab's status says the job has ended.
+func over(status string) bool {
+	switch status {
+	case gitlab.StatusSuccess, gitlab.StatusFailed, gitlab.StatusCanceled, statusGone:
+		return true
+	}
+	return false
+}
+
+// stateOf maps GitLab's final status to the record's state. The failure
+// reason, which GitLab does not tell, is the executor's when it reported
+// the same failure.
+func stateOf(status string, res dispatch.Result) (runner.JobState, gitlab.FailureReason) {
+	switch status {
+	case gitlab.StatusSuccess:
 		return runner.JobSuccess, ""
 	case gitlab.StatusCanceled:
 		return runner.JobCanceled, ""
-	default:
+	}
+	if res.Reported && res.State == gitlab.StateFailed {
 		return runner.JobFailed, res.FailureReason
 	}
+	return runner.JobFailed, ""
 }
 
 // diagnose says why a job was not reported and with which reason to fail
@@ -264,6 +313,8 @@ func diagnose(rec invoke.Record, res dispatch.Result) (reason gitlab.FailureReas
 			kind = "unknown error"
 		}
 		return gitlab.ReasonRunnerSystemFailure, "The executor function crashed before reporting the job's result (" + kind + ")."
+	case res.Reported:
+		return gitlab.ReasonRunnerSystemFailure, "The executor's invocation ended while GitLab still showed this job running, so its outcome is unknown; the runner failed it rather than leave it running."
 	case res.Error != "":
 		return gitlab.ReasonRunnerSystemFailure, "The executor ended without reporting the job's result: " + res.Error
 	default:
@@ -271,15 +322,45 @@ func diagnose(rec invoke.Record, res dispatch.Result) (reason gitlab.FailureReas
 	}
 }
 
-// jobOf returns the job of the event, fetching the event when it was
-// passed by reference.
-func (f *Finisher) jobOf(ctx context.Context, rec invoke.Record) (*gitlab.Job, error) {
-	ev, _, err := dispatch.Open(ctx, f.cfg.HTTPClient, rec.RequestPayload)
-	if err != nil {
-		return nil, err
+// full returns the whole executor event of rec, fetching it when it was
+// passed by reference; its job must carry the job token.
+func (f *Finisher) full(ctx context.Context, rec invoke.Record, ev dispatch.Event) (dispatch.Event, error) {
+	if ev.PayloadURL != "" {
+		var err error
+		if ev, _, err = dispatch.Open(ctx, f.cfg.HTTPClient, rec.RequestPayload); err != nil {
+			return ev, err
+		}
 	}
 	if ev.Job == nil || ev.Job.Token == "" {
-		return nil, errors.New("the executor event holds no job token")
+		return ev, errors.New("the executor event holds no job token")
 	}
-	return ev.Job, nil
+	return ev, nil
+}
+
+// client returns a GitLab client for the job's instance, trusting the
+// runner's CA (the event's ca_pem) besides the system roots.
+func (f *Finisher) client(instance, caPEM string) (*gitlab.Client, error) {
+	opts := f.cfg.GitLab
+	if caPEM != "" && opts.HTTPClient == nil {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+			return nil, errors.New("the runner's CA holds no PEM certificate")
+		}
+		opts.RootCAs = pool
+	}
+	return gitlab.New(instance, opts)
+}
+
+// release frees the dispatch's slot, only while the dispatch's token holds
+// it: when the lease ran out and another poll took the slot, this frees
+// nothing and the new holder keeps it.
+func (f *Finisher) release(ctx context.Context, d dispatch.Dispatch) error {
+	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
+	if err := f.jobs.ReleaseSlot(ctx, slot); err != nil {
+		return fmt.Errorf("finisher: release slot %d of runner %s: %w", d.SlotIndex, d.RunnerID, err)
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package poller
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // Defaults for the zero Config.
@@ -271,10 +274,17 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 		// token's hash tells a new assignment from a duplicate.
 		JobTokenHash: runner.HashJobToken(job.Token),
 	}
+	// Sealed for the sweeper, which fails the job if neither its executor
+	// nor the finisher closes it before the lease ends.
+	if sealed, err := p.d.Sealer.Seal(seal.JobToken(r.ID, job.ID), job.Token); err == nil {
+		rec.SealedJobToken = sealed
+	} else {
+		log.WarnContext(ctx, "cannot seal the job token; the sweeper will not be able to fail this job", "error", err)
+	}
 	err = p.d.Jobs.ClaimJob(ctx, rec)
 	if runner.ErrorCode(err) == runner.ECONFLICT {
 		var reclaimed bool
-		reclaimed, err = p.reclaim(ctx, log, rec)
+		reclaimed, err = p.reclaim(ctx, log, rec, slot)
 		if err == nil && !reclaimed {
 			log.WarnContext(ctx, "job already claimed; not run twice")
 			p.release(ctx, log, slot)
@@ -326,11 +336,22 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	if err != nil {
 		return fail("The runner could not encode the job for the executor.", err)
 	}
-	if err := p.d.Invoker.Invoke(ctx, function, payload, invoke.Options{TenantID: r.ID, Keep: []string{"dispatch"}}); err != nil {
+	// A tenant of its own: Lambda never routes another invocation into an
+	// execution environment this job has run in (a job can reach the
+	// Runtime API on loopback and ask for the next invocation).
+	if err := p.d.Invoker.Invoke(ctx, function, payload, invoke.Options{TenantID: newTenantID(), Keep: []string{"dispatch"}}); err != nil {
 		return fail("The runner could not start the executor function; the job was not run.", err)
 	}
 	log.InfoContext(ctx, "executor invoked", "function", function)
 	return true, nil
+}
+
+// newTenantID returns an unguessable tenant id for one dispatch: 128
+// random bits, hex (Lambda takes up to 256 printable characters).
+func newTenantID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return "job-" + hex.EncodeToString(b)
 }
 
 // reclaim takes over the record of a job claimed before when GitLab offers
@@ -339,7 +360,7 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 // token. A record with the same job token hash is a duplicate delivery
 // (false). The write is conditional on the stored hash, so of two polls
 // re-claiming one assignment only one wins; the other sees a duplicate.
-func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job) (bool, error) {
+func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job, slot runner.Slot) (bool, error) {
 	stored, err := p.d.Jobs.GetJob(ctx, rec.RunnerID, rec.JobID)
 	if err != nil {
 		return false, fmt.Errorf("read the job's earlier claim: %w", err)
@@ -356,6 +377,14 @@ func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job)
 	}
 	log.InfoContext(ctx, "job re-queued by GitLab and offered again; claimed anew",
 		"previous_state", stored.State, "previous_slot", stored.SlotIndex, "slot", rec.SlotIndex)
+	// The earlier dispatch's executor never ran (GitLab re-queued the job
+	// because it was never accepted): its slot is free again, unless this
+	// poll holds that very slot now.
+	if stored.SlotIndex != slot.Index {
+		if err := p.d.Jobs.ReleaseSlotOfJob(ctx, rec.RunnerID, stored.SlotIndex, rec.JobID); err != nil {
+			log.WarnContext(ctx, "cannot free the earlier dispatch's slot; it frees itself when its lease ends", "slot", stored.SlotIndex, "error", err)
+		}
+	}
 	return true, nil
 }
 

@@ -2,6 +2,7 @@ package poller_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -32,8 +33,9 @@ func TestPollHandsJobToExecutor(t *testing.T) {
 		t.Fatalf("executor invocations = %d, want 1", len(calls))
 	}
 	c := calls[0]
-	if c.Function != "executor-provided" || c.Opts.TenantID != r.ID {
-		t.Errorf("invoked %q with tenant %q, want executor-provided with tenant %q", c.Function, c.Opts.TenantID, r.ID)
+	// A tenant of the dispatch's own, unguessable: 128 random bits.
+	if c.Function != "executor-provided" || !regexp.MustCompile(`^job-[0-9a-f]{32}$`).MatchString(c.Opts.TenantID) {
+		t.Errorf("invoked %q with tenant %q, want executor-provided with a tenant id of its own", c.Function, c.Opts.TenantID)
 	}
 	ev := c.Event
 	if ev.GitLabURL != e.gl.URL() || ev.Job == nil || ev.Job.ID != job.ID || ev.Job.Token == "" || !ev.TwoPhase {

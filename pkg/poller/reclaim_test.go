@@ -84,6 +84,11 @@ func TestRequeuedJobIsClaimedAgain(t *testing.T) {
 	if s := mustJSON(rec); strings.Contains(s, second.Job.Token) || strings.Contains(s, firstEv.Job.Token) {
 		t.Error("job record holds a job token in clear")
 	}
+	// The lost dispatch's slot was freed by the re-claim: only the new
+	// dispatch holds one.
+	if got, want := e.freeSlots(r), 2; got != want {
+		t.Errorf("free slots after the re-claim = %d, want %d", got, want)
+	}
 
 	// The new assignment delivered again is a duplicate: not run twice.
 	slot, ok, err := e.store.AcquireSlot(ctx, r.ID, r.Concurrency, time.Minute)
@@ -153,7 +158,7 @@ func TestConcurrentReclaimsRunOnce(t *testing.T) {
 	if len(calls) != 2 || calls[1].Event.Job.Token != requeued.Token {
 		t.Fatalf("executor invocations = %d, want 2, the second with the new job token", len(calls))
 	}
-	if got, want := e.freeSlots(r), 1; got != want {
-		t.Errorf("free slots = %d, want %d (the first and the winning dispatch hold one each, the loser's released)", got, want)
+	if got, want := e.freeSlots(r), 2; got != want {
+		t.Errorf("free slots = %d, want %d (the winning dispatch holds one; the loser's and the first dispatch's, whose job GitLab re-queued, are released)", got, want)
 	}
 }

@@ -2,6 +2,7 @@ package seal
 
 import (
 	"errors"
+	"strconv"
 
 	"gitlab-serverless-runner/pkg/envvar"
 )
@@ -15,4 +16,11 @@ func FromEnv(lookup envvar.Lookup) (*Sealer, error) {
 		return nil, errors.New("seal: TOKEN_SEALING_KEY is not set")
 	}
 	return ParseKeys(spec)
+}
+
+// JobToken is the id a job token is sealed for (Sealer.Seal's runnerID):
+// "job-token/<runner id>/<job id>", which no runner id can be, so a sealed
+// job token never opens as a runner token, nor one job's as another's.
+func JobToken(runnerID string, jobID int64) string {
+	return "job-token/" + runnerID + "/" + strconv.FormatInt(jobID, 10)
 }
