@@ -114,19 +114,32 @@ func TestHarnessRoutesByTenant(t *testing.T) {
 
 func TestHarnessGivesABusyTenantAnotherEnvironment(t *testing.T) {
 	h := jobsHarness(t, nil)
+	// Each job runs until the test lets it go, so the second invocation
+	// comes while the first is busy.
+	release := filepath.Join(t.TempDir(), "release")
+	job, _ := json.Marshal(map[string]any{"script": `until [ -e "$RELEASE" ]; do sleep 0.01; done`, "env": map[string]string{"RELEASE": release}})
 	var wg sync.WaitGroup
 	invs := make([]*lambdatest.Invocation, 2)
 	for i := range invs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			inv, err := h.Invoke(context.Background(), "tenant-a", []byte(`{"sleep_ms":1500}`))
+			inv, err := h.Invoke(context.Background(), "tenant-a", job)
 			if err != nil || inv.Error != nil {
 				t.Errorf("Invoke: %v %+v", err, inv)
 				return
 			}
 			invs[i] = inv
 		}()
+		for deadline := time.Now().Add(time.Minute); len(h.EnvironmentsOf("tenant-a")) < i+1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("invocation %d was never routed", i+1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	wg.Wait()
 	if t.Failed() {
@@ -180,12 +193,17 @@ func TestHarnessFreezesLeftoverProcesses(t *testing.T) {
 		"double fork": `sh -c 'sh "$TICK" "$OUT/double-fork" </dev/null >/dev/null 2>&1 &' </dev/null >/dev/null 2>&1`,
 	}
 	files := map[string]string{}
-	var script []string
+	var script, wait []string
 	for way, cmd := range ways {
 		files[way] = filepath.Join(dir, strings.ReplaceAll(way, " ", "-"))
 		script = append(script, cmd)
+		wait = append(wait, files[way])
 	}
-	script = append(script, `sleep 0.3`) // every ticker has ticked when the job ends
+	// The job ends once every ticker has ticked, the double-forked one as
+	// a child of PID 1.
+	script = append(script,
+		`for f in `+strings.Join(wait, " ")+`; do until [ -s "$f" ]; do sleep 0.01; done; done`,
+		`until [ "$(tail -n 1 "$OUT/double-fork")" = 1 ]; do sleep 0.01; done`)
 	env := map[string]string{"TICK": ticker, "OUT": dir}
 	first, _ := call(t, h, "tenant-a", map[string]any{"script": strings.Join(script, "\n"), "env": env})
 
@@ -213,13 +231,15 @@ func TestHarnessFreezesLeftoverProcesses(t *testing.T) {
 			t.Errorf("%s: the file grew from %d to %d lines while the environment was frozen", way, atEnd[way], frozen[way])
 		}
 	}
-	if b, _ := os.ReadFile(files["double fork"]); !strings.HasSuffix(string(b), "\n1\n") {
+	if b, _ := os.ReadFile(files["double fork"]); lastLine(string(b)) != "1" {
 		t.Errorf("the double-forked ticker's parent is not PID 1 (the emulator): %q", lastLine(string(b)))
 	}
 
 	// The next invocation of the tenant thaws the environment: the tickers
-	// run while it runs, and stop again when it ends.
-	second, _ := call(t, h, "tenant-a", map[string]any{"script": "sleep 0.5"})
+	// run while it runs (the job waits for each file to grow), and stop
+	// again when it ends.
+	second, _ := call(t, h, "tenant-a", map[string]any{"script": `for f in ` + strings.Join(wait, " ") +
+		`; do n=$(wc -l < "$f"); until [ "$(wc -l < "$f")" -gt "$n" ]; do sleep 0.01; done; done`})
 	if second.Environment != first.Environment {
 		t.Fatalf("second invocation in %s, want %s", second.Environment.ID, first.Environment.ID)
 	}
