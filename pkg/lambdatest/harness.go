@@ -108,6 +108,13 @@ type HarnessOptions struct {
 //   - The invocation's request id and tenant id reach the bootstrap as
 //     Lambda passes them (Lambda-Runtime-Aws-Request-Id,
 //     Lambda-Runtime-Aws-Tenant-Id).
+//   - The Runtime API is the emulator's, which is Lambda's own init code:
+//     during an invocation any process of the environment that calls
+//     GET /next receives that invocation's event again; the first response
+//     (or error) posted for it, by whichever process, is the invocation's
+//     result; a pending GET /next receives the next invocation routed to
+//     the environment (TestHarnessIntruderSeesOnlyItsEnvironment shows
+//     each).
 //
 // # What is not
 //
@@ -181,7 +188,7 @@ type Environment struct {
 	// TenantID is the tenant id it serves, and only that one.
 	TenantID string
 	// Dir is its private directory: the bootstrap's working directory,
-	// with TMPDIR at Dir/tmp.
+	// with TMPDIR at Dir/tmp (made when the environment starts).
 	Dir string
 
 	h *Harness
@@ -504,7 +511,8 @@ func (h *Harness) route(tenantID, requestID string) (*Environment, bool, error) 
 	}
 	cold := env == nil
 	if cold {
-		env = &Environment{ID: fmt.Sprintf("env-%d", len(h.envs)+1), TenantID: tenantID, h: h}
+		id := fmt.Sprintf("env-%d", len(h.envs)+1)
+		env = &Environment{ID: id, TenantID: tenantID, Dir: filepath.Join(h.dir, id), h: h}
 		h.envs = append(h.envs, env)
 	}
 	env.state = EnvBusy
@@ -518,7 +526,6 @@ func (e *Environment) start() error {
 	e.life.Lock()
 	defer e.life.Unlock()
 	h := e.h
-	e.Dir = filepath.Join(h.dir, e.ID)
 	if err := os.MkdirAll(filepath.Join(e.Dir, "tmp"), 0o755); err != nil {
 		return err
 	}
