@@ -5,8 +5,8 @@
 //
 //	EXECUTOR_BUILDS_DIR         CI_BUILDS_DIR (default /tmp/builds)
 //	EXECUTOR_HOME_DIR           the job's HOME (default /tmp/home)
-//	EXECUTOR_DEADLINE_MARGIN    time kept before Lambda's deadline to report
-//	                            the job, a Go duration (default 30s)
+//	EXECUTOR_MARGIN_SECONDS     time kept before Lambda's deadline to report
+//	                            the job, in seconds (default 60)
 //	EXECUTOR_KEEPALIVE_INTERVAL idle time before a keep-alive update (default 30s)
 //	EXECUTOR_STATUS_INTERVAL    how often the job's status is checked, so a
 //	                            cancel is noticed within seconds (default 5s)
@@ -19,6 +19,8 @@
 //	                            private address (pkg/urlpolicy; checked for
 //	                            the job's GitLab URL and at every dial)
 //	LOG_LEVEL                   debug, info, warn or error (default info)
+//	AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by Lambda: reported with each result
+//	                            for the job's cost
 //
 // Under Lambda (AWS_LAMBDA_RUNTIME_API set) the process hardens itself
 // before anything else (executor.HardenProcess): jobs run as the same Unix
@@ -38,21 +40,18 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"gitlab-serverless-runner/pkg/executor"
-	"gitlab-serverless-runner/pkg/sandbox"
-	"gitlab-serverless-runner/pkg/urlpolicy"
+	"gitlab-serverless-runner/pkg/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("LOG_LEVEL"))}))
+	log := logging.FromEnv(os.Stderr, nil)
 	slog.SetDefault(log)
 	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
 		// Fail closed: an executor that jobs could read must not run them.
@@ -61,19 +60,19 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	cfg, rule, err := configFromEnv(os.Getenv)
+	cfg, err := executor.ConfigFromEnv(nil)
 	if err != nil {
 		log.Error("executor: invalid configuration", "error", err)
 		os.Exit(2)
 	}
-	cfg.Logger = log
+	cfg.Version, cfg.Logger = productVersion(), log
 	x, err := executor.New(cfg)
 	if err != nil {
 		log.Error("executor: start", "error", err)
 		os.Exit(1)
 	}
 	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(),
-		"cleanup_rule", rule, "builds_dir", cfg.BuildsDir)
+		"cleanup_rule", cfg.CleanupRule, "builds_dir", cfg.BuildsDir)
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (io.Reader, error) {
 		res, err := x.Handle(ctx, raw)
 		if err != nil {
@@ -113,54 +112,6 @@ func (r *response) Close() error {
 	return nil
 }
 
-// configFromEnv reads the configuration and returns it with the rule that
-// decided the clean-up mode.
-func configFromEnv(getenv func(string) string) (executor.Config, string, error) {
-	cleanup, rule, err := sandbox.ChooseCleanup(getenv("EXECUTOR_CLEANUP"), getenv)
-	if err != nil {
-		return executor.Config{}, "", fmt.Errorf("read EXECUTOR_CLEANUP: %w", err)
-	}
-	if getenv("EXECUTOR_CLEANUP") != "" {
-		rule += " (EXECUTOR_CLEANUP)"
-	}
-	policy, err := urlpolicy.Parse(getenv("ALLOW_HTTP_GITLAB"), getenv("ALLOW_PRIVATE_GITLAB"))
-	if err != nil {
-		return executor.Config{}, "", err
-	}
-	cfg := executor.Config{
-		Version:   productVersion(),
-		Runtime:   executor.RuntimeFromEnv(getenv),
-		BuildsDir: getenv("EXECUTOR_BUILDS_DIR"),
-		HomeDir:   getenv("EXECUTOR_HOME_DIR"),
-		Cleanup:   cleanup,
-		URLPolicy: &policy,
-	}
-	// Lambda sets it; the finisher prices the job with it.
-	if mb, err := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")); err == nil && mb > 0 {
-		cfg.MemoryMB = mb
-	}
-	for _, d := range []struct {
-		name string
-		dst  *time.Duration
-	}{{"EXECUTOR_DEADLINE_MARGIN", &cfg.DeadlineMargin}, {"EXECUTOR_KEEPALIVE_INTERVAL", &cfg.KeepAliveInterval},
-		{"EXECUTOR_STATUS_INTERVAL", &cfg.StatusInterval},
-	} {
-		if v := getenv(d.name); v != "" {
-			dur, err := time.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return cfg, "", fmt.Errorf("read %s: want a positive duration such as 30s, got %q", d.name, v)
-			}
-			*d.dst = dur
-		}
-	}
-	if cfg.Cleanup == sandbox.CleanupSystem {
-		// In a Lambda environment of our own, everything a job wrote to
-		// the only writable disk goes between jobs.
-		cfg.WipeDirs = []string{os.TempDir()}
-	}
-	return cfg, rule, nil
-}
-
 func productVersion() string {
 	if version != "" {
 		return version
@@ -173,12 +124,4 @@ func productVersion() string {
 		}
 	}
 	return "dev"
-}
-
-func logLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }

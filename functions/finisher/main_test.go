@@ -5,8 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 )
 
 // TestSampleEvent checks that the sample destination record decodes into
@@ -23,7 +23,7 @@ func TestSampleEvent(t *testing.T) {
 	if !rec.Failed() || rec.FunctionName() != "gsr-executor" {
 		t.Errorf("record failed = %v, function %q; want a failed gsr-executor invocation", rec.Failed(), rec.FunctionName())
 	}
-	ev, err := poller.DecodeExecutorEvent(rec.RequestPayload)
+	ev, err := dispatch.Decode(rec.RequestPayload)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/logging"
+	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/scheduler"
+	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
 )
 
@@ -47,9 +52,23 @@ type Config struct {
 	// (LOCAL_OIDC_ADDR) when no OIDC_ISSUER is configured. Empty means the
 	// address remembered in DataDir, else a free port.
 	OIDCAddr string
-	// DynamoDBEndpoint uses a DynamoDB that is already running
-	// (DYNAMODB_ENDPOINT) instead of starting DynamoDB Local.
-	DynamoDBEndpoint string
+	// Store names the tables (store.ConfigFromEnv); its Endpoint uses a
+	// DynamoDB that is already running (DYNAMODB_ENDPOINT) instead of
+	// starting DynamoDB Local.
+	Store store.Config
+	// Logging sets the log level (LOG_LEVEL); local mode logs slog's text
+	// format, for a terminal.
+	Logging logging.Config
+	// The functions' own settings, read by their packages' ConfigFromEnv
+	// as on Lambda. Local mode replaces what it owns: the executor
+	// functions and the poller function's name, the executors' directories
+	// (one per job under the data directory) and clean-up (only the job's
+	// own processes), and the cache store (on the UI's listener, whatever
+	// CACHE_BUCKET says).
+	Poller    poller.Config
+	Scheduler scheduler.Config
+	Finisher  finisher.Config
+	Executor  executor.Config
 	// DynamoDBJar is DynamoDBLocal.jar (DYNAMODB_LOCAL_JAR); empty means the
 	// one `make deps` installed in the repository.
 	DynamoDBJar string
@@ -70,11 +89,10 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
 	var errs []error
 	cfg := Config{
-		Addr:             get("LOCAL_ADDR"),
-		DataDir:          get("LOCAL_DATA_DIR"),
-		OIDCAddr:         get("LOCAL_OIDC_ADDR"),
-		DynamoDBEndpoint: get("DYNAMODB_ENDPOINT"),
-		DynamoDBJar:      get("DYNAMODB_LOCAL_JAR"),
+		Addr:        get("LOCAL_ADDR"),
+		DataDir:     get("LOCAL_DATA_DIR"),
+		OIDCAddr:    get("LOCAL_OIDC_ADDR"),
+		DynamoDBJar: get("DYNAMODB_LOCAL_JAR"),
 	}
 	if s := get("LOCAL_POLL_INTERVAL"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -96,13 +114,23 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 
 	// A laptop talks to gitlab.com and to GitLabs on its own network, often
 	// over plain http: allow both unless the operator said otherwise.
-	webLookup := func(k string) (string, bool) {
+	// The poller, the finisher, the sweeper and the executors follow the
+	// same URL policy as the web app.
+	gitlabLookup := func(k string) (string, bool) {
 		if v, ok := lookup(k); ok {
 			return v, ok
 		}
 		switch k {
 		case "ALLOW_HTTP_GITLAB", "ALLOW_PRIVATE_GITLAB":
 			return "true", true
+		}
+		return "", false
+	}
+	webLookup := func(k string) (string, bool) {
+		if v, ok := gitlabLookup(k); ok {
+			return v, ok
+		}
+		switch k {
 		case "OIDC_CREATE_RUNNER_SCOPE":
 			if get("OIDC_ISSUER") == "" {
 				return "none", true // the development provider has no GitLab API
@@ -116,6 +144,29 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	}
 	w, err := web.ConfigFromEnv(webLookup)
 	if err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	if cfg.Store, err = store.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	cfg.Store.MaxRunnersPerUser = w.MaxRunnersPerUser
+	if cfg.Logging, err = logging.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	cfg.Logging.Text = true
+	if cfg.Poller, err = poller.ConfigFromEnv(gitlabLookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	if _, set := lookup("VERSION"); !set {
+		cfg.Poller.Version = version
+	}
+	if cfg.Scheduler, err = scheduler.ConfigFromEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	if cfg.Finisher, err = finisher.ConfigFromEnv(gitlabLookup); err != nil {
+		return Config{}, fmt.Errorf("local: %w", err)
+	}
+	if cfg.Executor, err = executor.ConfigFromEnv(gitlabLookup); err != nil {
 		return Config{}, fmt.Errorf("local: %w", err)
 	}
 	cfg.Web = w
@@ -140,7 +191,7 @@ func (c Config) withDefaults() Config {
 		c.MaxJobs = DefaultMaxJobs
 	}
 	if c.Logger == nil {
-		c.Logger = newLogger(os.Stderr)
+		c.Logger = logging.New(os.Stderr, logging.Config{Level: c.Logging.Level, Text: true})
 	}
 	return c
 }
@@ -160,15 +211,6 @@ func (c Config) absolute() (Config, error) {
 		*p = abs
 	}
 	return c, nil
-}
-
-// newLogger returns the text logger local mode writes: structured, and
-// readable in a terminal.
-func newLogger(w io.Writer) *slog.Logger {
-	if w == nil {
-		w = io.Discard
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // checkLoopback refuses to serve the development sign-in beyond this

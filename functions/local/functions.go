@@ -68,17 +68,12 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 			return nil, fmt.Errorf("local: create job directory: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		cfg := executor.Config{
-			Version:    version,
-			Runtime:    runtime,
-			BuildsDir:  filepath.Join(dir, "builds"),
-			HomeDir:    filepath.Join(dir, "home"),
-			ScratchDir: filepath.Join(dir, "tmp"),
-			Cleanup:    sandbox.CleanupLocal,
-			URLPolicy:  s.urlPolicy(),
-			BaseEnv:    shell.SanitizedBaseEnv(os.Environ(), secretEnv...),
-			Logger:     log.With("job_id", head.Job.ID),
-		}
+		cfg := s.cfg.Executor
+		cfg.Version, cfg.Runtime = version, runtime
+		cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir = filepath.Join(dir, "builds"), filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
+		cfg.Cleanup, cfg.WipeDirs = sandbox.CleanupLocal, nil
+		cfg.BaseEnv = shell.SanitizedBaseEnv(os.Environ(), secretEnv...)
+		cfg.Logger = log.With("job_id", head.Job.ID)
 		for _, d := range []string{cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				return nil, fmt.Errorf("local: create job directory: %w", err)

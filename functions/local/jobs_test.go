@@ -42,7 +42,7 @@ func TestJobsRunEndToEnd(t *testing.T) {
 		name       string
 		spec       gitlabtest.JobSpec
 		wantState  string
-		wantReason string
+		wantReason gitlab.FailureReason
 		wantTrace  []string
 		notInTrace []string
 	}{
@@ -105,7 +105,7 @@ func TestJobsRunEndToEnd(t *testing.T) {
 			// The finisher's record shows on the runner's page.
 			want := []string{"#" + strconv.FormatInt(job.ID, 10), `class="badge ` + tt.wantState + `"`}
 			if tt.wantReason != "" {
-				want = append(want, tt.wantReason)
+				want = append(want, string(tt.wantReason))
 			}
 			b.waitPage(ctx, "/runners/"+id, want...)
 		})

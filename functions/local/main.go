@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"gitlab-serverless-runner/pkg/logging"
 )
 
 var errUsage = errors.New("local: takes no arguments; configure it with environment variables (see docs/local.md)")
@@ -39,6 +41,6 @@ func Main(ctx context.Context, args []string, lookup func(string) (string, bool)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = newLogger(stdout)
+	cfg.Logger = logging.New(stdout, cfg.Logging)
 	return Run(ctx, cfg)
 }

@@ -140,9 +140,7 @@ func measurePickup(b *testing.B, endpoint, prefix string, interval time.Duration
 
 	// The runner goes straight into the system's tables: the UI's
 	// registration is not what this measures.
-	st, err := store.New(dynamolocal.Client(endpoint), store.Config{Tables: store.TableNames{
-		Users: cfg.Web.UsersTable, Runners: cfg.Web.RunnersTable, Jobs: cfg.Web.JobsTable, Slots: cfg.Web.SlotsTable,
-	}})
+	st, err := store.New(dynamolocal.Client(endpoint), cfg.Store)
 	if err != nil {
 		b.Fatalf("store.New: %v", err)
 	}

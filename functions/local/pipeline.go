@@ -4,25 +4,28 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/finisher"
-	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/seal"
-	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // registerPollerAndFinisher registers the poller, which hands jobs to the
 // executors named in executors (runtime → function), and the finisher,
 // which every executor's destinations deliver to.
 func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[string]string) error {
+	pcfg := s.cfg.Poller
+	pcfg.ExecutorFunctions = executors
+	if pcfg.Version == "" {
+		pcfg.Version = version
+	}
 	p, err := poller.New(poller.Deps{
 		Runners: s.store, Jobs: s.store, Sealer: sealer, Invoker: s.inv,
 		Cache:  s.cache,
 		Logger: s.log.With("part", pollerFunction),
-	}, poller.Config{ExecutorFunctions: executors, Version: version, URLPolicy: s.urlPolicy()})
+	}, pcfg)
 	if err != nil {
 		return fmt.Errorf("local: build poller: %w", err)
 	}
@@ -30,7 +33,7 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(s.stopping, cancel)()
-		ev, err := poller.DecodeEvent(payload)
+		ev, err := dispatch.DecodePoll(payload)
 		if err != nil {
 			return nil, err
 		}
@@ -43,11 +46,9 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 
 	// The finisher is not cancelled at shutdown: it records the outcome of
 	// the jobs that shutdown cancelled.
-	f := finisher.New(s.store, finisher.Config{
-		GitLab:     gitlab.Options{DialContext: s.urlPolicy().DialContext},
-		HTTPClient: &http.Client{Transport: urlpolicy.Storage.Transport()},
-		Logger:     s.log.With("part", finisherFunction),
-	})
+	fcfg := s.cfg.Finisher
+	fcfg.Logger = s.log.With("part", finisherFunction)
+	f := finisher.New(s.store, fcfg)
 	s.inv.Register(finisherFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
 		out, err := f.Handle(ctx, payload)
 		if err != nil {
@@ -56,11 +57,4 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[st
 		return json.Marshal(out)
 	}, invoke.FunctionConfig{Timeout: DefaultFunctionLimit})
 	return nil
-}
-
-// urlPolicy is the web app's URL policy (ALLOW_HTTP_GITLAB,
-// ALLOW_PRIVATE_GITLAB; both allowed by default in local mode), which the
-// poller, the finisher and the executors apply too.
-func (s *System) urlPolicy() *urlpolicy.Policy {
-	return &urlpolicy.Policy{AllowHTTP: s.cfg.Web.AllowHTTPGitLab, AllowPrivate: s.cfg.Web.AllowPrivateGitLab}
 }

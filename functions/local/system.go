@@ -22,6 +22,7 @@ import (
 	"gitlab-serverless-runner/pkg/scheduler"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/sweeper"
 	"gitlab-serverless-runner/pkg/web"
 )
 
@@ -60,6 +61,7 @@ type System struct {
 	inv   *invoke.Local
 	srv   *http.Server
 	sched *scheduler.Scheduler
+	sweep *sweeper.Sweeper
 	cache *localCache
 
 	workDir string // the data directory, or a temporary one
@@ -144,10 +146,10 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	if err := s.registerFunctions(sealer); err != nil {
 		return nil, err
 	}
-	s.sched, err = scheduler.New(s.store, s.inv, scheduler.Config{
-		PollerFunction: pollerFunction,
-		Logger:         s.log.With("part", "scheduler"),
-	})
+	scfg := cfg.Scheduler
+	scfg.PollerFunction, scfg.Logger = pollerFunction, s.log.With("part", "scheduler")
+	s.sched, err = scheduler.New(s.store, s.inv, scfg)
+	s.sweep = sweeper.New(s.store, s.store, sealer, sweeper.Config{URLPolicy: s.cfg.Poller.URLPolicy, Logger: s.log.With("part", "sweeper")})
 	if err != nil {
 		return nil, fmt.Errorf("local: build scheduler: %w", err)
 	}
@@ -265,6 +267,9 @@ func (s *System) scheduleLoop() {
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
+		if _, err := s.sweep.Sweep(s.stopping); err != nil && s.stopping.Err() == nil {
+			s.log.Error("sweep failed", "part", "sweeper", "error", err)
+		}
 		sum, err := s.sched.Run(s.stopping)
 		if err != nil && s.stopping.Err() == nil {
 			s.log.Error("scheduler run failed", "part", "scheduler", "error", err)
@@ -280,11 +285,11 @@ func (s *System) scheduleLoop() {
 }
 
 func (s *System) startDynamoDB(ctx context.Context) (*dynamodb.Client, error) {
-	if s.cfg.DynamoDBEndpoint != "" {
-		if err := dynamolocal.WaitReady(ctx, s.cfg.DynamoDBEndpoint, 10*time.Second); err != nil {
+	if s.cfg.Store.Endpoint != "" {
+		if err := dynamolocal.WaitReady(ctx, s.cfg.Store.Endpoint, 10*time.Second); err != nil {
 			return nil, fmt.Errorf("local: DYNAMODB_ENDPOINT does not answer: %w", err)
 		}
-		return dynamolocal.Client(s.cfg.DynamoDBEndpoint), nil
+		return dynamolocal.Client(s.cfg.Store.Endpoint), nil
 	}
 	opts := dynamolocal.Options{Jar: s.cfg.DynamoDBJar}
 	if s.cfg.DataDir != "" {
@@ -312,15 +317,11 @@ func (s *System) dynamoEndpoint() string {
 	if s.db != nil {
 		return s.db.Endpoint()
 	}
-	return s.cfg.DynamoDBEndpoint
+	return s.cfg.Store.Endpoint
 }
 
 func (s *System) openStore(ctx context.Context, db *dynamodb.Client) error {
-	w := s.cfg.Web
-	st, err := store.New(db, store.Config{
-		Tables:            store.TableNames{Users: w.UsersTable, Runners: w.RunnersTable, Jobs: w.JobsTable, Slots: w.SlotsTable},
-		MaxRunnersPerUser: w.MaxRunnersPerUser,
-	})
+	st, err := store.New(db, s.cfg.Store)
 	if err != nil {
 		return fmt.Errorf("local: open store: %w", err)
 	}

@@ -2,40 +2,35 @@
 // one runner: it takes the runner's pending jobs from GitLab and invokes an
 // executor for each.
 //
-// Configuration (environment): TABLE_PREFIX ("gsr-") or RUNNERS_TABLE,
-// JOBS_TABLE, SLOTS_TABLE; TOKEN_SEALING_KEY; EXECUTOR_FUNCTIONS
-// ("runtime=function,..."); CACHE_BUCKET (no cache without it);
-// PAYLOAD_BUCKET (CACHE_BUCKET; executor events above 256 KiB go through it,
-// under payloads/);
-// POLL_WINDOW_SECONDS (5); MAX_LONG_POLL_SECONDS (60); VERSION;
-// ALLOW_HTTP_GITLAB, ALLOW_PRIVATE_GITLAB (pkg/urlpolicy: the runner's
-// GitLab URL is checked at every poll and its address at every dial);
-// DYNAMODB_ENDPOINT, LAMBDA_ENDPOINT, S3_ENDPOINT (optional local endpoints).
+// Configuration (environment), read by the packages' ConfigFromEnv:
+// poller.ConfigFromEnv (EXECUTOR_FUNCTIONS, POLL_WINDOW_SECONDS,
+// MAX_LONG_POLL_SECONDS, VERSION, CACHE_BUCKET, PAYLOAD_BUCKET: executor
+// events above 256 KiB go through it, under payloads/), store.ConfigFromEnv
+// (tables, DYNAMODB_ENDPOINT), seal.FromEnv (TOKEN_SEALING_KEY, a Secrets
+// Manager reference on AWS), logging (LOG_LEVEL), and the endpoint
+// overrides LAMBDA_ENDPOINT and S3_ENDPOINT.
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"gitlab-serverless-runner/pkg/awsclients"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/secrets"
 	"gitlab-serverless-runner/pkg/store"
-	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	logger := logging.FromEnv(os.Stdout, nil)
 	slog.SetDefault(logger)
 	p, err := setup(context.Background(), logger)
 	if err != nil {
@@ -43,7 +38,7 @@ func main() {
 		os.Exit(1)
 	}
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (poller.Result, error) {
-		ev, err := poller.DecodeEvent(raw)
+		ev, err := dispatch.DecodePoll(raw)
 		if err != nil {
 			logger.ErrorContext(ctx, "invalid poller event; dropped", "error", err)
 			return poller.Result{}, nil // a retry would not fix it
@@ -54,30 +49,23 @@ func main() {
 
 // setup wires configuration and dependencies once, at cold start.
 func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
-	tables := store.Prefixed(envOr("TABLE_PREFIX", "gsr-"))
-	tables.Runners = envOr("RUNNERS_TABLE", tables.Runners)
-	tables.Jobs = envOr("JOBS_TABLE", tables.Jobs)
-	tables.Slots = envOr("SLOTS_TABLE", tables.Slots)
-	if os.Getenv("TOKEN_SEALING_KEY") == "" {
-		return nil, errors.New("TOKEN_SEALING_KEY is not set")
-	}
-	keys, err := secrets.Resolve(ctx, os.Getenv("TOKEN_SEALING_KEY"))
+	lookup, err := secrets.LookupEnv(ctx, nil, "TOKEN_SEALING_KEY")
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := seal.ParseKeys(keys)
+	cfg, err := poller.ConfigFromEnv(lookup)
 	if err != nil {
 		return nil, err
 	}
-	functions, err := poller.ParseFunctions(os.Getenv("EXECUTOR_FUNCTIONS"))
+	stCfg, err := store.ConfigFromEnv(lookup)
 	if err != nil {
 		return nil, err
 	}
-	window, err := seconds("POLL_WINDOW_SECONDS")
+	sealer, err := seal.FromEnv(lookup)
 	if err != nil {
 		return nil, err
 	}
-	maxLong, err := seconds("MAX_LONG_POLL_SECONDS")
+	st, err := store.Open(ctx, stCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -85,48 +73,15 @@ func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.New(awsclients.DynamoDB(awsCfg, os.Getenv("DYNAMODB_ENDPOINT")), store.Config{Tables: tables})
-	if err != nil {
-		return nil, err
-	}
 	s3c := awsclients.S3(awsCfg, os.Getenv("S3_ENDPOINT"))
-	lc := awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT"))
 	lcfg := invoke.LambdaConfig{Logger: logger, KeyPrefix: "payloads/"}
-	if b := envOr("PAYLOAD_BUCKET", os.Getenv("CACHE_BUCKET")); b != "" {
-		lcfg.Payloads = invoke.NewS3Payloads(s3c, b, 0)
+	if cfg.PayloadBucket != "" {
+		lcfg.Payloads = invoke.NewS3Payloads(s3c, cfg.PayloadBucket, 0)
 	}
-	deps := poller.Deps{Runners: st, Jobs: st, Sealer: sealer, Invoker: invoke.NewLambda(lc, lcfg), Logger: logger}
-	if b := os.Getenv("CACHE_BUCKET"); b != "" {
-		deps.Cache = poller.NewS3Presigner(s3c, b)
+	inv := invoke.NewLambda(awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT")), lcfg)
+	deps := poller.Deps{Runners: st, Jobs: st, Sealer: sealer, Invoker: inv, Logger: logger}
+	if cfg.CacheBucket != "" {
+		deps.Cache = poller.NewS3Presigner(s3c, cfg.CacheBucket)
 	}
-	policy, err := urlpolicy.Parse(os.Getenv("ALLOW_HTTP_GITLAB"), os.Getenv("ALLOW_PRIVATE_GITLAB"))
-	if err != nil {
-		return nil, err
-	}
-	return poller.New(deps, poller.Config{
-		ExecutorFunctions: functions,
-		Version:           envOr("VERSION", "dev"),
-		Window:            window,
-		MaxLongPoll:       maxLong,
-		URLPolicy:         &policy,
-	})
-}
-
-func seconds(key string) (time.Duration, error) {
-	s := os.Getenv(key)
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%s %q is not a positive number of seconds", key, s)
-	}
-	return time.Duration(n) * time.Second, nil
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
+	return poller.New(deps, cfg)
 }

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/dispatch"
 )
 
 // TestSampleEvent checks that the sample event decodes.
@@ -13,8 +13,8 @@ func TestSampleEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := poller.DecodeEvent(raw)
-	if err != nil || ev.Reason != poller.ReasonSchedule {
+	ev, err := dispatch.DecodePoll(raw)
+	if err != nil || ev.Reason != dispatch.PollSchedule {
 		t.Errorf("DecodeEvent(sample) = %+v, %v; want a scheduled poll", ev, err)
 	}
 }

@@ -1,73 +1,107 @@
-// Command scheduler is the function EventBridge runs every minute: it scans
-// the enabled runners and invokes one poller for each.
+// Command scheduler is the function EventBridge runs every minute: it
+// closes the jobs whose lease ran out without a record (pkg/sweeper), then
+// scans the enabled runners and invokes one poller for each.
 //
-// Configuration (environment): RUNNERS_TABLE (or TABLE_PREFIX + "runners"),
-// POLLER_FUNCTION, SCHEDULER_PARALLELISM (32), DYNAMODB_ENDPOINT and
-// LAMBDA_ENDPOINT (optional, for local endpoints).
+// Configuration (environment), read by the packages' ConfigFromEnv:
+// scheduler.ConfigFromEnv (POLLER_FUNCTION, SCHEDULER_PARALLELISM),
+// store.ConfigFromEnv (tables, DYNAMODB_ENDPOINT), seal.FromEnv
+// (TOKEN_SEALING_KEY, which opens the sealed job tokens of lost jobs; a
+// Secrets Manager reference on AWS), urlpolicy.ConfigFromEnv
+// (ALLOW_HTTP_GITLAB, ALLOW_PRIVATE_GITLAB: the sweeper dials a user's
+// GitLab only where they allow), logging (LOG_LEVEL), and the endpoint
+// override LAMBDA_ENDPOINT.
 package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/scheduler"
+	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/secrets"
 	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/sweeper"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	logger := logging.FromEnv(os.Stdout, nil)
 	slog.SetDefault(logger)
-	handler, err := setup(context.Background(), logger)
+	t, err := setup(context.Background(), logger)
 	if err != nil {
 		logger.Error("scheduler function cannot start", "error", err)
 		os.Exit(1)
 	}
-	lambda.Start(handler)
+	lambda.Start(t.run)
+}
+
+// tick is one scheduled run: the sweep, then the fan-out.
+type tick struct {
+	sweep *sweeper.Sweeper
+	sched *scheduler.Scheduler
+	log   *slog.Logger
+}
+
+// Outcome is what one tick did.
+type Outcome struct {
+	Sweep sweeper.Result    `json:"sweep"`
+	Polls scheduler.Summary `json:"polls"`
+}
+
+func (t tick) run(ctx context.Context) (Outcome, error) {
+	var out Outcome
+	var err error
+	if out.Sweep, err = t.sweep.Sweep(ctx); err != nil {
+		// The polls go on: a runner whose slots are all held by lost jobs
+		// waits for the next tick.
+		t.log.ErrorContext(ctx, "sweep failed", "error", err)
+	}
+	out.Polls, err = t.sched.Run(ctx)
+	return out, err
 }
 
 // setup wires configuration and dependencies once, at cold start.
-func setup(ctx context.Context, logger *slog.Logger) (func(context.Context) (scheduler.Summary, error), error) {
-	prefix := envOr("TABLE_PREFIX", "gsr-")
-	tables := store.Prefixed(prefix)
-	tables.Runners = envOr("RUNNERS_TABLE", tables.Runners)
-	parallelism := 0
-	if s := os.Getenv("SCHEDULER_PARALLELISM"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("SCHEDULER_PARALLELISM %q is not a positive number", s)
-		}
-		parallelism = n
+func setup(ctx context.Context, logger *slog.Logger) (tick, error) {
+	lookup, err := secrets.LookupEnv(ctx, nil, "TOKEN_SEALING_KEY")
+	if err != nil {
+		return tick{}, err
+	}
+	cfg, err := scheduler.ConfigFromEnv(lookup)
+	if err != nil {
+		return tick{}, err
+	}
+	stCfg, err := store.ConfigFromEnv(lookup)
+	if err != nil {
+		return tick{}, err
+	}
+	sealer, err := seal.FromEnv(lookup)
+	if err != nil {
+		return tick{}, err
+	}
+	st, err := store.Open(ctx, stCfg)
+	if err != nil {
+		return tick{}, err
 	}
 	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
-		return nil, err
+		return tick{}, err
 	}
-	st, err := store.New(awsclients.DynamoDB(awsCfg, os.Getenv("DYNAMODB_ENDPOINT")), store.Config{Tables: tables})
+	cfg.Logger = logger
+	inv := invoke.NewLambda(awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT")), invoke.LambdaConfig{Logger: logger})
+	sch, err := scheduler.New(st, inv, cfg)
 	if err != nil {
-		return nil, err
+		return tick{}, err
 	}
-	lc := awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT"))
-	sch, err := scheduler.New(st, invoke.NewLambda(lc, invoke.LambdaConfig{Logger: logger}), scheduler.Config{
-		PollerFunction: os.Getenv("POLLER_FUNCTION"),
-		Parallelism:    parallelism,
-		Logger:         logger,
-	})
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
 	if err != nil {
-		return nil, err
+		return tick{}, err
 	}
-	return sch.Run, nil
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
+	sw := sweeper.New(st, st, sealer, sweeper.Config{URLPolicy: &policy, Logger: logger.With("part", "sweeper")})
+	return tick{sweep: sw, sched: sch, log: logger}, nil
 }

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/secrets"
 	"gitlab-serverless-runner/pkg/store"
@@ -27,7 +27,7 @@ import (
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	logger := logging.FromEnv(os.Stdout, nil)
 	slog.SetDefault(logger)
 	if err := run(context.Background(), logger); err != nil {
 		logger.Error("web function stopped", "error", err)
@@ -47,23 +47,16 @@ func run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	awsCfg, err := awsclients.Config(ctx)
+	stCfg, err := store.ConfigFromEnv(lookup)
 	if err != nil {
 		return err
 	}
-	st, err := store.New(awsclients.DynamoDB(awsCfg, cfg.DynamoDBEndpoint), store.Config{
-		Tables: store.TableNames{
-			Users: cfg.UsersTable, Runners: cfg.RunnersTable, Jobs: cfg.JobsTable, Slots: cfg.SlotsTable,
-		},
-		MaxRunnersPerUser: cfg.MaxRunnersPerUser,
-	})
+	stCfg.MaxRunnersPerUser = cfg.MaxRunnersPerUser
+	st, err := store.Open(ctx, stCfg)
 	if err != nil {
 		return err
 	}
-	if cfg.TokenSealingKeys == "" {
-		return errors.New("TOKEN_SEALING_KEY is not set")
-	}
-	sealer, err := seal.ParseKeys(cfg.TokenSealingKeys)
+	sealer, err := seal.FromEnv(lookup)
 	if err != nil {
 		return err
 	}
@@ -76,6 +69,10 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Sessions: sessions, Login: login, Logger: logger,
 	}
 	if cfg.PollerFunction != "" {
+		awsCfg, err := awsclients.Config(ctx)
+		if err != nil {
+			return err
+		}
 		lc := awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT"))
 		deps.Invoker = invoke.NewLambda(lc, invoke.LambdaConfig{Logger: logger})
 	} else {

@@ -1,5 +1,5 @@
 // Package awsclients builds the AWS SDK clients the Lambda functions wire at
-// cold start: the default AWS configuration, and DynamoDB, Lambda and S3
+// cold start: the default AWS configuration, and DynamoDB, ECR, Lambda and S3
 // clients whose endpoint a local server may replace. It reads no
 // environment variables of its own: each function's main reads the
 // endpoints and passes them in.
@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
@@ -30,6 +31,16 @@ func Config(ctx context.Context) (aws.Config, error) {
 // Local's address) replaces the service endpoint.
 func DynamoDB(cfg aws.Config, endpoint string) *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+// ECR returns an ECR client; a non-empty endpoint (e.g. moto_server's
+// address) replaces the service endpoint.
+func ECR(cfg aws.Config, endpoint string) *ecr.Client {
+	return ecr.NewFromConfig(cfg, func(o *ecr.Options) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -79,6 +80,15 @@ func TestClientsCallTheGivenEndpoint(t *testing.T) {
 			return err
 		},
 		want: "POST /2015-03-31/functions/gsr-poller/invocations",
+	}, {
+		name:        "ecr",
+		contentType: "application/x-amz-json-1.1",
+		body:        `{"authorizationData":[]}`,
+		call: func(ctx context.Context, cfg aws.Config, endpoint string) error {
+			_, err := awsclients.ECR(cfg, endpoint).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+			return err
+		},
+		want: "POST /",
 	}, {
 		name:        "s3 path-style",
 		contentType: "application/xml",

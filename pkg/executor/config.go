@@ -1,12 +1,15 @@
 package executor
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/urlpolicy"
 )
@@ -17,11 +20,7 @@ const (
 	DefaultBuildsDir = "/tmp/builds"
 	// DefaultDeadlineMargin is kept free before Lambda's deadline to upload
 	// the rest of the trace and send the final update.
-	DefaultDeadlineMargin = 30 * time.Second
-	// DefaultJobTimeout applies when the job says 0 (runner_info.timeout).
-	DefaultJobTimeout = 7200 * time.Second
-	// DefaultOutputLimitKiB is gitlab-runner's output_limit default.
-	DefaultOutputLimitKiB = 4096
+	DefaultDeadlineMargin = dispatch.DefaultMargin
 	// DefaultRuntime names the runtime when the environment does not.
 	DefaultRuntime = "provided.al2023"
 )
@@ -72,6 +71,9 @@ type Config struct {
 	// (pkg/sandbox); the zero value, CleanupLocal, leaves the machine
 	// alone. A clean-up that fails ends the environment (see Err).
 	Cleanup sandbox.Cleanup
+	// CleanupRule says, for the log, what decided Cleanup (set by
+	// ConfigFromEnv).
+	CleanupRule string
 	// WipeDirs are wiped before and after each job besides BuildsDir and
 	// HomeDir, in the Descendants and System clean-up modes (typically
 	// os.TempDir() on Lambda).
@@ -120,6 +122,49 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// ConfigFromEnv reads the executor's settings through lookup (os.LookupEnv
+// when nil): EXECUTOR_BUILDS_DIR, EXECUTOR_HOME_DIR,
+// EXECUTOR_MARGIN_SECONDS, EXECUTOR_KEEPALIVE_INTERVAL and
+// EXECUTOR_STATUS_INTERVAL (Go durations), EXECUTOR_CLEANUP (without it the
+// mode is decided by rule, sandbox.ChooseCleanup; CleanupRule says which),
+// the URL policy's ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB
+// (urlpolicy.ConfigFromEnv), and what Lambda sets: AWS_EXECUTION_ENV (the
+// runtime) and AWS_LAMBDA_FUNCTION_MEMORY_SIZE (reported with each result,
+// for the job's cost).
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	getenv := r.String
+	cfg := Config{
+		Runtime:           RuntimeFromEnv(getenv),
+		BuildsDir:         r.String("EXECUTOR_BUILDS_DIR"),
+		HomeDir:           r.String("EXECUTOR_HOME_DIR"),
+		DeadlineMargin:    r.Seconds("EXECUTOR_MARGIN_SECONDS"),
+		KeepAliveInterval: r.Duration("EXECUTOR_KEEPALIVE_INTERVAL"),
+		StatusInterval:    r.Duration("EXECUTOR_STATUS_INTERVAL"),
+		MemoryMB:          r.Int("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0),
+	}
+	setting := r.String("EXECUTOR_CLEANUP")
+	cleanup, rule, err := sandbox.ChooseCleanup(setting, getenv)
+	if err != nil {
+		r.Fail(fmt.Errorf("EXECUTOR_CLEANUP: %w", err))
+	}
+	if setting != "" {
+		rule += " (EXECUTOR_CLEANUP)"
+	}
+	cfg.Cleanup, cfg.CleanupRule = cleanup, rule
+	if cfg.Cleanup == sandbox.CleanupSystem {
+		// In a Lambda environment of our own, everything a job wrote to
+		// the only writable disk goes between jobs.
+		cfg.WipeDirs = []string{os.TempDir()}
+	}
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		r.Fail(err)
+	}
+	cfg.URLPolicy = &policy
+	return cfg, r.Err("executor")
 }
 
 // RuntimeFromEnv names the Lambda runtime from AWS_EXECUTION_ENV

@@ -4,9 +4,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/sandbox"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func TestProjectDir(t *testing.T) {
@@ -45,31 +48,34 @@ func TestRuntimeFromEnv(t *testing.T) {
 	}
 }
 
-func TestDecodeEvent(t *testing.T) {
-	tests := []struct {
-		name    string
-		raw     string
-		wantErr string
-	}{
-		{"valid", `{"gitlab_url":"https://gitlab.example.com","job":{"id":1,"token":"glcbt-secret-token","git_info":{"repo_url":"https://gitlab.example.com/g/p.git"}}}`, ""},
-		{"payload URL only", `{"payload_url":"https://bucket.example.com/e?X-Amz-Signature=x"}`, ""},
-		{"ftp URL", `{"gitlab_url":"ftp://gitlab.example.com","job":{"id":1,"token":"t"}}`, "gitlab_url: not an http(s) URL"},
-		{"no token", `{"gitlab_url":"https://gitlab.example.com","job":{"id":1}}`, "job.token is missing"},
-		{"negative limit", `{"gitlab_url":"https://gitlab.example.com","output_limit":-1,"job":{"id":1,"token":"t","git_info":{"repo_url":"https://x/g/p.git"}}}`, "output_limit is negative"},
-		{"bad cache URL", `{"gitlab_url":"https://gitlab.example.com","cache":{"k":{"get_url":"file:///etc/passwd"}},"job":{"id":1,"token":"t","git_info":{"repo_url":"https://x/g/p.git"}}}`, `cache URL for key "k"`},
-		{"wrong type", `{"gitlab_url":"https://gitlab.example.com","job":{"id":"one","token":"glcbt-secret-token"}}`, "field job.id has the wrong type"},
+func TestConfigFromEnv(t *testing.T) {
+	env := map[string]string{
+		"EXECUTOR_MARGIN_SECONDS": "45", "EXECUTOR_STATUS_INTERVAL": "2s", "EXECUTOR_CLEANUP": "descendants",
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.14",
+		"ALLOW_HTTP_GITLAB": "true",
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := executor.DecodeEvent([]byte(tt.raw))
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("DecodeEvent() error = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("DecodeEvent() error = %v, want one containing %q", err, tt.wantErr)
-			case err != nil && strings.Contains(err.Error(), "glcbt-secret-token"):
-				t.Errorf("DecodeEvent() error %q quotes the job token", err)
-			}
-		})
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := executor.ConfigFromEnv(lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DeadlineMargin != 45*time.Second || cfg.StatusInterval != 2*time.Second || cfg.Cleanup != sandbox.CleanupDescendants ||
+		cfg.MemoryMB != 3008 || cfg.Runtime != "python3.14" {
+		t.Errorf("ConfigFromEnv() = margin %v, status %v, cleanup %v, memory %d, runtime %q",
+			cfg.DeadlineMargin, cfg.StatusInterval, cfg.Cleanup, cfg.MemoryMB, cfg.Runtime)
+	}
+	if !strings.Contains(cfg.CleanupRule, "EXECUTOR_CLEANUP") {
+		t.Errorf("CleanupRule = %q, want it to name EXECUTOR_CLEANUP", cfg.CleanupRule)
+	}
+	if cfg.URLPolicy == nil || *cfg.URLPolicy != (urlpolicy.Policy{AllowHTTP: true}) {
+		t.Errorf("URLPolicy = %+v, want http allowed and private addresses refused", cfg.URLPolicy)
+	}
+	for name, bad := range map[string]string{"EXECUTOR_MARGIN_SECONDS": "30s", "EXECUTOR_CLEANUP": "everything", "ALLOW_PRIVATE_GITLAB": "maybe"} {
+		good := env[name]
+		env[name] = bad
+		if _, err := executor.ConfigFromEnv(lookup); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: error = %v, want one naming %s", name, bad, err, name)
+		}
+		env[name] = good
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 )
@@ -76,14 +76,14 @@ func testCancellation(t *testing.T, mk envMaker) {
 			if err := e.srv.CancelJob(ev.Job.ID); err != nil {
 				t.Fatal(err)
 			}
-			var res executor.Result
+			var res dispatch.Result
 			select {
 			case res = <-done:
 			case <-time.After(cancelWithin):
 				t.Fatalf("the job was not stopped within %s of the cancel, before GitLab's next trace PATCH would notice it (sleep 300 still running?)", cancelWithin)
 			}
 			got := e.srv.Job(ev.Job.ID)
-			if got.State != "canceled" || res.State != executor.StateCanceled || !res.Reported {
+			if got.State != "canceled" || res.State != gitlab.StatusCanceled || !res.Reported {
 				t.Errorf("job = %s, result %+v, want canceled and reported", got.State, res)
 			}
 			if alive(pid) {
@@ -151,7 +151,7 @@ func testAbortWhenGitLabCancelsOutright(t *testing.T, mk envMaker) {
 	}
 	select {
 	case res := <-done:
-		if res.State != executor.StateCanceled {
+		if res.State != gitlab.StatusCanceled {
 			t.Errorf("result = %+v, want canceled", res)
 		}
 	case <-time.After(time.Minute):
@@ -167,7 +167,7 @@ func testAbortWhenGitLabCancelsOutright(t *testing.T, mk envMaker) {
 var lambdaDeadlineJob = gitlabtest.JobSpec{Script: []string{"sleep 300"}, AfterScript: []string{"echo after"}}
 
 // wantLambdaDeadline checks a job stopped by the invocation's deadline.
-func wantLambdaDeadline(t *testing.T, res executor.Result, got gitlabtest.Job) {
+func wantLambdaDeadline(t *testing.T, res dispatch.Result, got gitlabtest.Job) {
 	t.Helper()
 	if got.State != "failed" || got.FailureReason != "job_execution_timeout" || res.FailureReason != "job_execution_timeout" || !res.Reported {
 		t.Errorf("job = %s/%s, result %+v, want failed/job_execution_timeout reported", got.State, got.FailureReason, res)
@@ -309,7 +309,7 @@ func testPayloadURL(t *testing.T, mk envMaker) {
 		w.Write(body)
 	}))
 	defer store.Close()
-	res := e.handle(executor.Event{PayloadURL: store.URL + "/payloads/1?X-Amz-Signature=abc"})
+	res := e.handle(dispatch.Event{PayloadURL: store.URL + "/payloads/1?X-Amz-Signature=abc"})
 	got := e.srv.Job(ev.Job.ID)
 	if res.State != "success" || got.State != "success" {
 		t.Errorf("result %+v, job %s, want success", res, got.State)

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/lambdatest"
@@ -59,7 +59,7 @@ func startEmulatorWith(t testing.TB, bootstrap string, extra map[string]string) 
 	env := map[string]string{
 		"EXECUTOR_BUILDS_DIR":         em.buildsDir,
 		"EXECUTOR_HOME_DIR":           em.homeDir,
-		"EXECUTOR_DEADLINE_MARGIN":    "5s",
+		"EXECUTOR_MARGIN_SECONDS":     "5",
 		"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
 		"AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
 		"AWS_REGION":                  "eu-west-1",
@@ -137,7 +137,7 @@ func TestUnderTheEmulator(t *testing.T) {
 // the function.
 func TestLambdaDeadlineUnderTheEmulator(t *testing.T) {
 	t.Parallel() // mostly waiting for sleeping jobs
-	em := startEmulator(t, map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "10", "EXECUTOR_DEADLINE_MARGIN": "5s"})
+	em := startEmulator(t, map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "10", "EXECUTOR_MARGIN_SECONDS": "5"})
 	e := em.env(t)
 	ev := e.take(project(e, nil), lambdaDeadlineJob)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -321,7 +321,7 @@ func TestFailedCleanupEndsTheEnvironment(t *testing.T) {
 		}
 		return false
 	}
-	invoke := func(t *testing.T, e *env, ev executor.Event) lambdatest.Response {
+	invoke := func(t *testing.T, e *env, ev dispatch.Event) lambdatest.Response {
 		b, err := json.Marshal(ev)
 		if err != nil {
 			t.Fatal(err)
@@ -348,7 +348,7 @@ func TestFailedCleanupEndsTheEnvironment(t *testing.T) {
 			t.Fatalf("job = %s, want success reported before the environment ends; trace:\n%s", got.State, got.Trace)
 		}
 		wantContains(t, got.Trace, "mounted")
-		var res executor.Result
+		var res dispatch.Result
 		if err := json.Unmarshal(resp.Payload, &res); err != nil || !res.Reported || res.State != "success" {
 			t.Errorf("response %s (%v): want the reported result", resp.Payload, err)
 		}

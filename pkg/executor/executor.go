@@ -6,19 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/trace"
 	"gitlab-serverless-runner/pkg/urlpolicy"
 )
-
-// maxPayloadBytes bounds an event fetched from payload_url.
-const maxPayloadBytes = 64 << 20
 
 // Executor runs jobs one at a time. Build it once at cold start with New;
 // Handle is the Lambda handler.
@@ -53,22 +50,17 @@ func New(cfg Config) (*Executor, error) {
 	return e, nil
 }
 
-// Handle is the Lambda handler: it decodes the event, runs the job and
-// returns its Result. It returns no error for a job that failed or an event
-// that could not be run (the Result says so, and Lambda destinations deliver
-// it to the finisher): an error would only make Lambda retry.
-func (e *Executor) Handle(ctx context.Context, raw json.RawMessage) (Result, error) {
-	ev, err := DecodeEvent(raw)
-	if err == nil && ev.PayloadURL != "" {
-		raw, err = e.fetchPayload(ctx, ev.PayloadURL)
-		if err == nil {
-			ev, err = DecodeEvent(raw)
-			if err == nil && ev.PayloadURL != "" {
-				err = fmt.Errorf("%w: the event at payload_url has a payload_url itself", errBadEvent)
-			}
-		}
+// Handle is the Lambda handler: it decodes the event (fetching it when it
+// was passed by reference), runs the job and returns its Result. It
+// returns no error for a job that failed or an event that could not be run
+// (the Result says so, and Lambda destinations deliver it to the finisher):
+// an error would only make Lambda retry.
+func (e *Executor) Handle(ctx context.Context, raw json.RawMessage) (dispatch.Result, error) {
+	ev, raw, err := dispatch.Open(ctx, e.http, raw)
+	if err == nil {
+		err = ev.Validate()
 	}
-	var res Result
+	var res dispatch.Result
 	if err != nil {
 		res = e.rejectEvent(ctx, raw, err)
 	} else {
@@ -78,36 +70,12 @@ func (e *Executor) Handle(ctx context.Context, raw json.RawMessage) (Result, err
 	return res, nil
 }
 
-// fetchPayload downloads the real event from a pre-signed URL.
-func (e *Executor) fetchPayload(ctx context.Context, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload_url: build request: %w", errBadEvent, err)
-	}
-	resp, err := e.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch payload_url: %w", errors.Unwrap(err)) // the URL carries a signature: do not repeat it
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch payload_url: status %d", resp.StatusCode)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPayloadBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("read payload_url body: %w", err)
-	}
-	if len(b) > maxPayloadBytes {
-		return nil, fmt.Errorf("%w: the event at payload_url is larger than %d bytes", errBadEvent, maxPayloadBytes)
-	}
-	return b, nil
-}
-
 // rejectEvent logs an event that cannot be run and, when its job id, token
 // and GitLab URL can be read, fails the job with runner_system_failure and a
 // trace line saying why.
-func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) Result {
-	id, ok := readIdentity(raw)
-	res := Result{JobID: id.Job.ID, State: gitlab.StateFailed, FailureReason: gitlab.ReasonRunnerSystemFailure, Error: cause.Error()}
+func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) dispatch.Result {
+	id, ok := dispatch.Identify(raw)
+	res := dispatch.Result{JobID: id.Job.ID, State: gitlab.StateFailed, FailureReason: gitlab.ReasonRunnerSystemFailure, Error: cause.Error()}
 	log := e.log.With("job_id", id.Job.ID)
 	if !ok {
 		log.Error("executor: cannot run event and cannot tell GitLab: no job id, token or GitLab URL readable", "error", cause)
@@ -126,13 +94,7 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) Res
 		return res
 	}
 	defer buf.Close()
-	var masked []string
-	for _, v := range id.Job.Variables {
-		if v.Masked {
-			masked = append(masked, v.Value)
-		}
-	}
-	w := trace.NewWriter(buf, trace.WriterOptions{Mask: trace.MaskOptions{Phrases: append(masked, id.Job.Token)}})
+	w := trace.NewWriter(buf, trace.WriterOptions{Mask: trace.MaskOptions{Phrases: id.MaskedValues()}})
 	w.Printf("Running with gitlab-serverless-runner %s\n", e.cfg.Version)
 	w.Errorf("Job failed (system failure): the executor could not run this job: %v", cause)
 	_ = w.Close()
@@ -144,7 +106,7 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) Res
 		res.Error += "; " + err.Error()
 		return res
 	}
-	if err := up.Fail(ctx, trace.ReasonRunnerSystemFailure, 0); err != nil {
+	if err := up.Fail(ctx, gitlab.ReasonRunnerSystemFailure, 0); err != nil {
 		log.Error("executor: fail the job in GitLab", "error", err)
 		res.Error += "; report to GitLab: " + err.Error()
 		return res
@@ -196,12 +158,12 @@ var errUnclean = errors.New("the execution environment could not be cleaned up, 
 // Run runs one job end to end and returns its Result. ctx carries the
 // invocation's deadline: the job ends, at the latest, DeadlineMargin before
 // it.
-func (e *Executor) Run(ctx context.Context, ev Event) Result {
+func (e *Executor) Run(ctx context.Context, ev dispatch.Event) dispatch.Result {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	start := time.Now()
 	log := e.log.With("job_id", ev.Job.ID, "runner_id", ev.Runner.ID)
-	res := Result{JobID: ev.Job.ID, RunnerID: ev.Runner.ID}
+	res := dispatch.Result{JobID: ev.Job.ID, RunnerID: ev.Runner.ID}
 	defer func() { res.DurationMS = time.Since(start).Milliseconds() }()
 	if err := ev.Validate(); err != nil {
 		raw, _ := json.Marshal(ev)
@@ -222,7 +184,7 @@ func (e *Executor) Run(ctx context.Context, ev Event) Result {
 		res.DurationMS = time.Since(start).Milliseconds()
 		return res
 	}
-	j := &jobRun{e: e, ev: ev, job: &ev.Job, log: log, start: start}
+	j := &jobRun{e: e, ev: ev, job: ev.Job, log: log, start: start}
 	res = j.run(ctx)
 	res.RunnerID = ev.Runner.ID
 	if err := e.cleaner.run(ctx); err != nil {

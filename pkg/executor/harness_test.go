@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
@@ -82,7 +83,7 @@ func newEnvIn(t testing.TB, buildsDir, homeDir string, opts ...gitlabtest.Option
 
 // take enqueues a job and picks it up as the poller would, returning the
 // executor's event.
-func (e *env) take(p *gitlabtest.Project, spec gitlabtest.JobSpec) executor.Event {
+func (e *env) take(p *gitlabtest.Project, spec gitlabtest.JobSpec) dispatch.Event {
 	e.t.Helper()
 	job := e.srv.EnqueueJob(p, spec)
 	res, err := e.client.RequestJob(context.Background(), gitlab.JobRequest{
@@ -94,10 +95,10 @@ func (e *env) take(p *gitlabtest.Project, spec gitlabtest.JobSpec) executor.Even
 	if res.Job == nil || res.Job.ID != job.ID {
 		e.t.Fatalf("request job: got %+v, want job %d (state %s)", res.Job, job.ID, e.srv.Job(job.ID).State)
 	}
-	return executor.Event{
+	return dispatch.Event{
 		GitLabURL: e.srv.URL(),
-		Job:       *res.Job,
-		Runner:    executor.Runner{ID: e.runner.ID, Description: "lambda runner", ShortToken: gitlab.ShortToken(e.runner.Token)},
+		Job:       res.Job,
+		Runner:    dispatch.Runner{ID: e.runner.ID, Description: "lambda runner", ShortToken: gitlab.ShortToken(e.runner.Token)},
 	}
 }
 
@@ -112,14 +113,14 @@ func (e *env) executor() *executor.Executor {
 
 // run runs ev with a generous invocation deadline and waits for GitLab's
 // final state.
-func (e *env) run(ev executor.Event) (executor.Result, gitlabtest.Job) {
+func (e *env) run(ev dispatch.Event) (dispatch.Result, gitlabtest.Job) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return e.runCtx(ctx, ev)
 }
 
-func (e *env) runCtx(ctx context.Context, ev executor.Event) (executor.Result, gitlabtest.Job) {
+func (e *env) runCtx(ctx context.Context, ev dispatch.Event) (dispatch.Result, gitlabtest.Job) {
 	e.t.Helper()
 	res := e.exec(ctx, ev)
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -134,7 +135,7 @@ func (e *env) runCtx(ctx context.Context, ev executor.Event) (executor.Result, g
 // exec runs ev and returns the executor's Result: in process with ctx as
 // the invocation's context, or as one invocation of the emulated function
 // (whose deadline is the function's timeout; ctx bounds the request).
-func (e *env) exec(ctx context.Context, ev executor.Event) executor.Result {
+func (e *env) exec(ctx context.Context, ev dispatch.Event) dispatch.Result {
 	e.t.Helper()
 	if e.fn == nil {
 		return e.executor().Run(ctx, ev)
@@ -147,8 +148,8 @@ func (e *env) exec(ctx context.Context, ev executor.Event) executor.Result {
 }
 
 // start runs ev in the background; the channel delivers its Result.
-func (e *env) start(ctx context.Context, ev executor.Event) <-chan executor.Result {
-	done := make(chan executor.Result, 1)
+func (e *env) start(ctx context.Context, ev dispatch.Event) <-chan dispatch.Result {
+	done := make(chan dispatch.Result, 1)
 	go func() { done <- e.exec(ctx, ev) }()
 	return done
 }
@@ -156,13 +157,13 @@ func (e *env) start(ctx context.Context, ev executor.Event) <-chan executor.Resu
 // invoke sends one raw event to the emulated function and decodes its
 // Result. Test failures here use Errorf: invoke may run outside the test's
 // goroutine.
-func (e *env) invoke(ctx context.Context, raw []byte) executor.Result {
+func (e *env) invoke(ctx context.Context, raw []byte) dispatch.Result {
 	resp, err := e.fn.Invoke(ctx, raw)
 	if err != nil || resp.FunctionError != "" {
 		e.t.Errorf("invoke: %v %s\nlogs:\n%s", err, resp.FunctionError, e.fn.Logs())
-		return executor.Result{}
+		return dispatch.Result{}
 	}
-	var res executor.Result
+	var res dispatch.Result
 	if err := json.Unmarshal(resp.Payload, &res); err != nil {
 		e.t.Errorf("decode result %s: %v", resp.Payload, err)
 	}
@@ -170,7 +171,7 @@ func (e *env) invoke(ctx context.Context, raw []byte) executor.Result {
 }
 
 // handle sends a raw event through the Lambda handler.
-func (e *env) handle(raw any) executor.Result {
+func (e *env) handle(raw any) dispatch.Result {
 	e.t.Helper()
 	b, ok := raw.([]byte)
 	if !ok {
@@ -225,9 +226,9 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func executorEvent(e *env, job *gitlab.Job, twoPhase bool) executor.Event {
-	return executor.Event{
-		GitLabURL: e.srv.URL(), Job: *job, TwoPhase: twoPhase,
-		Runner: executor.Runner{ID: e.runner.ID, Description: "lambda runner", ShortToken: gitlab.ShortToken(e.runner.Token)},
+func executorEvent(e *env, job *gitlab.Job, twoPhase bool) dispatch.Event {
+	return dispatch.Event{
+		GitLabURL: e.srv.URL(), Job: job, TwoPhase: twoPhase,
+		Runner: dispatch.Runner{ID: e.runner.ID, Description: "lambda runner", ShortToken: gitlab.ShortToken(e.runner.Token)},
 	}
 }

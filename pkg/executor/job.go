@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/sandbox"
@@ -25,7 +26,7 @@ var errAborted = errors.New("executor: job aborted by GitLab")
 // outcome is how the job ends.
 type outcome struct {
 	// reason is empty on success.
-	reason   string
+	reason   gitlab.FailureReason
 	exitCode int
 	// message follows "ERROR: Job failed" in the trace.
 	message  string
@@ -37,7 +38,7 @@ func (o outcome) failed() bool { return o.reason != "" }
 // jobRun is the state of one job.
 type jobRun struct {
 	e     *Executor
-	ev    Event
+	ev    dispatch.Event
 	job   *gitlab.Job
 	log   *slog.Logger
 	start time.Time
@@ -59,9 +60,9 @@ type jobRun struct {
 	jobDeadline, finalAt time.Time
 }
 
-func (j *jobRun) run(ctx context.Context) Result {
-	res := Result{JobID: j.job.ID}
-	fail := func(err error) Result {
+func (j *jobRun) run(ctx context.Context) dispatch.Result {
+	res := dispatch.Result{JobID: j.job.ID}
+	fail := func(err error) dispatch.Result {
 		j.log.Error("executor: cannot start the job", "error", err)
 		res.Error = err.Error()
 		return res
@@ -90,7 +91,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 	defer j.buf.Close()
 	limit := j.ev.OutputLimit
 	if limit <= 0 {
-		limit = DefaultOutputLimitKiB
+		limit = dispatch.DefaultOutputLimitKiB
 	}
 	j.w = trace.NewWriter(j.buf, trace.WriterOptions{Mask: trace.MaskOptionsFor(j.job), Limit: limit * 1024})
 	ucfg := trace.ConfigFor(j.job, j.client, j.buf)
@@ -115,10 +116,10 @@ func (j *jobRun) run(ctx context.Context) Result {
 	_ = j.w.Close()
 	res.State = gitlab.StateSuccess
 	if o.failed() {
-		res.State, res.FailureReason, res.ExitCode = gitlab.StateFailed, trace.FailureReason(o.reason, j.job.Features.FailureReasons), o.exitCode
+		res.State, res.FailureReason, res.ExitCode = gitlab.StateFailed, o.reason.For(j.job.Features.FailureReasons), o.exitCode
 	}
 	if o.canceled {
-		res.State = StateCanceled
+		res.State = gitlab.StatusCanceled
 	}
 	var ferr error
 	if o.failed() {
@@ -133,7 +134,7 @@ func (j *jobRun) run(ctx context.Context) Result {
 		// GitLab ended the job itself (canceled, failed, 403).
 		res.Reported = true
 		if o.canceled || !o.failed() {
-			res.State = StateCanceled
+			res.State = gitlab.StatusCanceled
 		}
 	default:
 		j.log.Error("executor: send the final update", "error", ferr)
@@ -143,13 +144,10 @@ func (j *jobRun) run(ctx context.Context) Result {
 }
 
 // setDeadlines computes the job's deadline: the job timeout
-// (runner_info.timeout, DefaultJobTimeout when 0) or the invocation's
+// (gitlab.Job.Timeout) or the invocation's
 // deadline minus the margin, whichever comes first.
 func (j *jobRun) setDeadlines(ctx context.Context) {
-	j.timeout = time.Duration(j.job.RunnerInfo.Timeout) * time.Second
-	if j.timeout <= 0 {
-		j.timeout = DefaultJobTimeout
-	}
+	j.timeout = j.job.Timeout()
 	j.jobDeadline = j.start.Add(j.timeout)
 	j.finalAt = j.jobDeadline.Add(DefaultAfterScriptReserve)
 	if d, ok := ctx.Deadline(); ok {
@@ -220,7 +218,7 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	j.prepare()
 	if j.job.Run != "" && len(j.job.Steps) == 0 {
 		j.w.Errorf("This job uses run: (CI steps), which this runner does not support")
-		return outcome{reason: trace.ReasonConfigurationError, message: ": run: steps are not supported"}
+		return outcome{reason: gitlab.ReasonRunnerConfigurationError, message: ": run: steps are not supported"}
 	}
 	o, ok := j.setup(workCtx)
 	if !ok {
@@ -237,11 +235,11 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	status, o := j.steps(workCtx)
 	o = j.classify(workCtx, o)
 	if j.remote.isAborted() {
-		return outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
+		return outcome{reason: gitlab.ReasonJobCanceled, message: ": canceled", canceled: true}
 	}
 	if ar, ran := j.afterScript(postCtx, status); ran && ar.Outcome != shell.Succeeded && !o.failed() &&
 		j.job.Variables.Get("AFTER_SCRIPT_IGNORE_ERRORS") == "false" {
-		o = outcome{reason: trace.ReasonScriptFailure, exitCode: ar.ExitCode, message: fmt.Sprintf(": after_script failed: exit code %d", ar.ExitCode)}
+		o = outcome{reason: gitlab.ReasonScriptFailure, exitCode: ar.ExitCode, message: fmt.Sprintf(": after_script failed: exit code %d", ar.ExitCode)}
 	}
 	j.archiveCache(postCtx, !o.failed())
 	if uo := j.uploadArtifacts(postCtx, !o.failed()); uo.failed() && !o.failed() {
@@ -269,7 +267,7 @@ func (j *jobRun) classify(workCtx context.Context, o outcome) outcome {
 	}
 	switch cause := context.Cause(workCtx); {
 	case errors.Is(cause, errCanceled), errors.Is(cause, errAborted):
-		return outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
+		return outcome{reason: gitlab.ReasonJobCanceled, message: ": canceled", canceled: true}
 	case errors.Is(cause, context.DeadlineExceeded):
 		return j.timeoutOutcome()
 	}
@@ -279,11 +277,11 @@ func (j *jobRun) classify(workCtx context.Context, o outcome) outcome {
 func (j *jobRun) timeoutOutcome() outcome {
 	if j.byLambda {
 		left := j.jobDeadline.Sub(j.start).Round(time.Second)
-		return outcome{reason: trace.ReasonJobExecutionTimeout, message: fmt.Sprintf(
+		return outcome{reason: gitlab.ReasonJobExecutionTimeout, message: fmt.Sprintf(
 			": execution took longer than the %s this AWS Lambda invocation allowed (AWS Lambda stops functions at 15 minutes; %s are kept to report the job); the job's own timeout is %s",
 			left, j.e.cfg.DeadlineMargin, j.timeout)}
 	}
-	return outcome{reason: trace.ReasonJobExecutionTimeout, message: fmt.Sprintf(": execution took longer than %s seconds", j.timeout)}
+	return outcome{reason: gitlab.ReasonJobExecutionTimeout, message: fmt.Sprintf(": execution took longer than %s seconds", j.timeout)}
 }
 
 // section runs fn inside a trace section.
@@ -352,7 +350,7 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 	}
 	var err error
 	if j.sess, err = shell.Open(cfg, j.job.Variables); err != nil {
-		return outcome{reason: trace.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): prepare the job environment: %v", err)}, false
+		return outcome{reason: gitlab.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): prepare the job environment: %v", err)}, false
 	}
 	return outcome{}, ctx.Err() == nil
 }
@@ -385,13 +383,13 @@ func (j *jobRun) steps(ctx context.Context) (string, outcome) {
 		case shell.Succeeded:
 			continue
 		case shell.Failed:
-			return r.JobStatus(), outcome{reason: trace.ReasonScriptFailure, exitCode: r.ExitCode, message: fmt.Sprintf(": exit code %d", r.ExitCode)}
+			return r.JobStatus(), outcome{reason: gitlab.ReasonScriptFailure, exitCode: r.ExitCode, message: fmt.Sprintf(": exit code %d", r.ExitCode)}
 		case shell.Canceled:
-			return r.JobStatus(), outcome{reason: trace.ReasonJobCanceled, message: ": canceled", canceled: true}
+			return r.JobStatus(), outcome{reason: gitlab.ReasonJobCanceled, message: ": canceled", canceled: true}
 		case shell.TimedOut:
 			return r.JobStatus(), j.timeoutOutcome()
 		default:
-			return shell.StatusFailed, outcome{reason: trace.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): run step %s: %v", st.Name, r.Err)}
+			return shell.StatusFailed, outcome{reason: gitlab.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): run step %s: %v", st.Name, r.Err)}
 		}
 	}
 	return shell.StatusSuccess, outcome{}

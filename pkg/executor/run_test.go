@@ -16,7 +16,7 @@ func testJobOutcomes(t *testing.T, mk envMaker) {
 		name       string
 		spec       gitlabtest.JobSpec
 		wantState  string
-		wantReason string
+		wantReason gitlab.FailureReason
 		wantExit   int
 		wantTrace  []string
 	}{

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 )
@@ -398,9 +398,9 @@ func newS3(t *testing.T) *s3 {
 	return s
 }
 
-func (s *s3) urls(key string) executor.CacheURLs {
+func (s *s3) urls(key string) dispatch.CacheURLs {
 	u := s.srv.URL + "/bucket/runner/x/project/1/" + key + "/cache.zip?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=deadbeef"
-	return executor.CacheURLs{GetURL: u, PutURL: u}
+	return dispatch.CacheURLs{GetURL: u, PutURL: u}
 }
 
 func TestCache(t *testing.T) { testCache(t, inProcess) }
@@ -411,16 +411,13 @@ func testCache(t *testing.T, mk envMaker) {
 	p := project(e, nil)
 	// GitLab suffixes cache keys (-non_protected); the poller presigns a
 	// URL for each key as the payload spells it.
-	cacheEv := func(spec gitlabtest.JobSpec) executor.Event {
+	cacheEv := func(spec gitlabtest.JobSpec) dispatch.Event {
 		ev := e.take(p, spec)
-		ev.Cache = map[string]executor.CacheURLs{}
-		for _, c := range ev.Job.Cache {
-			for _, k := range append([]string{c.Key}, c.FallbackKeys...) {
+		ev.Cache = map[string]dispatch.CacheURLs{}
+		for _, c := range ev.Job.CachePlans() {
+			for _, k := range c.Keys {
 				ev.Cache[k] = store.urls(k)
 			}
-		}
-		if k := ev.Job.Variables.Get("CACHE_FALLBACK_KEY"); k != "" {
-			ev.Cache[k] = store.urls(k)
 		}
 		return ev
 	}
@@ -448,7 +445,9 @@ func testCache(t *testing.T, mk envMaker) {
 		{"same key restores", gitlab.Cache{Key: "deps", Paths: []string{".cache/"}, Policy: "pull"}, nil, 1, "Successfully extracted cache"},
 		{"fallback key restores", gitlab.Cache{Key: "feature", FallbackKeys: []string{"deps"}, Paths: []string{".cache/"}, Policy: "pull"}, nil, 1, "Checking cache for deps-non_protected..."},
 		{"CACHE_FALLBACK_KEY restores", gitlab.Cache{Key: "other", Paths: []string{".cache/"}, Policy: "pull"}, []gitlab.Variable{{Key: "CACHE_FALLBACK_KEY", Value: "deps-non_protected"}}, 1, "Checking cache for deps-non_protected..."},
+		{"policy from a variable restores", gitlab.Cache{Key: "deps", Paths: []string{".cache/"}, Policy: "$CACHE_POLICY"}, []gitlab.Variable{{Key: "CACHE_POLICY", Value: "pull"}}, 1, "Successfully extracted cache"},
 		{"pull-push saves under its own key", gitlab.Cache{Key: "second", FallbackKeys: []string{"deps"}, Paths: []string{".cache/"}}, nil, 2, "Created cache"},
+		{"policy from a variable saves", gitlab.Cache{Key: "third", FallbackKeys: []string{"deps"}, Paths: []string{".cache/"}, Policy: "${CACHE_POLICY}"}, []gitlab.Variable{{Key: "CACHE_POLICY", Value: "pull-push"}}, 3, "Created cache"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -488,7 +487,7 @@ func testCache(t *testing.T, mk envMaker) {
 	})
 	t.Run("unreachable cache only warns", func(t *testing.T) {
 		ev := e.take(p, gitlabtest.JobSpec{Script: []string{"true"}, Cache: []gitlab.Cache{{Key: "deps", Paths: []string{".cache/"}}}})
-		ev.Cache = map[string]executor.CacheURLs{ev.Job.Cache[0].Key: {GetURL: "http://127.0.0.1:1/x?X-Amz-Signature=s", PutURL: "http://127.0.0.1:1/x?X-Amz-Signature=s"}}
+		ev.Cache = map[string]dispatch.CacheURLs{ev.Job.Cache[0].Key: {GetURL: "http://127.0.0.1:1/x?X-Amz-Signature=s", PutURL: "http://127.0.0.1:1/x?X-Amz-Signature=s"}}
 		_, got := e.run(ev)
 		if got.State != "success" {
 			t.Errorf("job = %s, want success; trace:\n%s", got.State, got.Trace)

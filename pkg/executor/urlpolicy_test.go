@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/urlpolicy"
@@ -28,7 +28,7 @@ func (a answers) LookupNetIP(context.Context, string, string) ([]netip.Addr, err
 // rebound returns ev as if its GitLab's host name ("localhost", where the
 // fake GitLab listens) had resolved elsewhere when the runner was
 // registered, and resolved to 127.0.0.1 now.
-func rebound(t *testing.T, e *env, ev executor.Event) executor.Event {
+func rebound(t *testing.T, e *env, ev dispatch.Event) dispatch.Event {
 	t.Helper()
 	u, err := url.Parse(e.srv.URL())
 	if err != nil {
@@ -40,7 +40,7 @@ func rebound(t *testing.T, e *env, ev executor.Event) executor.Event {
 
 // wantNothingSent runs ev and checks that its result says why in plain
 // words and that GitLab received nothing from the executor.
-func wantNothingSent(t *testing.T, e *env, ev executor.Event, why string) {
+func wantNothingSent(t *testing.T, e *env, ev dispatch.Event, why string) {
 	t.Helper()
 	before, state := len(e.srv.Requests()), e.srv.Job(ev.Job.ID).State
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -98,9 +98,9 @@ func TestCacheURLsAreDialledThroughTheStoragePolicy(t *testing.T) {
 		Cache:  []gitlab.Cache{{Key: "deps", Paths: []string{".cache/"}, Policy: "pull-push", When: "on_success"}},
 	})
 	meta := "http://169.254.169.254/latest/meta-data/cache.zip?X-Amz-Signature=deadbeef"
-	ev.Cache = map[string]executor.CacheURLs{}
+	ev.Cache = map[string]dispatch.CacheURLs{}
 	for _, c := range ev.Job.Cache {
-		ev.Cache[c.Key] = executor.CacheURLs{GetURL: meta, PutURL: meta}
+		ev.Cache[c.Key] = dispatch.CacheURLs{GetURL: meta, PutURL: meta}
 	}
 	_, got := e.run(ev)
 	if got.State != "success" {

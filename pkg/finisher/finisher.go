@@ -19,19 +19,21 @@ package finisher
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // DefaultMemoryMB is the executor memory assumed when the executor's result
@@ -45,9 +47,13 @@ type Config struct {
 	DefaultMemoryMB int
 	// GitLab configures the GitLab clients.
 	GitLab gitlab.Options
-	// HTTPClient fetches payloads passed by reference
-	// (http.DefaultClient).
+	// HTTPClient fetches payloads passed by reference (a client dialling
+	// through urlpolicy.Storage).
 	HTTPClient *http.Client
+	// URLPolicy, when set, checks every address the GitLab clients dial
+	// (unless GitLab brings its own HTTPClient or DialContext). Nil checks
+	// nothing.
+	URLPolicy *urlpolicy.Policy
 	// Now returns the current time (time.Now).
 	Now func() time.Time
 	// Logger receives one line per record; nil discards.
@@ -62,13 +68,30 @@ type Finisher struct {
 	log  *slog.Logger
 }
 
+// ConfigFromEnv reads EXECUTOR_MEMORY_MB and the URL policy's
+// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.ConfigFromEnv)
+// through lookup (os.LookupEnv when nil).
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	cfg := Config{DefaultMemoryMB: r.Int("EXECUTOR_MEMORY_MB", 128)}
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		r.Fail(err)
+	}
+	cfg.URLPolicy = &policy
+	return cfg, r.Err("finisher")
+}
+
 // New returns a Finisher.
 func New(jobs runner.JobStore, cfg Config) *Finisher {
 	if cfg.DefaultMemoryMB <= 0 {
 		cfg.DefaultMemoryMB = DefaultMemoryMB
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
+		cfg.HTTPClient = &http.Client{Transport: urlpolicy.Storage.Transport()}
+	}
+	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
+		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -83,18 +106,6 @@ func New(jobs runner.JobStore, cfg Config) *Finisher {
 	return &Finisher{jobs: jobs, cfg: cfg, log: log}
 }
 
-// executorResult is the executor's response payload (its Result type):
-// only the fields the finisher reads.
-type executorResult struct {
-	JobID         int64  `json:"job_id"`
-	State         string `json:"state"`
-	FailureReason string `json:"failure_reason"`
-	DurationMS    int64  `json:"duration_ms"`
-	Reported      bool   `json:"reported"`
-	Error         string `json:"error"`
-	MemoryMB      int    `json:"memory_mb"`
-}
-
 // Outcome is what the finisher did with one record.
 type Outcome struct {
 	RunnerID string `json:"runner_id,omitempty"`
@@ -102,7 +113,7 @@ type Outcome struct {
 	// State is the recorded state.
 	State runner.JobState `json:"state,omitempty"`
 	// FailureReason is the recorded failure reason.
-	FailureReason string `json:"failure_reason,omitempty"`
+	FailureReason gitlab.FailureReason `json:"failure_reason,omitempty"`
 	// FailedInGitLab: the finisher reported the job failed itself.
 	FailedInGitLab bool `json:"failed_in_gitlab,omitempty"`
 	// Duplicate: the job was already finished (a redelivered record), so
@@ -129,7 +140,7 @@ func (f *Finisher) Handle(ctx context.Context, raw []byte) (Outcome, error) {
 // dropped, and one that does not match the store (see verify) is logged
 // and ignored.
 func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, error) {
-	ev, err := poller.DecodeExecutorEvent(rec.RequestPayload)
+	ev, err := dispatch.Decode(rec.RequestPayload)
 	d := ev.Dispatch
 	if err != nil || d.RunnerID == "" || d.JobID == 0 {
 		f.log.ErrorContext(ctx, "destination record without a dispatched job; dropped", "request_id", rec.RequestContext.RequestID, "error", err)
@@ -146,35 +157,48 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		// The slot token is the record's credential: never logged.
 		log.WarnContext(ctx, "destination record does not match the store; ignored", "reason", ignored,
 			"slot", d.SlotIndex, "function", rec.FunctionName(), "condition", rec.RequestContext.Condition)
+		if duplicate {
+			// A record delivered again after its job was closed: the
+			// first delivery may have failed before it freed the slot.
+			return out, f.release(ctx, d)
+		}
 		return out, nil
 	}
 	now := f.cfg.Now()
 	duration := now.Sub(d.StartedAt)
 
-	var res executorResult
-	reported := false
-	if !rec.Failed() && len(rec.ResponsePayload) > 0 && json.Unmarshal(rec.ResponsePayload, &res) == nil && res.Reported {
-		reported = true
-		out.State, out.FailureReason = stateOf(res)
+	// The result is the executor's word, and a job runs beside the
+	// executor: it may have written it. It gives the duration, memory and
+	// failure reason shown; GitLab gives the outcome.
+	var res dispatch.Result
+	if !rec.Failed() && len(rec.ResponsePayload) > 0 {
+		res, _ = dispatch.DecodeResult(rec.ResponsePayload)
 		if res.DurationMS > 0 {
 			duration = time.Duration(res.DurationMS) * time.Millisecond
 		}
 	}
-	if !reported {
+	ev, err = f.full(ctx, rec, ev)
+	if err != nil {
+		return out, fmt.Errorf("finisher: job %d: %w", d.JobID, err)
+	}
+	client, err := f.client(d.GitLabURL, ev.CAPEM)
+	if err != nil {
+		return out, fmt.Errorf("finisher: job %d: %w", d.JobID, err)
+	}
+	status, err := confirm(ctx, client, ev.Job)
+	if err != nil {
+		return out, fmt.Errorf("finisher: confirm job %d with GitLab: %w", d.JobID, err)
+	}
+	if over(status) {
+		out.State, out.FailureReason = stateOf(status, res)
+	} else {
 		reason, msg := diagnose(rec, res)
 		out.State, out.FailureReason = runner.JobFailed, reason
 		log.WarnContext(ctx, "executor ended without reporting the job", "condition", rec.RequestContext.Condition,
-			"function_error", rec.ResponseContext.FunctionError, "reason", reason)
-		job, err := f.jobOf(ctx, ev)
-		if err != nil {
-			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
-		}
-		client, err := gitlab.New(d.GitLabURL, f.cfg.GitLab)
-		if err != nil {
-			return out, fmt.Errorf("finisher: fail job %d: %w", d.JobID, err)
-		}
-		if err := poller.FailJob(ctx, client, poller.JobFailure{
-			JobID: d.JobID, Token: job.Token, TwoPhase: d.TwoPhase, Reason: reason, Message: msg,
+			"function_error", rec.ResponseContext.FunctionError, "reason", reason, "gitlab_status", status,
+			"executor_said", res.State)
+		if err := dispatch.FailJob(ctx, client, dispatch.Failure{
+			JobID: d.JobID, Token: ev.Job.Token, TwoPhase: d.TwoPhase, Reason: reason, Message: msg,
 		}); err != nil {
 			return out, fmt.Errorf("finisher: %w", err)
 		}
@@ -187,8 +211,9 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		memory = res.MemoryMB
 	}
 	err = f.jobs.FinishJob(ctx, d.RunnerID, d.JobID, runner.JobOutcome{
-		State: out.State, FailureReason: out.FailureReason, FinishedAt: now, Duration: duration,
+		State: out.State, FailureReason: string(out.FailureReason), FinishedAt: now, Duration: duration,
 		MemoryMB: memory, BilledDuration: duration.Round(time.Millisecond),
+		DispatchTokenHash: runner.HashDispatchToken(d.SlotToken),
 	})
 	switch {
 	case runner.ErrorCode(err) == runner.ECONFLICT:
@@ -198,11 +223,8 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	case err != nil:
 		return out, fmt.Errorf("finisher: record job %d of runner %s: %w", d.JobID, d.RunnerID, err)
 	}
-	// Conditional on the token: when the lease ran out and another poll
-	// took the slot, this frees nothing and the new holder keeps it.
-	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
-	if err := f.jobs.ReleaseSlot(ctx, slot); err != nil {
-		return out, fmt.Errorf("finisher: release slot %d of runner %s: %w", d.SlotIndex, d.RunnerID, err)
+	if err := f.release(ctx, d); err != nil {
+		return out, err
 	}
 	log.InfoContext(ctx, "job finished", "state", out.State, "failure_reason", out.FailureReason,
 		"failed_in_gitlab", out.FailedInGitLab, "duplicate", out.Duplicate, "duration_ms", duration.Milliseconds(), "memory_mb", memory)
@@ -221,41 +243,78 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 // index is the job's. Whether the token still holds the slot does not
 // matter: a record that waited in Lambda's queue past the slot's lease
 // still closes its job.
-func (f *Finisher) verify(ctx context.Context, d poller.Dispatch) (ignored string, duplicate bool, err error) {
+func (f *Finisher) verify(ctx context.Context, d dispatch.Dispatch) (ignored string, duplicate bool, err error) {
 	job, err := f.jobs.GetJob(ctx, d.RunnerID, d.JobID)
 	switch {
 	case runner.ErrorCode(err) == runner.ENOTFOUND:
 		return "the runner has no such job", false, nil
 	case err != nil:
 		return "", false, err
-	case job.State != runner.JobRunning:
-		return "the job is not running (finished before)", true, nil
 	case d.SlotToken == "":
 		return "the record names no dispatch token", false, nil
 	case !job.DispatchedWith(d.SlotToken):
 		return "the record's token is not the job's dispatch token", false, nil
 	case d.SlotIndex != job.SlotIndex:
 		return "the record names another slot than the job's", false, nil
+	case job.State != runner.JobRunning:
+		return "the job is not running (finished before)", true, nil
 	}
 	return "", false, nil
 }
 
-// stateOf maps the executor's reported state to the record's.
-func stateOf(res executorResult) (runner.JobState, string) {
-	switch res.State {
-	case gitlab.StateSuccess:
+// confirm asks GitLab where the job is, with a keep-alive update (PUT
+// state=running, the executor's own status check): GitLab answers a
+// running job with its status, and a job that is over with 403 and its
+// final status. A job still pending (two-phase commit, never accepted)
+// is accepted by it, and is then running. The error is a failure to ask
+// (network, 5xx): the record is delivered again.
+func confirm(ctx context.Context, client *gitlab.Client, job *gitlab.Job) (string, error) {
+	r, err := client.UpdateJob(ctx, job.ID, gitlab.UpdateJobRequest{Token: job.Token, State: gitlab.StateRunning})
+	switch {
+	case err == nil:
+		return r.JobStatus, nil
+	case gitlab.AbortsJob(err) && r.JobStatus == "":
+		// 404, or a 403 without status: the job is gone (erased, or its
+		// project deleted). Nothing in GitLab is left to close.
+		return statusGone, nil
+	case gitlab.AbortsJob(err):
+		return r.JobStatus, nil
+	}
+	return "", err
+}
+
+// statusGone stands for a job GitLab no longer knows.
+const statusGone = "gone"
+
+// over reports whether GitLab's status says the job has ended.
+func over(status string) bool {
+	switch status {
+	case gitlab.StatusSuccess, gitlab.StatusFailed, gitlab.StatusCanceled, statusGone:
+		return true
+	}
+	return false
+}
+
+// stateOf maps GitLab's final status to the record's state. The failure
+// reason, which GitLab does not tell, is the executor's when it reported
+// the same failure.
+func stateOf(status string, res dispatch.Result) (runner.JobState, gitlab.FailureReason) {
+	switch status {
+	case gitlab.StatusSuccess:
 		return runner.JobSuccess, ""
-	case "canceled":
+	case gitlab.StatusCanceled:
 		return runner.JobCanceled, ""
-	default:
+	}
+	if res.Reported && res.State == gitlab.StateFailed {
 		return runner.JobFailed, res.FailureReason
 	}
+	return runner.JobFailed, ""
 }
 
 // diagnose says why a job was not reported and with which reason to fail
 // it. The message goes to the job's trace: it names the kind of failure,
 // never the function's error text, which could quote job data.
-func diagnose(rec invoke.Record, res executorResult) (reason, msg string) {
+func diagnose(rec invoke.Record, res dispatch.Result) (reason gitlab.FailureReason, msg string) {
 	e, _ := rec.Error()
 	switch {
 	case rec.RequestContext.Condition == invoke.ConditionEventAgeExceeded:
@@ -268,6 +327,8 @@ func diagnose(rec invoke.Record, res executorResult) (reason, msg string) {
 			kind = "unknown error"
 		}
 		return gitlab.ReasonRunnerSystemFailure, "The executor function crashed before reporting the job's result (" + kind + ")."
+	case res.Reported:
+		return gitlab.ReasonRunnerSystemFailure, "The executor's invocation ended while GitLab still showed this job running, so its outcome is unknown; the runner failed it rather than leave it running."
 	case res.Error != "":
 		return gitlab.ReasonRunnerSystemFailure, "The executor ended without reporting the job's result: " + res.Error
 	default:
@@ -275,37 +336,45 @@ func diagnose(rec invoke.Record, res executorResult) (reason, msg string) {
 	}
 }
 
-// jobOf returns the job of the event, fetching the event when it was
-// passed by reference.
-func (f *Finisher) jobOf(ctx context.Context, ev poller.ExecutorEvent) (*gitlab.Job, error) {
-	if ev.Job != nil && ev.Job.Token != "" {
-		return ev.Job, nil
+// full returns the whole executor event of rec, fetching it when it was
+// passed by reference; its job must carry the job token.
+func (f *Finisher) full(ctx context.Context, rec invoke.Record, ev dispatch.Event) (dispatch.Event, error) {
+	if ev.PayloadURL != "" {
+		var err error
+		if ev, _, err = dispatch.Open(ctx, f.cfg.HTTPClient, rec.RequestPayload); err != nil {
+			return ev, err
+		}
 	}
-	if ev.PayloadURL == "" {
-		return nil, errors.New("the executor event holds no job token")
+	if ev.Job == nil || ev.Job.Token == "" {
+		return ev, errors.New("the executor event holds no job token")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ev.PayloadURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("fetch executor event: invalid payload URL")
+	return ev, nil
+}
+
+// client returns a GitLab client for the job's instance, trusting the
+// runner's CA (the event's ca_pem) besides the system roots.
+func (f *Finisher) client(instance, caPEM string) (*gitlab.Client, error) {
+	opts := f.cfg.GitLab
+	if caPEM != "" && opts.HTTPClient == nil {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+			return nil, errors.New("the runner's CA holds no PEM certificate")
+		}
+		opts.RootCAs = pool
 	}
-	resp, err := f.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch executor event: %w", errors.Unwrap(err))
+	return gitlab.New(instance, opts)
+}
+
+// release frees the dispatch's slot, only while the dispatch's token holds
+// it: when the lease ran out and another poll took the slot, this frees
+// nothing and the new holder keeps it.
+func (f *Finisher) release(ctx context.Context, d dispatch.Dispatch) error {
+	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
+	if err := f.jobs.ReleaseSlot(ctx, slot); err != nil {
+		return fmt.Errorf("finisher: release slot %d of runner %s: %w", d.SlotIndex, d.RunnerID, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch executor event: status %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("fetch executor event: %w", err)
-	}
-	full, err := poller.DecodeExecutorEvent(body)
-	if err != nil {
-		return nil, err
-	}
-	if full.Job == nil || full.Job.Token == "" {
-		return nil, errors.New("the fetched executor event holds no job token")
-	}
-	return full.Job, nil
+	return nil
 }

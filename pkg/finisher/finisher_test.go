@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/finisher"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
@@ -45,6 +46,10 @@ type world struct {
 	mu       sync.Mutex
 	outcomes []finisher.Outcome
 	records  []invoke.Record
+	errs     []error
+	// failing: a test expects the finisher to fail and collects its
+	// errors in errs instead of failing.
+	failing bool
 }
 
 func newWorld(t *testing.T, executor invoke.Func, timeout time.Duration) *world {
@@ -77,8 +82,10 @@ func newWorld(t *testing.T, executor invoke.Func, timeout time.Duration) *world 
 		w.mu.Lock()
 		w.outcomes = append(w.outcomes, out)
 		w.records = append(w.records, rec)
+		w.errs = append(w.errs, err)
+		failing := w.failing
 		w.mu.Unlock()
-		if err != nil {
+		if err != nil && !failing {
 			t.Errorf("finisher: %v", err)
 		}
 		return nil, err
@@ -100,7 +107,7 @@ func (w *world) run() gitlabtest.Job {
 	w.t.Helper()
 	p := w.gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"})
 	job := w.gl.EnqueueJob(p, gitlabtest.JobSpec{Script: []string{"make"}})
-	if _, err := w.poller.Poll(context.Background(), poller.Event{RunnerID: w.runner.ID}); err != nil {
+	if _, err := w.poller.Poll(context.Background(), dispatch.Poll{RunnerID: w.runner.ID}); err != nil {
 		w.t.Fatalf("Poll: %v", err)
 	}
 	w.local.Wait()
@@ -119,7 +126,7 @@ func (w *world) slotFree() bool {
 }
 
 // client returns a GitLab client for an executor stand-in.
-func (w *world) client(ev poller.ExecutorEvent) *gitlab.Client {
+func (w *world) client(ev dispatch.Event) *gitlab.Client {
 	c, err := gitlab.New(ev.GitLabURL, w.glOpts)
 	if err != nil {
 		w.t.Fatalf("gitlab.New: %v", err)
@@ -130,8 +137,8 @@ func (w *world) client(ev poller.ExecutorEvent) *gitlab.Client {
 const started = "Running with gitlab-serverless-runner\n"
 
 // accept does what every executor does first: PUT running and a trace.
-func (w *world) accept(ctx context.Context, payload []byte) (poller.ExecutorEvent, *gitlab.Client) {
-	ev, err := poller.DecodeExecutorEvent(payload)
+func (w *world) accept(ctx context.Context, payload []byte) (dispatch.Event, *gitlab.Client) {
+	ev, err := dispatch.Decode(payload)
 	if err != nil {
 		w.t.Errorf("executor event: %v", err)
 		return ev, nil
@@ -149,7 +156,7 @@ func (w *world) accept(ctx context.Context, payload []byte) (poller.ExecutorEven
 // succeed does what an executor does last when the job accepted went well:
 // the final update for the trace accept sent, then the result it returns,
 // reporting durationMS.
-func succeed(ctx context.Context, c *gitlab.Client, ev poller.ExecutorEvent, durationMS int) ([]byte, error) {
+func succeed(ctx context.Context, c *gitlab.Client, ev dispatch.Event, durationMS int) ([]byte, error) {
 	_, err := c.FinalUpdate(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateSuccess,
 		Output: gitlab.JobOutput{Checksum: fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE([]byte(started))), Bytesize: int64(len(started))}}, nil)
 	if err != nil {
@@ -176,7 +183,7 @@ func TestFinisherFailsJobsWhoseExecutorDied(t *testing.T) {
 		name       string
 		timeout    time.Duration
 		executor   func(w *world) invoke.Func
-		wantReason string
+		wantReason gitlab.FailureReason
 		wantLine   string
 		wantTrace  string // trace the executor wrote before the line
 	}{
@@ -215,7 +222,7 @@ func TestFinisherFailsJobsWhoseExecutorDied(t *testing.T) {
 				t.Errorf("trace = %q, want %q followed by a line saying %q", job.Trace, tt.wantTrace, tt.wantLine)
 			}
 			rec, err := w.store.GetJob(context.Background(), w.runner.ID, job.ID)
-			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != tt.wantReason || rec.MemoryMB != 3008 {
+			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != string(tt.wantReason) || rec.MemoryMB != 3008 {
 				t.Errorf("job record = %+v, %v; want failed (%s) with the default 3008 MB (a dead executor reports none)", rec, err, tt.wantReason)
 			}
 			if !w.slotFree() {
@@ -269,7 +276,7 @@ func TestFinisherFetchesPayloadByReference(t *testing.T) {
 	job := w.run()
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { _, _ = rw.Write(full) }))
 	defer srv.Close()
-	ev, _ := poller.DecodeExecutorEvent(full)
+	ev, _ := dispatch.Decode(full)
 	ref, _ := json.Marshal(map[string]any{"payload_url": srv.URL + "/payload.json", "dispatch": ev.Dispatch})
 	rec := invoke.Record{Version: "1.0", Timestamp: time.Now(), RequestPayload: ref,
 		RequestContext:  invoke.RequestContext{Condition: invoke.ConditionRetriesExhausted, FunctionARN: "arn:aws:lambda:us-east-1:1:function:executor"},

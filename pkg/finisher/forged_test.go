@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -19,9 +19,9 @@ import (
 // finisher could send: an invocation of an executor for d, which crashed
 // (the finisher would fail the job in GitLab) or, when reported, says the
 // job succeeded (the finisher would record it).
-func forgedRecord(t *testing.T, gitlabURL string, d poller.Dispatch, reported bool) invoke.Record {
+func forgedRecord(t *testing.T, gitlabURL string, d dispatch.Dispatch, reported bool) invoke.Record {
 	t.Helper()
-	ev, err := json.Marshal(poller.ExecutorEvent{GitLabURL: gitlabURL, Job: &gitlab.Job{ID: d.JobID, Token: "glcbt-forged"}, Dispatch: d})
+	ev, err := json.Marshal(dispatch.Event{GitLabURL: gitlabURL, Job: &gitlab.Job{ID: d.JobID, Token: "glcbt-forged"}, Dispatch: d})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func forgedRecord(t *testing.T, gitlabURL string, d poller.Dispatch, reported bo
 // none may change a job record or a slot, or reach GitLab. The running
 // job's own record then still closes it.
 func TestFinisherIgnoresForgedRecords(t *testing.T) {
-	events := make(chan poller.ExecutorEvent, 1)
+	events := make(chan dispatch.Event, 1)
 	release := make(chan struct{})
 	var w *world
 	w = newWorld(t, func(ctx context.Context, p []byte) ([]byte, error) {
@@ -59,10 +59,10 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 	finished := w.run() // a job run to its end
 	p := w.gl.CreateProject("group/other", map[string]string{"README.md": "hi\n"})
 	job := w.gl.EnqueueJob(p, gitlabtest.JobSpec{Name: "running", Script: []string{"sleep 1000"}})
-	if _, err := w.poller.Poll(ctx, poller.Event{RunnerID: w.runner.ID}); err != nil {
+	if _, err := w.poller.Poll(ctx, dispatch.Poll{RunnerID: w.runner.ID}); err != nil {
 		t.Fatalf("Poll: %v", err)
 	}
-	var ev poller.ExecutorEvent
+	var ev dispatch.Event
 	select {
 	case ev = <-events:
 	case <-time.After(time.Minute):
@@ -89,7 +89,7 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 		t.Fatalf("job states = %s, %s; want success, running", before[0].State, before[1].State)
 	}
 
-	forge := func(edit func(*poller.Dispatch)) poller.Dispatch {
+	forge := func(edit func(*dispatch.Dispatch)) dispatch.Dispatch {
 		d := real
 		d.SlotToken = "0123456789abcdef0123456789abcdef"
 		edit(&d)
@@ -97,18 +97,18 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		d         poller.Dispatch
+		d         dispatch.Dispatch
 		reported  bool
 		duplicate bool
 	}{
-		{"unknown job", forge(func(d *poller.Dispatch) { d.JobID = 987654 }), false, false},
-		{"unknown runner", forge(func(d *poller.Dispatch) { d.RunnerID = runner.NewID() }), false, false},
-		{"running job, wrong slot token, crashed", forge(func(*poller.Dispatch) {}), false, false},
-		{"running job, wrong slot token, reported success", forge(func(*poller.Dispatch) {}), true, false},
-		{"running job, no slot token", forge(func(d *poller.Dispatch) { d.SlotToken = "" }), false, false},
-		{"running job, right token of another slot index", forge(func(d *poller.Dispatch) { d.SlotToken, d.SlotIndex = real.SlotToken, real.SlotIndex+1 }), false, false},
-		{"finished job, wrong slot token", forge(func(d *poller.Dispatch) { d.JobID = finished.ID }), false, true},
-		{"finished job, the slot token that holds the slot now", forge(func(d *poller.Dispatch) { d.JobID, d.SlotToken = finished.ID, real.SlotToken }), false, true},
+		{"unknown job", forge(func(d *dispatch.Dispatch) { d.JobID = 987654 }), false, false},
+		{"unknown runner", forge(func(d *dispatch.Dispatch) { d.RunnerID = runner.NewID() }), false, false},
+		{"running job, wrong slot token, crashed", forge(func(*dispatch.Dispatch) {}), false, false},
+		{"running job, wrong slot token, reported success", forge(func(*dispatch.Dispatch) {}), true, false},
+		{"running job, no slot token", forge(func(d *dispatch.Dispatch) { d.SlotToken = "" }), false, false},
+		{"running job, right token of another slot index", forge(func(d *dispatch.Dispatch) { d.SlotToken, d.SlotIndex = real.SlotToken, real.SlotIndex+1 }), false, false},
+		{"finished job, wrong slot token", forge(func(d *dispatch.Dispatch) { d.JobID = finished.ID }), false, false},
+		{"finished job, the slot token that holds the slot now", forge(func(d *dispatch.Dispatch) { d.JobID, d.SlotToken = finished.ID, real.SlotToken }), false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,36 +3,18 @@ package finisher_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/finisher"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
-	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/store"
 )
-
-// heldInvoker takes executor invocations and runs nothing: the jobs stay
-// running in GitLab and their slots stay held.
-type heldInvoker struct {
-	mu     sync.Mutex
-	events []poller.ExecutorEvent
-}
-
-func (h *heldInvoker) Invoke(_ context.Context, _ string, payload []byte, _ invoke.Options) error {
-	ev, err := poller.DecodeExecutorEvent(payload)
-	if err != nil {
-		return err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events = append(h.events, ev)
-	return nil
-}
 
 // TestFinisherClosesJobWhoseSlotWasTaken delivers a job's own record after
 // its slot's lease ran out and another poll took the slot for another job
@@ -44,7 +26,7 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 		name       string
 		crash      bool
 		wantState  runner.JobState
-		wantReason string
+		wantReason gitlab.FailureReason
 		wantGitLab string
 		wantLine   string
 	}{
@@ -54,7 +36,7 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			events := make(chan poller.ExecutorEvent, 1)
+			events := make(chan dispatch.Event, 1)
 			release := make(chan struct{})
 			var w *world
 			w = newWorld(t, func(ctx context.Context, p []byte) ([]byte, error) {
@@ -69,10 +51,10 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 			ctx := context.Background()
 			p := w.gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"})
 			first := w.gl.EnqueueJob(p, gitlabtest.JobSpec{Name: "first", Script: []string{"make"}})
-			if res, err := w.poller.Poll(ctx, poller.Event{RunnerID: w.runner.ID}); err != nil || res.Jobs != 1 {
+			if res, err := w.poller.Poll(ctx, dispatch.Poll{RunnerID: w.runner.ID}); err != nil || res.Jobs != 1 {
 				t.Fatalf("Poll() = %+v, %v; want one job", res, err)
 			}
-			var ev poller.ExecutorEvent
+			var ev dispatch.Event
 			select {
 			case ev = <-events:
 			case <-time.After(time.Minute):
@@ -87,17 +69,23 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 			if err != nil {
 				t.Fatalf("store.New: %v", err)
 			}
-			held := &heldInvoker{}
+			// The invocation is only recorded: the second job stays running in
+			// GitLab and its slot stays held.
+			held := &invoketest.Recorder{}
 			p2, err := poller.New(poller.Deps{Runners: st2, Jobs: st2, Sealer: w.sealer, Invoker: held},
 				poller.Config{ExecutorFunctions: map[string]string{"provided.al2023": "executor"}, GitLab: w.glOpts, Now: later})
 			if err != nil {
 				t.Fatalf("poller.New: %v", err)
 			}
 			second := w.gl.EnqueueJob(p, gitlabtest.JobSpec{Name: "second", Script: []string{"make"}})
-			if res, err := p2.Poll(ctx, poller.Event{RunnerID: w.runner.ID}); err != nil || res.Jobs != 1 {
+			if res, err := p2.Poll(ctx, dispatch.Poll{RunnerID: w.runner.ID}); err != nil || res.Jobs != 1 {
 				t.Fatalf("later Poll() = %+v, %v; want the second job taken in the expired slot", res, err)
 			}
-			other := held.events[0].Dispatch
+			heldEv, err := held.Accepted()[0].Event()
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := heldEv.Dispatch
 			if other.JobID != second.ID || other.SlotIndex != ev.Dispatch.SlotIndex || other.SlotToken == ev.Dispatch.SlotToken {
 				t.Fatalf("second dispatch = job %d in slot %d; want job %d in the first job's slot %d, with a new token",
 					other.JobID, other.SlotIndex, second.ID, ev.Dispatch.SlotIndex)
@@ -120,7 +108,7 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 				t.Errorf("first job's trace = %q, want %q then a line saying %q", job.Trace, started, tt.wantLine)
 			}
 			rec, err := w.store.GetJob(ctx, w.runner.ID, first.ID)
-			if err != nil || rec.State != tt.wantState || rec.FailureReason != tt.wantReason || rec.FinishedAt == nil {
+			if err != nil || rec.State != tt.wantState || rec.FailureReason != string(tt.wantReason) || rec.FinishedAt == nil {
 				t.Errorf("first job record = %+v, %v; want %s (%q), finished", rec, err, tt.wantState, tt.wantReason)
 			}
 
@@ -160,7 +148,7 @@ func TestFinisherIgnoresRecordsForJobsWithoutDispatchHash(t *testing.T) {
 	if err := w.store.ClaimJob(ctx, &runner.Job{RunnerID: w.runner.ID, JobID: jobID, LeaseExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatalf("ClaimJob: %v", err)
 	}
-	d := poller.Dispatch{RunnerID: w.runner.ID, JobID: jobID, GitLabURL: w.gl.URL(), SlotIndex: slot.Index, Function: "executor", StartedAt: time.Now()}
+	d := dispatch.Dispatch{RunnerID: w.runner.ID, JobID: jobID, GitLabURL: w.gl.URL(), SlotIndex: slot.Index, Function: "executor", StartedAt: time.Now()}
 	for _, token := range []string{"0123456789abcdef0123456789abcdef", slot.Token} {
 		d.SlotToken = token
 		out, err := w.finisher.Finish(ctx, forgedRecord(t, w.gl.URL(), d, true))

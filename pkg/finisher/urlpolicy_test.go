@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/finisher"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
@@ -49,7 +50,7 @@ func TestFinisherRefusesARefusedGitLabAddress(t *testing.T) {
 	noWait := func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
 	strict := urlpolicy.Policy{AllowHTTP: true}
-	f := finisher.New(st, finisher.Config{GitLab: gitlab.Options{DialContext: strict.DialContext, Sleep: noWait}})
+	f := finisher.New(st, finisher.Config{URLPolicy: &strict, GitLab: gitlab.Options{Sleep: noWait}})
 	local := invoke.NewLocal(invoke.LocalConfig{})
 	var mu sync.Mutex
 	var finishErr error
@@ -70,7 +71,7 @@ func TestFinisherRefusesARefusedGitLabAddress(t *testing.T) {
 	}
 
 	job := gl.EnqueueJob(gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"}), gitlabtest.JobSpec{Script: []string{"make"}})
-	if res, err := p.Poll(context.Background(), poller.Event{RunnerID: r.ID}); err != nil || res.Jobs != 1 {
+	if res, err := p.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID}); err != nil || res.Jobs != 1 {
 		t.Fatalf("Poll() = %+v, %v; want the job dispatched", res, err)
 	}
 	requests, state := len(gl.Requests()), gl.Job(job.ID).State
@@ -91,5 +92,25 @@ func TestFinisherRefusesARefusedGitLabAddress(t *testing.T) {
 	rec, err := st.GetJob(context.Background(), r.ID, job.ID)
 	if err != nil || rec.State != runner.JobRunning {
 		t.Errorf("job record = %+v, %v; want it still running, for the record's next delivery", rec, err)
+	}
+}
+
+func TestConfigFromEnvReadsTheURLPolicy(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want urlpolicy.Policy
+	}{
+		{nil, urlpolicy.Policy{}},
+		{map[string]string{"ALLOW_HTTP_GITLAB": "true", "ALLOW_PRIVATE_GITLAB": "true"}, urlpolicy.Policy{AllowHTTP: true, AllowPrivate: true}},
+	}
+	for _, tt := range tests {
+		cfg, err := finisher.ConfigFromEnv(func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+		if err != nil || cfg.URLPolicy == nil || *cfg.URLPolicy != tt.want {
+			t.Errorf("ConfigFromEnv(%v) policy = %+v, %v; want %+v", tt.env, cfg.URLPolicy, err, tt.want)
+		}
+	}
+	if _, err := finisher.ConfigFromEnv(func(k string) (string, bool) { return "maybe", k == "ALLOW_PRIVATE_GITLAB" }); err == nil ||
+		!strings.Contains(err.Error(), "ALLOW_PRIVATE_GITLAB") {
+		t.Errorf("ALLOW_PRIVATE_GITLAB=maybe: error %v, want one naming the variable", err)
 	}
 }

@@ -46,3 +46,14 @@ func ExampleClient_RequestJob() {
 	}
 	// Output: no job; next last_update: q42
 }
+
+func ExampleFailureReason_For() {
+	supported := []string{"script_failure", "unknown_failure"}
+	fmt.Println(gitlab.FailureReason("").For(supported))
+	fmt.Println(gitlab.ReasonImagePullFailure.For(supported))
+	fmt.Println(gitlab.ReasonJobCanceled.For(supported))
+	// Output:
+	// script_failure
+	// runner_system_failure
+	// unknown_failure
+}

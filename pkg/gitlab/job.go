@@ -3,6 +3,7 @@ package gitlab
 import (
 	"encoding/json"
 	"strings"
+	"time"
 )
 
 // Job is the job payload GitLab returns with 201 from POST /jobs/request
@@ -72,6 +73,19 @@ type RunnerInfo struct {
 	UUID             string  `json:"uuid,omitempty"`
 	Timeout          int     `json:"timeout"`
 	RunnerSessionURL *string `json:"runner_session_url,omitempty"`
+}
+
+// DefaultJobTimeout is the job timeout assumed when GitLab sends none
+// (runner_info.timeout 0): GitLab's default project timeout.
+const DefaultJobTimeout = time.Hour
+
+// Timeout returns the job's effective timeout: runner_info.timeout, or
+// DefaultJobTimeout when GitLab sent none.
+func (j *Job) Timeout() time.Duration {
+	if j.RunnerInfo.Timeout <= 0 {
+		return DefaultJobTimeout
+	}
+	return time.Duration(j.RunnerInfo.Timeout) * time.Second
 }
 
 // Variable is one job variable (section 2.5).

@@ -1,6 +1,9 @@
 package gitlab
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Info describes the runner to GitLab (section 2.1). It is sent with
 // register, verify and job requests.
@@ -156,29 +159,68 @@ const (
 	StatusPending   = "pending"
 )
 
+// FailureReason is why a job failed, as a runner reports it with
+// state=failed (section 3.3).
+type FailureReason string
+
 // Failure reasons a runner reports (section 3.3).
 const (
-	ReasonScriptFailure                   = "script_failure"
-	ReasonRunnerSystemFailure             = "runner_system_failure"
-	ReasonJobExecutionTimeout             = "job_execution_timeout"
-	ReasonUnknownFailure                  = "unknown_failure"
-	ReasonRunnerUnsupported               = "runner_unsupported"
-	ReasonRunnerConfigurationError        = "runner_configuration_error"
-	ReasonRunnerExternalDependencyFailure = "runner_external_dependency_failure"
-	ReasonRunnerInterrupted               = "runner_interrupted"
-	ReasonImagePullFailure                = "image_pull_failure"
-	ReasonJobCanceled                     = "job_canceled"
+	ReasonScriptFailure                   FailureReason = "script_failure"
+	ReasonRunnerSystemFailure             FailureReason = "runner_system_failure"
+	ReasonJobExecutionTimeout             FailureReason = "job_execution_timeout"
+	ReasonUnknownFailure                  FailureReason = "unknown_failure"
+	ReasonRunnerUnsupported               FailureReason = "runner_unsupported"
+	ReasonRunnerConfigurationError        FailureReason = "runner_configuration_error"
+	ReasonRunnerExternalDependencyFailure FailureReason = "runner_external_dependency_failure"
+	ReasonRunnerInterrupted               FailureReason = "runner_interrupted"
+	ReasonImagePullFailure                FailureReason = "image_pull_failure"
+	ReasonJobCanceled                     FailureReason = "job_canceled"
 )
+
+// alwaysSupported are sent even when GitLab does not list them.
+var alwaysSupported = []FailureReason{ReasonScriptFailure, ReasonRunnerSystemFailure, ReasonJobExecutionTimeout}
+
+// failureReasonCompat says what to send instead of a reason GitLab does
+// not know.
+var failureReasonCompat = map[FailureReason]FailureReason{
+	ReasonImagePullFailure:                ReasonRunnerSystemFailure,
+	ReasonRunnerConfigurationError:        ReasonScriptFailure,
+	ReasonRunnerExternalDependencyFailure: ReasonRunnerSystemFailure,
+	ReasonRunnerInterrupted:               ReasonUnknownFailure,
+	ReasonJobCanceled:                     ReasonUnknownFailure,
+}
+
+// For maps the reason to one GitLab accepts, given the job's
+// features.failure_reasons: an empty reason is script_failure; a supported
+// one (or script_failure, runner_system_failure, job_execution_timeout) is
+// kept; others follow the compatibility map (image_pull_failure →
+// runner_system_failure, …) and end as unknown_failure.
+func (r FailureReason) For(supported []string) FailureReason {
+	if r == "" {
+		return ReasonScriptFailure
+	}
+	for range len(failureReasonCompat) + 1 {
+		if slices.Contains(alwaysSupported, r) || slices.Contains(supported, string(r)) {
+			return r
+		}
+		next, ok := failureReasonCompat[r]
+		if !ok {
+			break
+		}
+		r = next
+	}
+	return ReasonUnknownFailure
+}
 
 // UpdateJobRequest is the body of PUT /jobs/:id.
 type UpdateJobRequest struct {
-	Token         string    `json:"token"`
-	State         string    `json:"state,omitempty"`
-	FailureReason string    `json:"failure_reason,omitempty"`
-	ExitCode      int       `json:"exit_code,omitempty"`
-	Checksum      string    `json:"checksum,omitempty"`
-	Output        JobOutput `json:"output"`
-	Info          *Info     `json:"info,omitempty"`
+	Token         string        `json:"token"`
+	State         string        `json:"state,omitempty"`
+	FailureReason FailureReason `json:"failure_reason,omitempty"`
+	ExitCode      int           `json:"exit_code,omitempty"`
+	Checksum      string        `json:"checksum,omitempty"`
+	Output        JobOutput     `json:"output"`
+	Info          *Info         `json:"info,omitempty"`
 }
 
 // JobOutput describes the trace as the runner sent it: "crc32:%08x" of the

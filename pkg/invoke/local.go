@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -14,8 +15,27 @@ import (
 )
 
 // Func is an in-process function: it receives the payload and returns the
-// response payload or an error, as a Lambda handler does.
+// response payload or an error, as a Lambda handler does. Under Local, ctx
+// carries the invocation's TenantID and RequestID.
 type Func func(ctx context.Context, payload []byte) ([]byte, error)
+
+// FunctionError is an error a Func returns to fail with Lambda's own error
+// payload, such as a Runtime.ExitError or a Sandbox.Timedout from a
+// function run elsewhere: Local puts Payload in the destination record as
+// it is, where any other error becomes {"errorMessage": err.Error(),
+// "errorType": "<its Go type>"}.
+type FunctionError struct {
+	Payload ErrorPayload
+}
+
+// Error implements error.
+func (e *FunctionError) Error() string {
+	return e.Payload.ErrorType + ": " + e.Payload.ErrorMessage
+}
+
+// ErrTenantRequired is returned (wrapped) by Local.Invoke for a function in
+// tenant isolation mode invoked without a tenant id, which Lambda refuses.
+var ErrTenantRequired = errors.New("invoke: a function in tenant isolation mode needs a tenant id")
 
 // Destinations name the functions that receive a Record after each
 // invocation, as Lambda's asynchronous invocation destinations; "" sends
@@ -41,6 +61,9 @@ type FunctionConfig struct {
 	// handler's context is cancelled and a "Task timed out" failure is
 	// recorded even if the handler never returns. 0 means no timeout.
 	Timeout time.Duration
+	// TenantIsolation makes Invoke refuse an invocation without a tenant
+	// id, as Lambda refuses one for a function in tenant isolation mode.
+	TenantIsolation bool
 }
 
 // Local runs registered functions in this process, each invocation in its
@@ -84,20 +107,23 @@ func (l *Local) Register(name string, fn Func, cfg FunctionConfig) {
 
 // Invoke queues one invocation of function. The invocation does not
 // inherit ctx's cancellation: like a Lambda event, it runs after the caller
-// is gone.
-func (l *Local) Invoke(ctx context.Context, function string, payload []byte, _ Options) error {
+// is gone. The handler finds opts.TenantID with TenantID.
+func (l *Local) Invoke(ctx context.Context, function string, payload []byte, opts Options) error {
 	l.mu.Lock()
 	f, ok := l.funcs[function]
 	l.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("invoke: invoke %s: %w", function, ErrUnknownFunction)
 	}
+	if f.cfg.TenantIsolation && opts.TenantID == "" {
+		return fmt.Errorf("invoke: invoke %s: %w", function, ErrTenantRequired)
+	}
 	payload = append([]byte(nil), payload...)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
 		l.sem <- struct{}{}
-		rec := l.run(context.WithoutCancel(ctx), function, f, payload)
+		rec := l.run(context.WithoutCancel(ctx), function, opts.TenantID, f, payload)
 		<-l.sem
 		l.deliver(ctx, function, f.cfg.Destinations, rec)
 	}()
@@ -118,8 +144,9 @@ type outcome struct {
 }
 
 // run calls the handler once and builds the destination record.
-func (l *Local) run(ctx context.Context, function string, f localFunc, payload []byte) Record {
+func (l *Local) run(ctx context.Context, function, tenantID string, f localFunc, payload []byte) Record {
 	requestID := newRequestID()
+	ctx = context.WithValue(ctx, invocationKey{}, invocation{tenantID: tenantID, requestID: requestID})
 	start := time.Now()
 	if f.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -162,6 +189,7 @@ func (l *Local) run(ctx context.Context, function string, f localFunc, payload [
 		ResponseContext: ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST"},
 	}
 	var failure *ErrorPayload
+	var fe *FunctionError
 	switch {
 	case timedOut:
 		failure = &ErrorPayload{
@@ -171,6 +199,8 @@ func (l *Local) run(ctx context.Context, function string, f localFunc, payload [
 	case o.panic != "":
 		msg, stack, _ := strings.Cut(o.panic, "\n")
 		failure = &ErrorPayload{ErrorMessage: msg, ErrorType: "Runtime.ExitError", StackTrace: strings.Split(stack, "\n")}
+	case errors.As(o.err, &fe):
+		failure = &fe.Payload
 	case o.err != nil:
 		failure = &ErrorPayload{ErrorMessage: o.err.Error(), ErrorType: fmt.Sprintf("%T", o.err)}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,5 +155,94 @@ func TestLocalInvocationOutlivesCaller(t *testing.T) {
 	l.Wait()
 	if ctxErr != nil {
 		t.Errorf("function context error = %v, want none after the caller cancelled", ctxErr)
+	}
+}
+
+// TestLocalTellsTheFuncItsInvocation checks that a Func finds the
+// invocation's tenant id and the request id its destination record carries,
+// and that a destination invocation has no tenant.
+func TestLocalTellsTheFuncItsInvocation(t *testing.T) {
+	l := invoke.NewLocal(invoke.LocalConfig{})
+	type seen struct{ tenant, request string }
+	var mu sync.Mutex
+	var fn, dest seen
+	var rec invoke.Record
+	l.Register("fn", func(ctx context.Context, _ []byte) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		fn = seen{invoke.TenantID(ctx), invoke.RequestID(ctx)}
+		return []byte(`{}`), nil
+	}, invoke.FunctionConfig{Destinations: invoke.Destinations{OnSuccess: "dest"}})
+	l.Register("dest", func(ctx context.Context, payload []byte) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		dest = seen{invoke.TenantID(ctx), invoke.RequestID(ctx)}
+		return nil, json.Unmarshal(payload, &rec)
+	}, invoke.FunctionConfig{})
+	if err := l.Invoke(context.Background(), "fn", []byte(`{}`), invoke.Options{TenantID: "tenant-a"}); err != nil {
+		t.Fatalf("Invoke() error = %v", err)
+	}
+	l.Wait()
+	if fn.tenant != "tenant-a" {
+		t.Errorf("TenantID(ctx) = %q, want tenant-a", fn.tenant)
+	}
+	if fn.request == "" || fn.request != rec.RequestContext.RequestID {
+		t.Errorf("RequestID(ctx) = %q, want the record's request id %q", fn.request, rec.RequestContext.RequestID)
+	}
+	if dest.tenant != "" || dest.request == "" || dest.request == fn.request {
+		t.Errorf("destination invocation: tenant %q, request %q; want no tenant and a request id of its own", dest.tenant, dest.request)
+	}
+	if got := invoke.TenantID(context.Background()); got != "" {
+		t.Errorf("TenantID outside Local = %q, want empty", got)
+	}
+}
+
+// TestLocalRecordsAFunctionErrorAsIs checks that a Func failing with a
+// *FunctionError gets Lambda's error payload in its record, unchanged.
+func TestLocalRecordsAFunctionErrorAsIs(t *testing.T) {
+	l := invoke.NewLocal(invoke.LocalConfig{})
+	records := make(chan invoke.Record, 1)
+	want := invoke.ErrorPayload{ErrorMessage: "RequestId: 1 Error: Runtime exited with error: exit status 3", ErrorType: "Runtime.ExitError"}
+	l.Register("fn", func(context.Context, []byte) ([]byte, error) {
+		return nil, fmt.Errorf("run: %w", &invoke.FunctionError{Payload: want})
+	}, invoke.FunctionConfig{Destinations: invoke.Destinations{OnFailure: "dest"}})
+	l.Register("dest", func(_ context.Context, payload []byte) ([]byte, error) {
+		var r invoke.Record
+		err := json.Unmarshal(payload, &r)
+		records <- r
+		return nil, err
+	}, invoke.FunctionConfig{})
+	if err := l.Invoke(context.Background(), "fn", []byte(`{}`), invoke.Options{}); err != nil {
+		t.Fatalf("Invoke() error = %v", err)
+	}
+	l.Wait()
+	r := <-records
+	got, ok := r.Error()
+	if !ok || got.ErrorType != want.ErrorType || got.ErrorMessage != want.ErrorMessage {
+		t.Errorf("record error = %+v (ok %v), want %+v", got, ok, want)
+	}
+	if !r.Failed() || r.ResponseContext.FunctionError != invoke.FunctionErrorUnhandled {
+		t.Errorf("record = %+v, want a failed invocation", r.ResponseContext)
+	}
+}
+
+// TestLocalTenantIsolationNeedsATenant checks that a function in tenant
+// isolation mode refuses, at Invoke, an invocation without a tenant id, as
+// Lambda does, and runs nothing.
+func TestLocalTenantIsolationNeedsATenant(t *testing.T) {
+	l := invoke.NewLocal(invoke.LocalConfig{})
+	var ran atomic.Int32
+	l.Register("fn", func(context.Context, []byte) ([]byte, error) { ran.Add(1); return nil, nil },
+		invoke.FunctionConfig{TenantIsolation: true})
+	err := l.Invoke(context.Background(), "fn", []byte(`{}`), invoke.Options{})
+	if !errors.Is(err, invoke.ErrTenantRequired) {
+		t.Errorf("Invoke() without a tenant = %v, want ErrTenantRequired", err)
+	}
+	if err := l.Invoke(context.Background(), "fn", []byte(`{}`), invoke.Options{TenantID: "t"}); err != nil {
+		t.Errorf("Invoke() with a tenant = %v", err)
+	}
+	l.Wait()
+	if got := ran.Load(); got != 1 {
+		t.Errorf("invocations run = %d, want 1", got)
 	}
 }

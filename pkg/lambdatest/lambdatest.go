@@ -4,6 +4,13 @@
 // SAM) and started under the Lambda Runtime Interface Emulator, which is
 // invoked over HTTP. A missing emulator fails the test with a hint; it never
 // skips.
+//
+// Start runs one emulator: one warm environment that serves invocation
+// after invocation. Harness runs a function as Lambda keeps it, in as many
+// execution environments as its invocations need, each isolated in its own
+// namespaces, routed by tenant id and frozen between invocations; Intruder
+// is a hostile job for the tests that must show a job cannot reach beyond
+// its own environment.
 package lambdatest
 
 import (
@@ -176,8 +183,8 @@ func Start(t testing.TB, bootstrap string, opts Options) *Function {
 }
 
 // Invoke sends one invocation and returns the function's response payload.
-// A function error (the handler returned an error or the process crashed)
-// comes back as the payload with FunctionError set.
+// A function error (the handler returned an error, the process crashed or
+// the function timed out) comes back as the payload with FunctionError set.
 func (f *Function) Invoke(ctx context.Context, payload []byte) (Response, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -196,7 +203,8 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) (Response, error)
 		return Response{}, fmt.Errorf("lambdatest: read response: %w", err)
 	}
 	r := Response{StatusCode: resp.StatusCode, Payload: body}
-	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(`"errorType"`)) {
+	// The emulator answers a timeout with 200 and this text.
+	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(`"errorType"`)) || bytes.HasPrefix(body, []byte("Task timed out after ")) {
 		r.FunctionError = string(body)
 	}
 	return r, nil

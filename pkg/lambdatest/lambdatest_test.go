@@ -3,6 +3,7 @@ package lambdatest_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"gitlab-serverless-runner/pkg/lambdatest"
@@ -37,5 +38,16 @@ func TestEmulatorRunsBootstrapWarm(t *testing.T) {
 	}
 	if resp.FunctionError == "" {
 		t.Errorf("a failing handler: got no function error, payload %s", resp.Payload)
+	}
+}
+
+func TestEmulatorReportsATimeoutAsAFunctionError(t *testing.T) {
+	fn := lambdatest.Start(t, lambdatest.Build(t, "./pkg/lambdatest/testdata/jobs"), lambdatest.Options{Env: map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "1"}})
+	resp, err := fn.Invoke(context.Background(), []byte(`{"sleep_ms":3000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(resp.FunctionError, "Task timed out after 1.00 seconds") {
+		t.Errorf("FunctionError = %q, payload %s; want the emulator's timeout", resp.FunctionError, resp.Payload)
 	}
 }

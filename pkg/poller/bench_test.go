@@ -10,10 +10,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/finisher"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/store/dynamotest"
 )
 
@@ -76,14 +76,14 @@ func BenchmarkDynamoDBOpsPerJob(b *testing.B) {
 	for b.Loop() {
 		e.enqueue(gitlabtest.JobSpec{})
 		counter.take()
-		res, err := e.poller.Poll(context.Background(), poller.Event{RunnerID: r.ID})
+		res, err := e.poller.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID})
 		if err != nil || res.Jobs != 1 {
 			b.Fatalf("Poll() = %+v, %v; want one job", res, err)
 		}
 		pr, pw := split(counter.take())
 		pollReads, pollWrites = pollReads+pr, pollWrites+pw
-		calls := e.inv.Calls()
-		payload, _ := json.Marshal(calls[len(calls)-1].Event)
+		calls := e.inv.Accepted()
+		payload := calls[len(calls)-1].Payload
 		rec := invoke.Record{Version: "1.0", RequestContext: invoke.RequestContext{Condition: invoke.ConditionSuccess},
 			RequestPayload: payload, ResponsePayload: json.RawMessage(`{"state":"success","reported":true,"duration_ms":1000}`)}
 		if _, err := fin.Finish(context.Background(), rec); err != nil {

@@ -3,15 +3,14 @@ package poller
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"gitlab-serverless-runner/pkg/archive"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 )
 
@@ -68,70 +67,37 @@ func CacheObjectKey(runnerID string, projectID int64, key string) (string, error
 	return "runner/" + runnerID + "/project/" + strconv.FormatInt(projectID, 10) + "/" + clean, nil
 }
 
-// cacheWant is what the executor may do with one key.
-type cacheWant struct{ get, put bool }
-
-// cacheKeys lists the keys of the job's caches as written in the payload,
-// with what each may be used for: the main key per policy, fallback keys
-// and CACHE_FALLBACK_KEY for reading only.
-func cacheKeys(job *gitlab.Job) map[string]cacheWant {
-	keys := map[string]cacheWant{}
-	add := func(k string, w cacheWant) {
-		old := keys[k]
-		keys[k] = cacheWant{get: old.get || w.get, put: old.put || w.put}
-	}
-	for _, c := range job.Cache {
-		policy := expand(c.Policy, job.Variables)
-		pull := policy == "" || policy == gitlab.CachePolicyPullPush || policy == gitlab.CachePolicyPull
-		push := policy == "" || policy == gitlab.CachePolicyPullPush || policy == gitlab.CachePolicyPush
-		add(c.Key, cacheWant{get: pull, put: push})
-		if pull {
-			for _, fk := range c.FallbackKeys {
-				add(fk, cacheWant{get: true})
-			}
-		}
-	}
-	if len(keys) > 0 {
-		if fk, ok := job.Variables.Lookup("CACHE_FALLBACK_KEY"); ok && fk != "" && !strings.HasSuffix(expand(fk, job.Variables), "-protected") {
-			add(fk, cacheWant{get: true})
-		}
-	}
-	return keys
-}
-
-// expandedKey is the key a cache is stored under: variables expanded, and
-// an empty key meaning <job name>/<git ref>, as the runner does.
-func expandedKey(key string, job *gitlab.Job) string {
-	if key == "" {
-		return job.JobInfo.Name + "/" + job.GitInfo.Ref
-	}
-	return expand(key, job.Variables)
-}
-
-func expand(s string, vars gitlab.Variables) string {
-	return os.Expand(s, func(name string) string { return vars.Get(name) })
-}
-
 // presignCache returns the cache URLs of the job for runner runnerID; keys
 // that cannot be stored (they climb out of the prefix) get no URL, and the
 // executor says so in the trace.
-func presignCache(ctx context.Context, p Presigner, runnerID string, job *gitlab.Job, ttl time.Duration) (map[string]CacheURLs, error) {
+func presignCache(ctx context.Context, p Presigner, runnerID string, job *gitlab.Job, ttl time.Duration) (map[string]dispatch.CacheURLs, error) {
 	if p == nil {
 		return nil, nil
 	}
-	out := map[string]CacheURLs{}
-	for raw, want := range cacheKeys(job) {
-		obj, err := CacheObjectKey(runnerID, job.JobInfo.ProjectID, expandedKey(raw, job))
+	// A key may be named by several caches: its URLs serve them all.
+	type want struct{ get, put bool }
+	keys := map[string]want{}
+	for _, plan := range job.CachePlans() {
+		for i, k := range plan.Keys {
+			w := keys[k]
+			w.get = w.get || plan.Pull
+			w.put = w.put || plan.Push && i == 0
+			keys[k] = w
+		}
+	}
+	out := map[string]dispatch.CacheURLs{}
+	for raw, w := range keys {
+		obj, err := CacheObjectKey(runnerID, job.JobInfo.ProjectID, job.CacheKey(raw))
 		if err != nil {
 			continue
 		}
-		var u CacheURLs
-		if want.get {
+		var u dispatch.CacheURLs
+		if w.get {
 			if u.GetURL, err = p.PresignGet(ctx, obj, ttl); err != nil {
 				return nil, err
 			}
 		}
-		if want.put {
+		if w.put {
 			if u.PutURL, err = p.PresignPut(ctx, obj, ttl); err != nil {
 				return nil, err
 			}

@@ -3,7 +3,41 @@ package poller
 import (
 	"fmt"
 	"strings"
+
+	"gitlab-serverless-runner/pkg/envvar"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
+
+// ConfigFromEnv reads the poller's settings through lookup (os.LookupEnv
+// when nil): EXECUTOR_FUNCTIONS (see ParseFunctions; New refuses a
+// Config without executor functions),
+// POLL_WINDOW_SECONDS, MAX_LONG_POLL_SECONDS, VERSION, CACHE_BUCKET and
+// PAYLOAD_BUCKET (default CACHE_BUCKET), and the URL policy's
+// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.ConfigFromEnv).
+// Unset values are the defaults.
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	cfg := Config{
+		Version:       r.StringOr("VERSION", "dev"),
+		Window:        r.Seconds("POLL_WINDOW_SECONDS"),
+		MaxLongPoll:   r.Seconds("MAX_LONG_POLL_SECONDS"),
+		CacheBucket:   r.String("CACHE_BUCKET"),
+		PayloadBucket: r.StringOr("PAYLOAD_BUCKET", r.String("CACHE_BUCKET")),
+	}
+	if s := r.String("EXECUTOR_FUNCTIONS"); s != "" {
+		fns, err := ParseFunctions(s)
+		if err != nil {
+			r.Fail(fmt.Errorf("EXECUTOR_FUNCTIONS: %w", err))
+		}
+		cfg.ExecutorFunctions = fns
+	}
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		r.Fail(err)
+	}
+	cfg.URLPolicy = &policy
+	return cfg, r.Err("poller")
+}
 
 // ParseFunctions parses the runtime → executor function map of the
 // configuration: comma-separated "runtime=function" pairs, e.g.

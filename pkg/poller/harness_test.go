@@ -7,15 +7,16 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
@@ -25,38 +26,25 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(dynamotest.Main(m)) }
 
-// invocation is one recorded executor invocation.
+// invocation is one accepted executor invocation, decoded.
 type invocation struct {
 	Function string
 	Opts     invoke.Options
-	Event    poller.ExecutorEvent
+	Event    dispatch.Event
 }
 
-// recordingInvoker records invocations; fail, when set, refuses them.
-type recordingInvoker struct {
-	mu    sync.Mutex
-	calls []invocation
-	fail  error
-}
-
-func (r *recordingInvoker) Invoke(_ context.Context, function string, payload []byte, opts invoke.Options) error {
-	ev, err := poller.DecodeExecutorEvent(payload)
-	if err != nil {
-		return err
+// executorCalls decodes the invocations rec accepted.
+func executorCalls(t testing.TB, rec *invoketest.Recorder) []invocation {
+	t.Helper()
+	var out []invocation
+	for _, c := range rec.Accepted() {
+		ev, err := c.Event()
+		if err != nil {
+			t.Fatalf("executor payload: %v", err)
+		}
+		out = append(out, invocation{Function: c.Function, Opts: c.Opts, Event: ev})
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail != nil {
-		return r.fail
-	}
-	r.calls = append(r.calls, invocation{Function: function, Opts: opts, Event: ev})
-	return nil
-}
-
-func (r *recordingInvoker) Calls() []invocation {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]invocation(nil), r.calls...)
+	return out
 }
 
 // fakePresigner makes URLs that name the key and the method.
@@ -77,7 +65,7 @@ type env struct {
 	project *gitlabtest.Project
 	store   *store.Store
 	sealer  *seal.Sealer
-	inv     *recordingInvoker
+	inv     *invoketest.Recorder
 	poller  *poller.Poller
 	glOpts  gitlab.Options
 }
@@ -103,7 +91,7 @@ func newEnvWithClient(t testing.TB, db *dynamodb.Client, opts ...gitlabtest.Opti
 	}
 	gl := gitlabtest.New(t, opts...)
 	e := &env{
-		t: t, gl: gl, store: st, sealer: sealer, inv: &recordingInvoker{},
+		t: t, gl: gl, store: st, sealer: sealer, inv: &invoketest.Recorder{},
 		project: gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"}),
 		glOpts: gitlab.Options{
 			HTTPClient: gl.Client(),
@@ -161,7 +149,7 @@ func (e *env) enqueue(spec gitlabtest.JobSpec) gitlabtest.Job {
 
 func (e *env) poll(r *runner.Runner) poller.Result {
 	e.t.Helper()
-	res, err := e.poller.Poll(context.Background(), poller.Event{RunnerID: r.ID, Reason: poller.ReasonSchedule})
+	res, err := e.poller.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID, Reason: dispatch.PollSchedule})
 	if err != nil {
 		e.t.Fatalf("Poll() error = %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/logtest"
@@ -35,7 +36,7 @@ func TestNoTokenInLogs(t *testing.T) {
 	local := invoke.NewLocal(invoke.LocalConfig{})
 	results := make(chan poller.Result, 2)
 	local.Register("poller", func(ctx context.Context, payload []byte) ([]byte, error) {
-		ev, err := poller.DecodeEvent(payload)
+		ev, err := dispatch.DecodePoll(payload)
 		if err != nil {
 			return nil, err
 		}
@@ -70,7 +71,7 @@ func TestNoTokenInLogs(t *testing.T) {
 	if err != nil || newToken == gr.Token {
 		t.Fatalf("token after the first poll: rotated %v, %v; want a new token", newToken != gr.Token, err)
 	}
-	calls := e.inv.Calls()
+	calls := executorCalls(t, e.inv)
 	if len(calls) != 1 || calls[0].Event.Job == nil || calls[0].Event.Job.Token == "" {
 		t.Fatalf("executor invocations = %d, want one with a job token", len(calls))
 	}

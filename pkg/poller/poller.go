@@ -2,16 +2,19 @@ package poller
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
@@ -20,7 +23,6 @@ const (
 	DefaultWindow      = 5 * time.Second
 	DefaultMaxLongPoll = 60 * time.Second
 	DefaultLeaseMargin = 5 * time.Minute
-	DefaultJobTimeout  = time.Hour
 )
 
 // Health messages, shown to the runner's owner.
@@ -61,6 +63,13 @@ type Config struct {
 	// LeaseMargin is added to a job's timeout for its slot lease and
 	// record lease (DefaultLeaseMargin).
 	LeaseMargin time.Duration
+	// CacheBucket holds the runners' caches; empty means no cache. Read by
+	// the function's main, which builds Deps.Cache.
+	CacheBucket string
+	// PayloadBucket holds executor events too large to send inline
+	// (default CacheBucket); read by the function's main, which builds
+	// the invoker.
+	PayloadBucket string
 	// GitLab configures the GitLab clients (HTTP client, retries).
 	GitLab gitlab.Options
 	// URLPolicy, when set, is checked against the runner's GitLab URL at
@@ -140,7 +149,7 @@ type Result struct {
 // slots are full or the window ends. The error is non-nil only for a
 // failure of the product itself (storage); GitLab's refusals and outages
 // are recorded in the runner's health and end the poll normally.
-func (p *Poller) Poll(ctx context.Context, ev Event) (Result, error) {
+func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 	log := p.log.With("runner_id", ev.RunnerID, "reason", ev.Reason)
 	r, err := p.d.Runners.GetRunner(ctx, ev.RunnerID)
 	if err != nil {
@@ -259,10 +268,7 @@ func (p *Poller) Poll(ctx context.Context, ev Event) (Result, error) {
 func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.Runner, slot runner.Slot, job *gitlab.Job) (handed bool, err error) {
 	log := p.log.With("runner_id", r.ID, "job_id", job.ID)
 	now := p.cfg.Now()
-	timeout := time.Duration(job.RunnerInfo.Timeout) * time.Second
-	if timeout <= 0 {
-		timeout = DefaultJobTimeout
-	}
+	timeout := job.Timeout()
 	lease := now.Add(timeout + p.cfg.LeaseMargin)
 	rec := &runner.Job{
 		RunnerID:       r.ID,
@@ -284,10 +290,17 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 		// token's hash tells a new assignment from a duplicate.
 		JobTokenHash: runner.HashJobToken(job.Token),
 	}
+	// Sealed for the sweeper, which fails the job if neither its executor
+	// nor the finisher closes it before the lease ends.
+	if sealed, err := p.d.Sealer.Seal(seal.JobToken(r.ID, job.ID), job.Token); err == nil {
+		rec.SealedJobToken = sealed
+	} else {
+		log.WarnContext(ctx, "cannot seal the job token; the sweeper will not be able to fail this job", "error", err)
+	}
 	err = p.d.Jobs.ClaimJob(ctx, rec)
 	if runner.ErrorCode(err) == runner.ECONFLICT {
 		var reclaimed bool
-		reclaimed, err = p.reclaim(ctx, log, rec)
+		reclaimed, err = p.reclaim(ctx, log, rec, slot)
 		if err == nil && !reclaimed {
 			log.WarnContext(ctx, "job already claimed; not run twice")
 			p.release(ctx, log, slot)
@@ -321,27 +334,40 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	if err != nil {
 		return fail("The runner could not prepare the job's cache.", err)
 	}
-	ev := ExecutorEvent{
-		GitLabURL: client.URL(),
-		Job:       job,
-		Runner:    ExecutorRunner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r)},
-		Cache:     cache,
-		TwoPhase:  Features().TwoPhaseJobCommit,
-		Dispatch: Dispatch{
+	ev := dispatch.Event{
+		GitLabURL:   client.URL(),
+		Job:         job,
+		Runner:      dispatch.Runner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r)},
+		Cache:       cache,
+		OutputLimit: int64(r.OutputLimitKiB),
+		CAPEM:       r.CAPEM,
+		TwoPhase:    Features().TwoPhaseJobCommit,
+		Dispatch: dispatch.Dispatch{
 			RunnerID: r.ID, JobID: job.ID, GitLabURL: client.URL(),
 			SlotIndex: slot.Index, SlotToken: slot.Token, TwoPhase: Features().TwoPhaseJobCommit,
 			Function: function, Runtime: r.Runtime, StartedAt: now, TimeoutSec: int(timeout / time.Second),
 		},
 	}
-	payload, err := json.Marshal(ev)
+	payload, err := ev.Marshal()
 	if err != nil {
 		return fail("The runner could not encode the job for the executor.", err)
 	}
-	if err := p.d.Invoker.Invoke(ctx, function, payload, invoke.Options{TenantID: r.ID, Keep: []string{"dispatch"}}); err != nil {
+	// A tenant of its own: Lambda never routes another invocation into an
+	// execution environment this job has run in (a job can reach the
+	// Runtime API on loopback and ask for the next invocation).
+	if err := p.d.Invoker.Invoke(ctx, function, payload, invoke.Options{TenantID: newTenantID(), Keep: []string{"dispatch"}}); err != nil {
 		return fail("The runner could not start the executor function; the job was not run.", err)
 	}
 	log.InfoContext(ctx, "executor invoked", "function", function)
 	return true, nil
+}
+
+// newTenantID returns an unguessable tenant id for one dispatch: 128
+// random bits, hex (Lambda takes up to 256 printable characters).
+func newTenantID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return "job-" + hex.EncodeToString(b)
 }
 
 // reclaim takes over the record of a job claimed before when GitLab offers
@@ -350,7 +376,7 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 // token. A record with the same job token hash is a duplicate delivery
 // (false). The write is conditional on the stored hash, so of two polls
 // re-claiming one assignment only one wins; the other sees a duplicate.
-func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job) (bool, error) {
+func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job, slot runner.Slot) (bool, error) {
 	stored, err := p.d.Jobs.GetJob(ctx, rec.RunnerID, rec.JobID)
 	if err != nil {
 		return false, fmt.Errorf("read the job's earlier claim: %w", err)
@@ -367,6 +393,14 @@ func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job)
 	}
 	log.InfoContext(ctx, "job re-queued by GitLab and offered again; claimed anew",
 		"previous_state", stored.State, "previous_slot", stored.SlotIndex, "slot", rec.SlotIndex)
+	// The earlier dispatch's executor never ran (GitLab re-queued the job
+	// because it was never accepted): its slot is free again, unless this
+	// poll holds that very slot now.
+	if stored.SlotIndex != slot.Index {
+		if err := p.d.Jobs.ReleaseSlotOfJob(ctx, rec.RunnerID, stored.SlotIndex, rec.JobID); err != nil {
+			log.WarnContext(ctx, "cannot free the earlier dispatch's slot; it frees itself when its lease ends", "slot", stored.SlotIndex, "error", err)
+		}
+	}
 	return true, nil
 }
 
@@ -382,7 +416,7 @@ func (p *Poller) shortToken(r *runner.Runner) string {
 
 // failJob fails a job the poller took, before anything was traced.
 func (p *Poller) failJob(ctx context.Context, log *slog.Logger, client *gitlab.Client, job *gitlab.Job, msg string) {
-	err := FailJob(context.WithoutCancel(ctx), client, JobFailure{
+	err := dispatch.FailJob(context.WithoutCancel(ctx), client, dispatch.Failure{
 		JobID: job.ID, Token: job.Token, TwoPhase: Features().TwoPhaseJobCommit,
 		Reason: gitlab.ReasonRunnerSystemFailure, Message: msg, TraceEmpty: true,
 	})
@@ -394,7 +428,7 @@ func (p *Poller) failJob(ctx context.Context, log *slog.Logger, client *gitlab.C
 func (p *Poller) finishFailed(ctx context.Context, log *slog.Logger, runnerID string, jobID int64, started time.Time) {
 	now := p.cfg.Now()
 	err := p.d.Jobs.FinishJob(ctx, runnerID, jobID, runner.JobOutcome{
-		State: runner.JobFailed, FailureReason: gitlab.ReasonRunnerSystemFailure, FinishedAt: now, Duration: now.Sub(started),
+		State: runner.JobFailed, FailureReason: string(gitlab.ReasonRunnerSystemFailure), FinishedAt: now, Duration: now.Sub(started),
 	})
 	if err != nil {
 		log.ErrorContext(ctx, "cannot record the job's failure", "error", err)

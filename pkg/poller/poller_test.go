@@ -2,13 +2,16 @@ package poller_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 )
@@ -25,13 +28,14 @@ func TestPollHandsJobToExecutor(t *testing.T) {
 	if want := (poller.Result{Jobs: 1, Stop: poller.StopNoJob}); got != want {
 		t.Errorf("Poll() = %+v, want %+v", got, want)
 	}
-	calls := e.inv.Calls()
+	calls := executorCalls(t, e.inv)
 	if len(calls) != 1 {
 		t.Fatalf("executor invocations = %d, want 1", len(calls))
 	}
 	c := calls[0]
-	if c.Function != "executor-provided" || c.Opts.TenantID != r.ID {
-		t.Errorf("invoked %q with tenant %q, want executor-provided with tenant %q", c.Function, c.Opts.TenantID, r.ID)
+	// A tenant of the dispatch's own, unguessable: 128 random bits.
+	if c.Function != "executor-provided" || !regexp.MustCompile(`^job-[0-9a-f]{32}$`).MatchString(c.Opts.TenantID) {
+		t.Errorf("invoked %q with tenant %q, want executor-provided with a tenant id of its own", c.Function, c.Opts.TenantID)
 	}
 	ev := c.Event
 	if ev.GitLabURL != e.gl.URL() || ev.Job == nil || ev.Job.ID != job.ID || ev.Job.Token == "" || !ev.TwoPhase {
@@ -108,7 +112,7 @@ func TestTwoPhaseCommit(t *testing.T) {
 		if got := e.gl.Job(job.ID).State; got != "pending" {
 			t.Errorf("job state after the poll = %q, want pending until the executor accepts it", got)
 		}
-		ev := e.inv.Calls()[0].Event
+		ev := executorCalls(t, e.inv)[0].Event
 		c, err := gitlab.New(ev.GitLabURL, e.glOpts)
 		if err != nil {
 			t.Fatal(err)
@@ -126,8 +130,8 @@ func TestTwoPhaseCommit(t *testing.T) {
 		r, _ := e.addRunner(1, nil)
 		job := e.enqueue(gitlabtest.JobSpec{})
 		e.poll(r)
-		if len(e.inv.Calls()) != 1 {
-			t.Fatalf("executor invocations = %d, want 1", len(e.inv.Calls()))
+		if len(executorCalls(t, e.inv)) != 1 {
+			t.Fatalf("executor invocations = %d, want 1", len(executorCalls(t, e.inv)))
 		}
 		waitFor(t, "the job to return to the queue", func() bool { return e.gl.Job(job.ID).Requeued > 0 })
 		if got := e.gl.Job(job.ID); got.State != "pending" || got.Payload != nil {
@@ -142,7 +146,7 @@ func TestDuplicateDispatchRunsOnce(t *testing.T) {
 	r, _ := e.addRunner(2, nil)
 	e.enqueue(gitlabtest.JobSpec{})
 	e.poll(r)
-	first := e.inv.Calls()
+	first := executorCalls(t, e.inv)
 	if len(first) != 1 {
 		t.Fatalf("executor invocations = %d, want 1", len(first))
 	}
@@ -160,7 +164,7 @@ func TestDuplicateDispatchRunsOnce(t *testing.T) {
 	if err != nil || handed {
 		t.Errorf("second Dispatch() = %v, %v; want not handed, no error", handed, err)
 	}
-	if got := len(e.inv.Calls()); got != 1 {
+	if got := len(executorCalls(t, e.inv)); got != 1 {
 		t.Errorf("executor invocations = %d, want 1", got)
 	}
 	if got, want := e.freeSlots(r), 1; got != want {
@@ -178,13 +182,13 @@ func TestOverlappingPollsRespectConcurrency(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			if _, err := e.poller.Poll(context.Background(), poller.Event{RunnerID: r.ID, Reason: poller.ReasonWebhook}); err != nil {
+			if _, err := e.poller.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID, Reason: dispatch.PollWebhook}); err != nil {
 				t.Errorf("Poll() error = %v", err)
 			}
 		})
 	}
 	wg.Wait()
-	if got, want := len(e.inv.Calls()), 2; got != want {
+	if got, want := len(executorCalls(t, e.inv)), 2; got != want {
 		t.Errorf("executor invocations = %d, want %d", got, want)
 	}
 	picked := 0
@@ -215,7 +219,7 @@ func TestInvokeFailureFailsJob(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			inv := &recordingInvoker{fail: tt.fail}
+			inv := &invoketest.Recorder{Fail: func(invoketest.Invocation) error { return tt.fail }}
 			e.poller = e.newPoller(inv)
 			r, _ := e.addRunner(1, func(r *runner.Runner) { r.Runtime = tt.runtime })
 			job := e.enqueue(gitlabtest.JobSpec{})
@@ -231,7 +235,7 @@ func TestInvokeFailureFailsJob(t *testing.T) {
 				t.Errorf("trace = %q, want a line saying %q", final.Trace, tt.wantMsg)
 			}
 			rec, err := e.store.GetJob(context.Background(), r.ID, job.ID)
-			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != gitlab.ReasonRunnerSystemFailure {
+			if err != nil || rec.State != runner.JobFailed || rec.FailureReason != string(gitlab.ReasonRunnerSystemFailure) {
 				t.Errorf("job record = %+v, %v; want failed with runner_system_failure", rec, err)
 			}
 			if got := e.freeSlots(r); got != 1 {
@@ -268,7 +272,7 @@ func TestPollGitLabFailures(t *testing.T) {
 			if got.Stop != tt.wantStop || got.Jobs != 0 {
 				t.Errorf("Poll() = %+v, want stop %q and no job", got, tt.wantStop)
 			}
-			if n := len(e.inv.Calls()); n != 0 {
+			if n := len(executorCalls(t, e.inv)); n != 0 {
 				t.Errorf("executor invocations = %d, want 0", n)
 			}
 			if j := e.gl.Job(job.ID); j.State != "pending" || j.Payload != nil {
@@ -305,7 +309,7 @@ func TestTokenRotation(t *testing.T) {
 			var wg sync.WaitGroup
 			for range polls {
 				wg.Go(func() {
-					res, err := e.poller.Poll(context.Background(), poller.Event{RunnerID: r.ID})
+					res, err := e.poller.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID})
 					if err != nil || res.Stop != poller.StopNoJob && res.Stop != poller.StopNoSlot {
 						t.Errorf("Poll() = %+v, %v; want a poll that found no job or no free slot", res, err)
 					}
@@ -335,5 +339,24 @@ func TestTokenRotation(t *testing.T) {
 				t.Error("old token still accepted by GitLab")
 			}
 		})
+	}
+}
+
+// TestEventCarriesRunnerSettings: the runner's CA and output limit reach
+// the executor with each job (the executor trusts the CA for GitLab, git,
+// artifacts and cache, and caps the trace at the limit).
+func TestEventCarriesRunnerSettings(t *testing.T) {
+	e := newEnv(t)
+	const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	r, _ := e.addRunner(1, func(r *runner.Runner) { r.CAPEM, r.OutputLimitKiB = pem, 8192 })
+	e.enqueue(gitlabtest.JobSpec{})
+	e.poll(r)
+	calls := executorCalls(t, e.inv)
+	if len(calls) != 1 {
+		t.Fatalf("executor invocations = %d, want 1", len(calls))
+	}
+	ev := calls[0].Event
+	if ev.CAPEM != pem || ev.OutputLimit != 8192 {
+		t.Errorf("event ca_pem, output_limit = %q, %d; want the runner's %q, 8192", ev.CAPEM, ev.OutputLimit, pem)
 	}
 }

@@ -10,41 +10,37 @@ import (
 
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
-	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
 // losingInvoker loses the first invocation (as if Lambda dropped the
 // executor run and its destination record) and acknowledges every later
 // one in GitLab the way a started executor does (PUT state=running).
-type losingInvoker struct {
-	recordingInvoker
-	glOpts gitlab.Options
-	acks   []error
-}
-
-func (l *losingInvoker) Invoke(ctx context.Context, function string, payload []byte, opts invoke.Options) error {
-	if err := l.recordingInvoker.Invoke(ctx, function, payload, opts); err != nil {
-		return err
+func losingInvoker(glOpts gitlab.Options, acks *[]error) *invoketest.Recorder {
+	rec := &invoketest.Recorder{}
+	rec.Then = func(ctx context.Context, inv invoketest.Invocation) error {
+		if len(rec.Calls()) == 1 {
+			return nil // lost
+		}
+		ev, err := inv.Event()
+		if err != nil {
+			return err
+		}
+		c, err := gitlab.New(ev.GitLabURL, glOpts)
+		if err == nil {
+			_, err = c.UpdateJob(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateRunning})
+		}
+		*acks = append(*acks, err)
+		return nil
 	}
-	calls := l.Calls()
-	if len(calls) == 1 {
-		return nil // lost
-	}
-	ev := calls[len(calls)-1].Event
-	c, err := gitlab.New(ev.GitLabURL, l.glOpts)
-	if err == nil {
-		_, err = c.UpdateJob(ctx, ev.Job.ID, gitlab.UpdateJobRequest{Token: ev.Job.Token, State: gitlab.StateRunning})
-	}
-	l.mu.Lock()
-	l.acks = append(l.acks, err)
-	l.mu.Unlock()
-	return nil
+	return rec
 }
 
 func TestRequeuedJobIsClaimedAgain(t *testing.T) {
 	e := newEnv(t, gitlabtest.WithAckWindow(200*time.Millisecond))
-	inv := &losingInvoker{glOpts: e.glOpts}
+	var acks []error
+	inv := losingInvoker(e.glOpts, &acks)
 	e.poller = e.newPoller(inv)
 	// Three slots: the lost executor's (held until its lease ends), the
 	// second executor's, and one for a duplicate delivery.
@@ -53,14 +49,14 @@ func TestRequeuedJobIsClaimedAgain(t *testing.T) {
 	ctx := context.Background()
 
 	e.poll(r)
-	if got := len(inv.Calls()); got != 1 {
+	if got := len(executorCalls(t, inv)); got != 1 {
 		t.Fatalf("executor invocations after the first poll = %d, want 1", got)
 	}
-	firstEv := inv.Calls()[0].Event
+	firstEv := executorCalls(t, inv)[0].Event
 	waitFor(t, "the unacknowledged job to return to the queue", func() bool { return e.gl.Job(job.ID).Requeued > 0 })
 
 	e.poll(r)
-	calls := inv.Calls()
+	calls := executorCalls(t, inv)
 	if len(calls) != 2 {
 		t.Fatalf("executor invocations after the job was re-queued = %d, want 2", len(calls))
 	}
@@ -69,8 +65,8 @@ func TestRequeuedJobIsClaimedAgain(t *testing.T) {
 		t.Errorf("second invocation: job %d with a new token %v, GitLab's current token %v; want job %d with GitLab's new token",
 			second.Job.ID, second.Job.Token != firstEv.Job.Token, second.Job.Token == e.gl.Job(job.ID).Token, job.ID)
 	}
-	if len(inv.acks) != 1 || inv.acks[0] != nil {
-		t.Fatalf("executor acknowledgements = %v, want one accepted", inv.acks)
+	if len(acks) != 1 || acks[0] != nil {
+		t.Fatalf("executor acknowledgements = %v, want one accepted", acks)
 	}
 	if got := e.gl.Job(job.ID).State; got != "running" {
 		t.Errorf("job state in GitLab = %q, want running after the second executor accepted it", got)
@@ -88,6 +84,11 @@ func TestRequeuedJobIsClaimedAgain(t *testing.T) {
 	if s := mustJSON(rec); strings.Contains(s, second.Job.Token) || strings.Contains(s, firstEv.Job.Token) {
 		t.Error("job record holds a job token in clear")
 	}
+	// The lost dispatch's slot was freed by the re-claim: only the new
+	// dispatch holds one.
+	if got, want := e.freeSlots(r), 2; got != want {
+		t.Errorf("free slots after the re-claim = %d, want %d", got, want)
+	}
 
 	// The new assignment delivered again is a duplicate: not run twice.
 	slot, ok, err := e.store.AcquireSlot(ctx, r.ID, r.Concurrency, time.Minute)
@@ -102,7 +103,7 @@ func TestRequeuedJobIsClaimedAgain(t *testing.T) {
 	if err != nil || handed {
 		t.Errorf("Dispatch() of the same assignment again = %v, %v; want not handed, no error", handed, err)
 	}
-	if got := len(inv.Calls()); got != 2 {
+	if got := len(executorCalls(t, inv)); got != 2 {
 		t.Errorf("executor invocations = %d, want 2", got)
 	}
 	e.gl.AssertNoViolations(t)
@@ -113,7 +114,7 @@ func TestConcurrentReclaimsRunOnce(t *testing.T) {
 	r, _ := e.addRunner(3, nil)
 	e.enqueue(gitlabtest.JobSpec{})
 	e.poll(r)
-	first := e.inv.Calls()
+	first := executorCalls(t, e.inv)
 	if len(first) != 1 {
 		t.Fatalf("executor invocations = %d, want 1", len(first))
 	}
@@ -153,11 +154,11 @@ func TestConcurrentReclaimsRunOnce(t *testing.T) {
 	if got := handed.Load(); got != 1 {
 		t.Errorf("handed over by two concurrent re-claims = %d, want 1", got)
 	}
-	calls := e.inv.Calls()
+	calls := executorCalls(t, e.inv)
 	if len(calls) != 2 || calls[1].Event.Job.Token != requeued.Token {
 		t.Fatalf("executor invocations = %d, want 2, the second with the new job token", len(calls))
 	}
-	if got, want := e.freeSlots(r), 1; got != want {
-		t.Errorf("free slots = %d, want %d (the first and the winning dispatch hold one each, the loser's released)", got, want)
+	if got, want := e.freeSlots(r), 2; got != want {
+		t.Errorf("free slots = %d, want %d (the winning dispatch holds one; the loser's and the first dispatch's, whose job GitLab re-queued, are released)", got, want)
 	}
 }

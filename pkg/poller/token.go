@@ -16,6 +16,14 @@ import (
 // on, and saves the new one sealed with its expiry. It returns the token to
 // use, or why the poll stops.
 //
+// GitLab invalidates the old token the moment it hands out the new one,
+// which then exists only in this process until it is saved: a lost save
+// loses the runner. So the reset happens only after the store accepted a
+// write of this runner's token (the same values, conditional on the token
+// this poll read): while the store refuses writes the rotation waits for a
+// later poll, and the old token keeps working meanwhile. A save that fails
+// after the reset is tried again with backoff for about ten seconds.
+//
 // Two polls may find the token due at once. GitLab serialises them: the
 // first reset invalidates the old token, so the second reset is refused
 // with 403. The loser then reads the runner again and goes on with the
@@ -29,6 +37,16 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 		obtained = *r.TokenObtainedAt
 	}
 	if r.TokenExpiresAt == nil || !gitlab.TokenExpiringSoon(obtained, r.TokenExpiresAt, now) {
+		return token, ""
+	}
+	if err := p.d.Runners.RotateToken(ctx, r.ID, r.SealedToken, r.SealedToken, r.TokenObtainedAt, r.TokenExpiresAt); err != nil {
+		if runner.ErrorCode(err) == runner.ECONFLICT {
+			if t, ok := p.awaitRotation(ctx, r); ok {
+				log.InfoContext(ctx, "token was rotated by a concurrent poll")
+				return t, ""
+			}
+		}
+		log.WarnContext(ctx, "token rotation postponed: the runner cannot be written now", "error", err)
 		return token, ""
 	}
 	creds, err := client.ResetRunnerToken(ctx, token)
@@ -49,7 +67,7 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 	}
 	sealed, err := p.d.Sealer.Seal(r.ID, creds.Token)
 	if err == nil {
-		err = p.d.Runners.RotateToken(context.WithoutCancel(ctx), r.ID, r.SealedToken, sealed, &now, creds.TokenExpiresAt)
+		err = p.saveRotatedToken(ctx, log, r, sealed, now, creds.TokenExpiresAt)
 	}
 	if runner.ErrorCode(err) == runner.ECONFLICT {
 		var (
@@ -72,6 +90,38 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 	r.SealedToken, r.TokenObtainedAt, r.TokenExpiresAt = sealed, &now, creds.TokenExpiresAt
 	log.InfoContext(ctx, "runner token rotated", "expires_at", creds.TokenExpiresAt)
 	return creds.Token, ""
+}
+
+// Retries of a rotated token's save: 8 attempts, waits doubling from
+// 100 ms to at most 4 s (about 10 s in all), never past the invocation's
+// deadline.
+const (
+	tokenSaveAttempts  = 8
+	tokenSaveFirstWait = 100 * time.Millisecond
+	tokenSaveMaxWait   = 4 * time.Second
+)
+
+// saveRotatedToken saves the sealed new token over the one r holds,
+// trying again after a failure other than a conflict (which
+// resolveConflict settles). The poll's cancellation does not stop it.
+func (p *Poller) saveRotatedToken(ctx context.Context, log *slog.Logger, r *runner.Runner, sealed []byte, now time.Time, expiresAt *time.Time) error {
+	save := context.WithoutCancel(ctx)
+	deadline, hasDeadline := ctx.Deadline()
+	wait := tokenSaveFirstWait
+	for attempt := 1; ; attempt++ {
+		err := p.d.Runners.RotateToken(save, r.ID, r.SealedToken, sealed, &now, expiresAt)
+		if err == nil || runner.ErrorCode(err) == runner.ECONFLICT || attempt == tokenSaveAttempts ||
+			(hasDeadline && time.Until(deadline) < wait+time.Second) {
+			return err
+		}
+		log.WarnContext(ctx, "new runner token not saved; trying again", "attempt", attempt, "error", err)
+		if p.cfg.GitLab.Sleep != nil {
+			_ = p.cfg.GitLab.Sleep(save, wait)
+		} else {
+			time.Sleep(wait)
+		}
+		wait = min(2*wait, tokenSaveMaxWait)
+	}
 }
 
 // resolveConflict handles a save refused because the stored token changed

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/poller"
@@ -51,7 +52,7 @@ func TestPollRefusesARefusedGitLabAddress(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := p.Poll(context.Background(), poller.Event{RunnerID: r.ID, Reason: poller.ReasonSchedule})
+		res, err := p.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID, Reason: dispatch.PollSchedule})
 		if err != nil {
 			t.Fatalf("Poll() error = %v", err)
 		}
@@ -68,7 +69,7 @@ func TestPollRefusesARefusedGitLabAddress(t *testing.T) {
 		if reqs := e.gl.Requests(); len(reqs) != 0 {
 			t.Errorf("GitLab received %d requests (first %s %s), want none", len(reqs), reqs[0].Method, reqs[0].Path)
 		}
-		if calls := e.inv.Calls(); len(calls) != 0 {
+		if calls := executorCalls(t, e.inv); len(calls) != 0 {
 			t.Errorf("%d executors invoked, want none", len(calls))
 		}
 	}
@@ -84,11 +85,12 @@ func TestPollRefusesARefusedGitLabAddress(t *testing.T) {
 	})
 	t.Run("allowed by the operator", func(t *testing.T) {
 		res := pollWith(t, urlpolicy.Policy{AllowHTTP: true, AllowPrivate: true})
-		if res.Jobs != 1 || len(e.inv.Calls()) != 1 {
-			t.Errorf("Poll() = %+v with private addresses allowed, want the job handed over", res)
+		calls := executorCalls(t, e.inv)
+		if res.Jobs != 1 || len(calls) != 1 {
+			t.Fatalf("Poll() = %+v with private addresses allowed, want the job handed over", res)
 		}
-		if h := e.runnerNow(r.ID).Health; !h.Healthy() || !strings.Contains(e.inv.Calls()[0].Event.GitLabURL, "localhost") {
-			t.Errorf("health %+v, event URL %q: want a healthy runner and the job dispatched", h, e.inv.Calls()[0].Event.GitLabURL)
+		if h := e.runnerNow(r.ID).Health; !h.Healthy() || !strings.Contains(calls[0].Event.GitLabURL, "localhost") {
+			t.Errorf("health %+v, event URL %q: want a healthy runner and the job dispatched", h, calls[0].Event.GitLabURL)
 		}
 	})
 }

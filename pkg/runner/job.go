@@ -66,6 +66,11 @@ type Job struct {
 	// another token is a new assignment, and with the same token a
 	// duplicate delivery. Empty for a job recorded without one.
 	JobTokenHash string
+	// SealedJobToken is the job token sealed with the runner tokens' keys
+	// (for the purpose seal.JobToken), kept while the job runs so that a
+	// job whose executor and finisher both vanished can still be failed in
+	// GitLab when its lease runs out; removed when the job finishes.
+	SealedJobToken []byte
 }
 
 // JobOutcome is what the finisher records when a job ends.
@@ -76,6 +81,10 @@ type JobOutcome struct {
 	Duration       time.Duration
 	MemoryMB       int
 	BilledDuration time.Duration
+	// DispatchTokenHash, when set, finishes the job only if its record is
+	// still that dispatch's (Job.DispatchTokenHash): a record of an earlier
+	// assignment of a job GitLab re-queued cannot close the new one.
+	DispatchTokenHash string
 }
 
 // Slot is one of a runner's concurrency slots, held by one poll-and-run

@@ -59,6 +59,13 @@ type Runner struct {
 	Concurrency     int    // jobs that may run at the same time, at least 1
 	Paused          bool   // a paused runner is not polled
 	LongPollSeconds int    // 0: short polls only; >0: opt-in long polling window
+	// CAPEM holds PEM certificates trusted for the runner's GitLab besides
+	// the system roots, for an instance with a private CA; sent with each
+	// job.
+	CAPEM string
+	// OutputLimitKiB is the job trace limit (gitlab-runner's
+	// output_limit); 0 means the executor's default.
+	OutputLimitKiB int
 
 	// WebhookSecretHash is the hash of the per-runner webhook secret.
 	WebhookSecretHash string
@@ -79,6 +86,13 @@ type Runner struct {
 	// CreationMode is one of the Creation* constants.
 	CreationMode string
 }
+
+// WebhookPathPrefix is where the web app serves GitLab's job webhooks: a
+// runner's hook is WebhookPathPrefix followed by its id (WebhookPath).
+const WebhookPathPrefix = "/webhooks/gitlab/"
+
+// WebhookPath is the path of the runner's job webhook.
+func WebhookPath(runnerID string) string { return WebhookPathPrefix + runnerID }
 
 // Health is the result of the poller's last contact with GitLab.
 type Health struct {

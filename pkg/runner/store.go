@@ -81,8 +81,15 @@ type JobStore interface {
 	// GetJob returns one job record or ENOTFOUND.
 	GetJob(ctx context.Context, runnerID string, jobID int64) (*Job, error)
 	// FinishJob records the outcome of a running job; ECONFLICT if it was
-	// already finished, ENOTFOUND if it was never claimed.
+	// already finished or, when o.DispatchTokenHash is set, runs under
+	// another dispatch; ENOTFOUND if it was never claimed.
 	FinishJob(ctx context.Context, runnerID string, jobID int64, o JobOutcome) error
+	// LeaseExpired returns up to limit running jobs whose lease ended
+	// before now, oldest first.
+	LeaseExpired(ctx context.Context, now time.Time, limit int) ([]*Job, error)
+	// ReleaseSlotOfJob frees the runner's slot index if it still holds
+	// jobID, whoever holds its token.
+	ReleaseSlotOfJob(ctx context.Context, runnerID string, index int, jobID int64) error
 	// ListJobs returns up to limit of the runner's jobs, newest first.
 	ListJobs(ctx context.Context, runnerID string, limit int) ([]*Job, error)
 }

@@ -209,7 +209,8 @@ func TestSchedulerBuiltByMakeFindsNoRunners(t *testing.T) {
 	}
 	dir := makeArtifact(t, "SchedulerFunction", hostArch())
 	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: map[string]string{
-		"RUNNERS_TABLE":         prefix + store.RunnersSuffix,
+		"TABLE_PREFIX":          prefix,
+		"TOKEN_SEALING_KEY":     "1:" + seal.GenerateKey(),
 		"POLLER_FUNCTION":       "poller",
 		"SCHEDULER_PARALLELISM": "4",
 		"DYNAMODB_ENDPOINT":     srv.Endpoint,
@@ -226,14 +227,20 @@ func TestSchedulerBuiltByMakeFindsNoRunners(t *testing.T) {
 	if resp.FunctionError != "" {
 		t.Fatalf("function error: %s\nlogs:\n%s", resp.FunctionError, fn.Logs())
 	}
-	var sum struct {
-		Runners, Invoked, Failed *int
+	var out struct {
+		Sweep struct{ Swept, Failed *int }
+		Polls struct{ Runners, Invoked, Failed *int }
 	}
-	if err := json.Unmarshal(resp.Payload, &sum); err != nil {
-		t.Fatalf("decode summary %s: %v", resp.Payload, err)
+	if err := json.Unmarshal(resp.Payload, &out); err != nil {
+		t.Fatalf("decode outcome %s: %v", resp.Payload, err)
 	}
-	if sum.Runners == nil || *sum.Runners != 0 || sum.Invoked == nil || *sum.Invoked != 0 || sum.Failed == nil || *sum.Failed != 0 {
-		t.Errorf("summary: got %s, want 0 runners, 0 invoked, 0 failed", resp.Payload)
+	sum, sw := out.Polls, out.Sweep
+	if sum.Runners == nil || *sum.Runners != 0 || sum.Invoked == nil || *sum.Invoked != 0 || sum.Failed == nil || *sum.Failed != 0 ||
+		sw.Swept == nil || *sw.Swept != 0 || sw.Failed == nil || *sw.Failed != 0 {
+		t.Errorf("outcome: got %s, want nothing swept and 0 runners, 0 invoked, 0 failed", resp.Payload)
+	}
+	if strings.Contains(fn.Logs(), "sweep failed") {
+		t.Errorf("the sweep failed:\n%s", fn.Logs())
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/store"
 )
 
@@ -99,7 +99,7 @@ func TestEveryFunctionHasASampleEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := executor.DecodeEvent(b)
+	ev, err := dispatch.Decode(b)
 	if err != nil {
 		t.Fatalf("the executor's sample event does not decode: %v", err)
 	}

@@ -184,6 +184,13 @@ func envReadsInFile(fset *token.FileSet, f *ast.File, root string, helpers map[s
 				if id, ok := n.Fun.(*ast.Ident); ok && id.Obj != nil && id.Obj.Kind == ast.Var {
 					record(n)
 				}
+				// Methods of a local value, such as an envvar.Reader's
+				// r.String("NAME").
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok {
+					if id, ok := sel.X.(*ast.Ident); ok && id.Obj != nil && id.Obj.Kind == ast.Var {
+						record(n)
+					}
+				}
 			case *ast.BasicLit:
 				add(n, envLiteral)
 			}
@@ -195,12 +202,15 @@ func envReadsInFile(fset *token.FileSet, f *ast.File, root string, helpers map[s
 }
 
 // takesLookup reports whether a function has a parameter of type
-// func(string) string or func(string) (string, bool).
+// func(string) string or func(string) (string, bool), or envvar.Lookup.
 func takesLookup(typ *ast.FuncType) bool {
 	if typ.Params == nil {
 		return false
 	}
 	for _, p := range typ.Params.List {
+		if sel, ok := p.Type.(*ast.SelectorExpr); ok && isIdent(sel.X, "envvar") && sel.Sel.Name == "Lookup" {
+			return true
+		}
 		ft, ok := p.Type.(*ast.FuncType)
 		if !ok || ft.Params == nil || len(ft.Params.List) != 1 || !isIdent(ft.Params.List[0].Type, "string") {
 			continue

@@ -24,8 +24,8 @@ var localOnly = map[string]string{
 // ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB are read by every function that
 // contacts a user's GitLab; false (only https GitLabs on public addresses)
 // is the safe default until the template passes the AllowHttpGitLab and
-// AllowPrivateGitLab parameters to the poller, the finisher and the
-// executors as it does to the web function.
+// AllowPrivateGitLab parameters to the scheduler (its sweeper), the poller,
+// the finisher and the executors as it does to the web function.
 var keptDefault = map[string]map[string]string{
 	"./functions/executor": {
 		"ALLOW_HTTP_GITLAB":           "false: https only",
@@ -37,6 +37,10 @@ var keptDefault = map[string]map[string]string{
 		"EXECUTOR_CLEANUP":            "decided by rule and logged (sandbox.ChooseCleanup)",
 	},
 	"./functions/finisher": {
+		"ALLOW_HTTP_GITLAB":    "false: https only",
+		"ALLOW_PRIVATE_GITLAB": "false: public addresses only",
+	},
+	"./functions/scheduler": {
 		"ALLOW_HTTP_GITLAB":    "false: https only",
 		"ALLOW_PRIVATE_GITLAB": "false: public addresses only",
 	},

@@ -262,7 +262,11 @@ func TestLeastPrivilege(t *testing.T) {
 			"DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:UsersTable", "DynamoDBReadPolicy:JobsTable",
 			"LambdaInvokePolicy:PollerFunction",
 		},
-		"SchedulerFunction": {"DynamoDBReadPolicy:RunnersTable", "LambdaInvokePolicy:PollerFunction"},
+		"SchedulerFunction": {
+			secret + "TokenSealingKeySecret",
+			"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:SlotsTable", "DynamoDBReadPolicy:RunnersTable",
+			"LambdaInvokePolicy:PollerFunction",
+		},
 		"PollerFunction": {
 			secret + "TokenSealingKeySecret",
 			"Allow s3:GetObject,s3:PutObject on ${CacheBucket.Arn}/payloads/*,${CacheBucket.Arn}/runner/*",

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/scheduler"
 	"gitlab-serverless-runner/pkg/store"
@@ -26,7 +27,7 @@ func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("runners=%d", n), func(b *testing.B) {
 			s := seedRunners(b, n)
-			inv := &countingInvoker{}
+			inv := &invoketest.Recorder{}
 			sch, err := scheduler.New(s, inv, scheduler.Config{PollerFunction: "poller"})
 			if err != nil {
 				b.Fatalf("New: %v", err)

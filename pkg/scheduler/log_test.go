@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/scheduler"
 )
@@ -49,7 +50,7 @@ func TestRunSummaryLevel(t *testing.T) {
 			var logs bytes.Buffer
 			n := 0
 			var fail string
-			inv := &countingInvoker{fail: func(id string) bool { return id == fail }}
+			inv := refusing(func(id string) bool { return id == fail })
 			sch, err := scheduler.New(fixedRunners{&n}, inv, scheduler.Config{
 				PollerFunction: "poller",
 				Logger:         slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -113,7 +114,7 @@ func TestScanFailureLevel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			sch, err := scheduler.New(failingRunners{err: fmt.Errorf("throttled")}, &countingInvoker{}, scheduler.Config{
+			sch, err := scheduler.New(failingRunners{err: fmt.Errorf("throttled")}, &invoketest.Recorder{}, scheduler.Config{
 				PollerFunction: "poller",
 				Logger:         slog.New(slog.NewJSONHandler(&logs, nil)),
 			})

@@ -11,8 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -51,6 +52,14 @@ type Scheduler struct {
 
 	mu   sync.Mutex
 	last *Summary // outcome of the previous successful scan, nil before
+}
+
+// ConfigFromEnv reads POLLER_FUNCTION and SCHEDULER_PARALLELISM through
+// lookup (os.LookupEnv when nil).
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	cfg := Config{PollerFunction: r.String("POLLER_FUNCTION"), Parallelism: r.Int("SCHEDULER_PARALLELISM", 1)}
+	return cfg, r.Err("scheduler")
 }
 
 // New returns a Scheduler.
@@ -101,7 +110,7 @@ func (s *Scheduler) Run(ctx context.Context) (Summary, error) {
 		go func(id string) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ev := poller.Event{RunnerID: id, Reason: poller.ReasonSchedule}
+			ev := dispatch.Poll{RunnerID: id, Reason: dispatch.PollSchedule}
 			err := s.inv.Invoke(ctx, s.cfg.PollerFunction, ev.Marshal(), invoke.Options{})
 			mu.Lock()
 			defer mu.Unlock()

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/scheduler"
 	"gitlab-serverless-runner/pkg/store"
@@ -70,34 +70,35 @@ func createRunners(t testing.TB, s *store.Store, n int, paused func(int) bool) [
 	return ids
 }
 
-// countingInvoker records every invocation; fail decides which fail.
-type countingInvoker struct {
-	mu    sync.Mutex
-	calls map[string]int // runner id → invocations
-	fail  func(runnerID string) bool
-	bad   []string // problems seen
+// refusing refuses the polls of the runners fail names (nil refuses none),
+// as a throttled Lambda would.
+func refusing(fail func(runnerID string) bool) *invoketest.Recorder {
+	return &invoketest.Recorder{Fail: func(inv invoketest.Invocation) error {
+		p, err := inv.Poll()
+		if err == nil && fail != nil && fail(p.RunnerID) {
+			return errors.New("throttled")
+		}
+		return nil
+	}}
 }
 
-func (c *countingInvoker) Invoke(_ context.Context, function string, payload []byte, _ invoke.Options) error {
-	ev, err := poller.DecodeEvent(payload)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.calls == nil {
-		c.calls = map[string]int{}
+// pollsByRunner counts the invocations of each runner, refused ones
+// included, and lists those that are not schedule polls of the poller.
+func pollsByRunner(rec *invoketest.Recorder) (calls map[string]int, bad []string) {
+	calls = map[string]int{}
+	for _, c := range rec.Calls() {
+		p, err := c.Poll()
+		switch {
+		case err != nil:
+			bad = append(bad, err.Error())
+		case c.Function != "poller":
+			bad = append(bad, "function "+c.Function)
+		case p.Reason != dispatch.PollSchedule:
+			bad = append(bad, "reason "+string(p.Reason))
+		}
+		calls[p.RunnerID]++
 	}
-	switch {
-	case err != nil:
-		c.bad = append(c.bad, err.Error())
-	case function != "poller":
-		c.bad = append(c.bad, "function "+function)
-	case ev.Reason != poller.ReasonSchedule:
-		c.bad = append(c.bad, "reason "+ev.Reason)
-	}
-	c.calls[ev.RunnerID]++
-	if c.fail != nil && c.fail(ev.RunnerID) {
-		return errors.New("throttled")
-	}
-	return nil
+	return calls, bad
 }
 
 func TestRunFansOutToEnabledRunners(t *testing.T) {
@@ -116,7 +117,7 @@ func TestRunFansOutToEnabledRunners(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inv := &countingInvoker{fail: tt.fail}
+			inv := refusing(tt.fail)
 			sch, err := scheduler.New(s, inv, scheduler.Config{PollerFunction: "poller", Parallelism: tt.parallelism})
 			if err != nil {
 				t.Fatalf("New() error = %v", err)
@@ -129,14 +130,15 @@ func TestRunFansOutToEnabledRunners(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("Run() = %+v, want %+v", got, tt.want)
 			}
-			if len(inv.bad) > 0 {
-				t.Errorf("bad invocations: %v", inv.bad)
+			calls, bad := pollsByRunner(inv)
+			if len(bad) > 0 {
+				t.Errorf("bad invocations: %v", bad)
 			}
-			if got, want := len(inv.calls), len(enabled); got != want {
+			if got, want := len(calls), len(enabled); got != want {
 				t.Errorf("runners invoked = %d, want %d", got, want)
 			}
 			for _, id := range enabled {
-				if n := inv.calls[id]; n != 1 {
+				if n := calls[id]; n != 1 {
 					t.Errorf("runner %s invoked %d times, want 1", id, n)
 				}
 			}
@@ -157,7 +159,7 @@ func (f failingScan) ScanEnabledRunners(_ context.Context, fn func(*runner.Runne
 }
 
 func TestRunReportsScanFailure(t *testing.T) {
-	inv := &countingInvoker{}
+	inv := &invoketest.Recorder{}
 	sch, err := scheduler.New(failingScan{after: 3}, inv, scheduler.Config{PollerFunction: "poller"})
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
@@ -172,7 +174,7 @@ func TestRunReportsScanFailure(t *testing.T) {
 }
 
 func TestNewRequiresPollerFunction(t *testing.T) {
-	if _, err := scheduler.New(failingScan{}, &countingInvoker{}, scheduler.Config{}); err == nil {
+	if _, err := scheduler.New(failingScan{}, &invoketest.Recorder{}, scheduler.Config{}); err == nil {
 		t.Error("New() without PollerFunction: error = nil, want one")
 	}
 }

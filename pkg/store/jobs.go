@@ -36,6 +36,13 @@ type jobItem struct {
 	// JobTokenHash is the hex SHA-256 of the GitLab job token of the
 	// assignment, never the token itself.
 	JobTokenHash string `dynamo:"job_token_sha256,omitempty"`
+	// SealedJobToken is the job token sealed (package seal) for the
+	// sweeper, which fails a job whose lease ran out without a record.
+	SealedJobToken []byte `dynamo:"job_token_sealed,omitempty"`
+	// Open and OpenLeaseMS exist only while the job runs: the keys of
+	// OpenLeaseIndex.
+	Open        string `dynamo:"open,omitempty"`
+	OpenLeaseMS int64  `dynamo:"open_lease_ms,omitempty"`
 }
 
 func (it jobItem) domain() *runner.Job {
@@ -60,6 +67,7 @@ func (it jobItem) domain() *runner.Job {
 		DispatchTokenHash: it.DispatchHash,
 		SlotIndex:         it.SlotIndex,
 		JobTokenHash:      it.JobTokenHash,
+		SealedJobToken:    it.SealedJobToken,
 	}
 }
 
@@ -130,7 +138,7 @@ func (s *Store) newJobItem(j *runner.Job) (jobItem, error) {
 	if j.ExpiresAt.IsZero() {
 		j.ExpiresAt = now.Add(s.retention)
 	}
-	return jobItem{
+	item := jobItem{
 		RunnerID:       j.RunnerID,
 		JobID:          j.JobID,
 		State:          string(j.State),
@@ -150,8 +158,16 @@ func (s *Store) newJobItem(j *runner.Job) (jobItem, error) {
 		DispatchHash:   j.DispatchTokenHash,
 		SlotIndex:      j.SlotIndex,
 		JobTokenHash:   j.JobTokenHash,
-	}, nil
+		SealedJobToken: j.SealedJobToken,
+	}
+	if j.State == runner.JobRunning {
+		item.Open, item.OpenLeaseMS = openMark, j.LeaseExpiresAt.UnixMilli()
+	}
+	return item, nil
 }
+
+// openMark is the value of the open attribute of a running job.
+const openMark = "1"
 
 // GetJob returns one job record, or ENOTFOUND.
 func (s *Store) GetJob(ctx context.Context, runnerID string, jobID int64) (*runner.Job, error) {
@@ -177,7 +193,7 @@ func (s *Store) FinishJob(ctx context.Context, runnerID string, jobID int64, o r
 	if o.FinishedAt.IsZero() {
 		o.FinishedAt = s.now()
 	}
-	err := s.jobs.Update("runner_id", runnerID).Range("job_id", jobID).
+	up := s.jobs.Update("runner_id", runnerID).Range("job_id", jobID).
 		Set("state", string(o.State)).
 		Set("finished_at", o.FinishedAt.UTC()).
 		Set("duration_ms", o.Duration.Milliseconds()).
@@ -185,11 +201,19 @@ func (s *Store) FinishJob(ctx context.Context, runnerID string, jobID int64, o r
 		Set("memory_mb", o.MemoryMB).
 		Set("billed_ms", o.BilledDuration.Milliseconds()).
 		Set("expires_at", o.FinishedAt.Add(s.retention).Unix()).
-		If("attribute_exists('job_id') AND 'state' = ?", string(runner.JobRunning)).
-		Run(ctx)
+		Remove("open", "open_lease_ms", "job_token_sealed").
+		If("attribute_exists('job_id') AND 'state' = ?", string(runner.JobRunning))
+	if o.DispatchTokenHash != "" {
+		up = up.If("'dispatch_token_sha256' = ?", o.DispatchTokenHash)
+	}
+	err := up.Run(ctx)
 	if dynamo.IsCondCheckFailed(err) {
-		if _, gerr := s.GetJob(ctx, runnerID, jobID); gerr != nil {
+		j, gerr := s.GetJob(ctx, runnerID, jobID)
+		if gerr != nil {
 			return gerr
+		}
+		if j.State == runner.JobRunning {
+			return fmt.Errorf("store: finish job %d: %w", jobID, runner.Errorf(runner.ECONFLICT, "Job %d runs under another dispatch now.", jobID))
 		}
 		return fmt.Errorf("store: finish job %d: %w", jobID, runner.Errorf(runner.ECONFLICT, "Job %d has already finished.", jobID))
 	}
@@ -197,6 +221,26 @@ func (s *Store) FinishJob(ctx context.Context, runnerID string, jobID int64, o r
 		return fmt.Errorf("store: finish job %d: %w", jobID, err)
 	}
 	return nil
+}
+
+// LeaseExpired returns up to limit running jobs whose lease ended before
+// now, oldest lease first, from OpenLeaseIndex. The index is eventually
+// consistent: a job finished a moment ago may still be listed, so callers
+// finish jobs with a conditional write.
+func (s *Store) LeaseExpired(ctx context.Context, now time.Time, limit int) ([]*runner.Job, error) {
+	q := s.jobs.Get("open", openMark).Index(OpenLeaseIndex).Range("open_lease_ms", dynamo.Less, now.UnixMilli())
+	if limit > 0 {
+		q = q.Limit(limit)
+	}
+	var items []jobItem
+	if err := q.All(ctx, &items); err != nil {
+		return nil, fmt.Errorf("store: list jobs whose lease ran out: %w", err)
+	}
+	out := make([]*runner.Job, len(items))
+	for i, it := range items {
+		out[i] = it.domain()
+	}
+	return out, nil
 }
 
 // ListJobs returns up to limit of the runner's jobs, highest (newest) job

@@ -349,3 +349,82 @@ func TestReclaimJobOnce(t *testing.T) {
 		t.Errorf("10 re-claims of one assignment: %d won, %d conflicts; want 1 and 9", won.Load(), conflicts.Load())
 	}
 }
+
+// TestFinishJobOnlyForItsDispatch: a record of an earlier dispatch of a job
+// GitLab re-queued and a poll claimed anew cannot close the new one.
+func TestFinishJobOnlyForItsDispatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+	j := &runner.Job{RunnerID: "r1", JobID: 7, DispatchTokenHash: runner.HashDispatchToken("new"), LeaseExpiresAt: time.Now().Add(time.Hour)}
+	if err := s.ClaimJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	err := s.FinishJob(ctx, "r1", 7, runner.JobOutcome{State: runner.JobSuccess, DispatchTokenHash: runner.HashDispatchToken("old")})
+	wantCode(t, "FinishJob by another dispatch", err, runner.ECONFLICT)
+	if got, _ := s.GetJob(ctx, "r1", 7); got.State != runner.JobRunning {
+		t.Fatalf("job after another dispatch's finish = %s, want running", got.State)
+	}
+	if err := s.FinishJob(ctx, "r1", 7, runner.JobOutcome{State: runner.JobFailed, DispatchTokenHash: runner.HashDispatchToken("new")}); err != nil {
+		t.Fatalf("FinishJob by its own dispatch: %v", err)
+	}
+}
+
+// TestLeaseExpired lists the running jobs whose lease ended, from the
+// sparse index only running jobs are in.
+func TestLeaseExpired(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+	now := time.Now()
+	for id, lease := range map[int64]time.Duration{1: -time.Hour, 2: -time.Minute, 3: time.Hour, 4: -2 * time.Hour} {
+		if err := s.ClaimJob(ctx, &runner.Job{RunnerID: "r1", JobID: id, LeaseExpiresAt: now.Add(lease), SealedJobToken: []byte("sealed")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.FinishJob(ctx, "r1", 4, runner.JobOutcome{State: runner.JobSuccess}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LeaseExpired(ctx, now, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, j := range got {
+		ids = append(ids, j.JobID)
+		if string(j.SealedJobToken) != "sealed" {
+			t.Errorf("job %d: sealed token %q, want it kept while running", j.JobID, j.SealedJobToken)
+		}
+	}
+	if want := []int64{1, 2}; !slices.Equal(ids, want) {
+		t.Errorf("LeaseExpired = jobs %v, want %v (oldest lease first; running ones only)", ids, want)
+	}
+	if done, _ := s.GetJob(ctx, "r1", 4); len(done.SealedJobToken) != 0 {
+		t.Error("a finished job keeps its sealed job token")
+	}
+}
+
+func TestReleaseSlotOfJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+	slot, ok, err := s.AcquireSlot(ctx, "r1", 1, time.Hour)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := s.RenewSlot(ctx, &slot, 42, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseSlotOfJob(ctx, "r1", slot.Index, 41); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.AcquireSlot(ctx, "r1", 1, time.Hour); ok {
+		t.Fatal("the slot of job 42 was freed for job 41")
+	}
+	if err := s.ReleaseSlotOfJob(ctx, "r1", slot.Index, 42); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.AcquireSlot(ctx, "r1", 1, time.Hour); !ok {
+		t.Error("the slot of job 42 is still held after ReleaseSlotOfJob(42)")
+	}
+}

@@ -32,6 +32,8 @@ type runnerItem struct {
 	Concurrency       int        `dynamo:"concurrency"`
 	Paused            bool       `dynamo:"paused"`
 	LongPollSeconds   int        `dynamo:"long_poll_seconds"`
+	CAPEM             string     `dynamo:"ca_pem,omitempty"`
+	OutputLimitKiB    int        `dynamo:"output_limit_kib,omitempty"`
 	WebhookSecretHash string     `dynamo:"webhook_secret_hash,omitempty"`
 	SystemID          string     `dynamo:"system_id"`
 	LastUpdate        string     `dynamo:"last_update,omitempty"`
@@ -63,6 +65,8 @@ func toRunnerItem(r *runner.Runner) runnerItem {
 		Concurrency:       r.Concurrency,
 		Paused:            r.Paused,
 		LongPollSeconds:   r.LongPollSeconds,
+		CAPEM:             r.CAPEM,
+		OutputLimitKiB:    r.OutputLimitKiB,
 		WebhookSecretHash: r.WebhookSecretHash,
 		SystemID:          r.SystemID,
 		LastUpdate:        r.LastUpdate,
@@ -95,6 +99,8 @@ func (it runnerItem) domain() *runner.Runner {
 		Concurrency:       it.Concurrency,
 		Paused:            it.Paused,
 		LongPollSeconds:   it.LongPollSeconds,
+		CAPEM:             it.CAPEM,
+		OutputLimitKiB:    it.OutputLimitKiB,
 		WebhookSecretHash: it.WebhookSecretHash,
 		SystemID:          it.SystemID,
 		LastUpdate:        it.LastUpdate,
@@ -242,6 +248,8 @@ func (s *Store) UpdateRunner(ctx context.Context, r *runner.Runner) error {
 		Set("concurrency", r.Concurrency).
 		Set("paused", r.Paused).
 		Set("long_poll_seconds", r.LongPollSeconds).
+		Set("ca_pem", r.CAPEM).
+		Set("output_limit_kib", r.OutputLimitKiB).
 		Set("webhook_secret_hash", r.WebhookSecretHash).
 		Set("updated_at", now).
 		Set("version", r.Version+1).

@@ -42,6 +42,7 @@ func TestRunnerLifecycle(t *testing.T) {
 	got.Tags = nil
 	got.Paused = true
 	got.Concurrency = 5
+	got.CAPEM, got.OutputLimitKiB = "-----BEGIN CERTIFICATE-----\n", 8192
 	if err := s.UpdateRunner(ctx, got); err != nil {
 		t.Fatalf("UpdateRunner: %v", err)
 	}
@@ -52,9 +53,18 @@ func TestRunnerLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GetRunner: %v", err)
 	}
-	if again.Description != "renamed" || len(again.Tags) != 0 || !again.Paused || again.Concurrency != 5 || again.Version != 2 {
-		t.Errorf("after update: description %q tags %v paused %v concurrency %d version %d; want renamed [] true 5 2",
-			again.Description, again.Tags, again.Paused, again.Concurrency, again.Version)
+	if again.Description != "renamed" || len(again.Tags) != 0 || !again.Paused || again.Concurrency != 5 || again.Version != 2 ||
+		again.CAPEM != got.CAPEM || again.OutputLimitKiB != 8192 {
+		t.Errorf("after update: description %q tags %v paused %v concurrency %d version %d CA %q limit %d; want renamed [] true 5 2, the CA, 8192",
+			again.Description, again.Tags, again.Paused, again.Concurrency, again.Version, again.CAPEM, again.OutputLimitKiB)
+	}
+	// Clearing the CA and the limit is an update too.
+	again.CAPEM, again.OutputLimitKiB = "", 0
+	if err := s.UpdateRunner(ctx, again); err != nil {
+		t.Fatalf("UpdateRunner clearing the CA: %v", err)
+	}
+	if cleared, err := s.GetRunner(ctx, r.ID); err != nil || cleared.CAPEM != "" || cleared.OutputLimitKiB != 0 {
+		t.Errorf("after clearing: %+v, %v; want no CA and no limit", cleared, err)
 	}
 
 	if err := s.DeleteRunner(ctx, "alice", r.ID); err != nil {

@@ -112,6 +112,20 @@ func (s *Store) ReleaseSlot(ctx context.Context, slot runner.Slot) error {
 	return nil
 }
 
+// ReleaseSlotOfJob frees the runner's slot index if it still holds jobID,
+// whatever its token: the slot of a dispatch whose job was re-queued by
+// GitLab and claimed again, or whose lease the sweeper closed. A slot that
+// holds another job, or none, is left alone.
+func (s *Store) ReleaseSlotOfJob(ctx context.Context, runnerID string, index int, jobID int64) error {
+	err := s.slots.Delete("runner_id", runnerID).Range("slot", index).
+		If("'job_id' = ?", jobID).
+		Run(ctx)
+	if err != nil && !dynamo.IsCondCheckFailed(err) {
+		return fmt.Errorf("store: release slot %d of runner %s: %w", index, runnerID, err)
+	}
+	return nil
+}
+
 func newToken() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/guregu/dynamo/v2"
 
+	"gitlab-serverless-runner/pkg/awsclients"
+	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -22,6 +24,9 @@ import (
 const (
 	DefaultJobRetention = 90 * 24 * time.Hour
 	DefaultScanSegments = 4
+	// DefaultTablePrefix prefixes the table names when neither
+	// TABLE_PREFIX nor a table's own variable is set.
+	DefaultTablePrefix = "gsr-"
 )
 
 // Config configures a Store. The zero value of every field but Tables is a
@@ -29,6 +34,9 @@ const (
 type Config struct {
 	// Tables names the tables; see Prefixed.
 	Tables TableNames
+	// Endpoint replaces DynamoDB's endpoint (DYNAMODB_ENDPOINT), e.g.
+	// DynamoDB Local's address; used by Open.
+	Endpoint string
 	// MaxRunnersPerUser is MAX_REGISTABLE_RUNNER_COUNT; 0 means no limit.
 	MaxRunnersPerUser int
 	// JobRetention is how long job records are kept (DefaultJobRetention).
@@ -63,6 +71,31 @@ var (
 	_ runner.RunnerStore = (*Store)(nil)
 	_ runner.JobStore    = (*Store)(nil)
 )
+
+// ConfigFromEnv reads the tables' names and the endpoint through lookup
+// (os.LookupEnv when nil): TABLE_PREFIX (DefaultTablePrefix), then
+// USERS_TABLE, RUNNERS_TABLE, JOBS_TABLE and SLOTS_TABLE, each defaulting
+// to the prefix and its suffix, and DYNAMODB_ENDPOINT.
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	t := Prefixed(r.StringOr("TABLE_PREFIX", DefaultTablePrefix))
+	t.Users = r.StringOr("USERS_TABLE", t.Users)
+	t.Runners = r.StringOr("RUNNERS_TABLE", t.Runners)
+	t.Jobs = r.StringOr("JOBS_TABLE", t.Jobs)
+	t.Slots = r.StringOr("SLOTS_TABLE", t.Slots)
+	return Config{Tables: t, Endpoint: r.String("DYNAMODB_ENDPOINT")}, r.Err("store")
+}
+
+// Open builds a DynamoDB client from the default AWS configuration (with
+// cfg.Endpoint, if any) and returns a Store on it: what a function's main
+// calls at cold start.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	awsCfg, err := awsclients.Config(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return New(awsclients.DynamoDB(awsCfg, cfg.Endpoint), cfg)
+}
 
 // New returns a Store using client and the tables named in cfg.
 func New(client *dynamodb.Client, cfg Config) (*Store, error) {

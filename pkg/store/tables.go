@@ -56,6 +56,11 @@ const (
 // OwnerIndex is the runners table's index by owner, ranged by creation time.
 const OwnerIndex = "owner-index"
 
+// OpenLeaseIndex is the jobs table's sparse index of running jobs, ranged by
+// the end of their lease: only a running record carries its attributes, so
+// the sweeper finds the jobs whose lease ran out without reading the rest.
+const OpenLeaseIndex = "open-lease-index"
+
 // Tables returns the definition of every table the store uses.
 //
 // Concurrency slots live in their own table: one item per (runner, slot
@@ -79,9 +84,14 @@ func Tables() []TableSpec {
 			}},
 		},
 		{
-			Suffix:       JobsSuffix,
-			HashKey:      Attribute{"runner_id", TypeString},
-			RangeKey:     Attribute{"job_id", TypeNumber},
+			Suffix:   JobsSuffix,
+			HashKey:  Attribute{"runner_id", TypeString},
+			RangeKey: Attribute{"job_id", TypeNumber},
+			GlobalIndexes: []Index{{
+				Name:     OpenLeaseIndex,
+				HashKey:  Attribute{"open", TypeString},          // "1" while running
+				RangeKey: Attribute{"open_lease_ms", TypeNumber}, // unix milliseconds
+			}},
 			TTLAttribute: "expires_at",
 		},
 		{

@@ -106,3 +106,26 @@ func TestUpsertUser(t *testing.T) {
 	_, err = s.GetUser(ctx, "nobody")
 	wantCode(t, "GetUser(unknown)", err, runner.ENOTFOUND)
 }
+
+func TestConfigFromEnv(t *testing.T) {
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want store.Config
+	}{
+		{"defaults", nil, store.Config{Tables: store.Prefixed("gsr-")}},
+		{"prefix and one name", map[string]string{"TABLE_PREFIX": "prod-", "JOBS_TABLE": "jobs-x", "DYNAMODB_ENDPOINT": "http://127.0.0.1:8000"},
+			store.Config{Tables: store.TableNames{Users: "prod-users", Runners: "prod-runners", Jobs: "jobs-x", Slots: "prod-slots"}, Endpoint: "http://127.0.0.1:8000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := store.ConfigFromEnv(env(tt.env))
+			if err != nil || got.Tables != tt.want.Tables || got.Endpoint != tt.want.Endpoint {
+				t.Errorf("ConfigFromEnv() = %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -18,14 +18,3 @@ func ExampleMasker() {
 	// password: [MASKED]
 	// clone https://h/p.git?private_token=[MASKED]&ref=main with glpat-[MASKED]
 }
-
-func ExampleFailureReason() {
-	supported := []string{"script_failure", "unknown_failure"}
-	fmt.Println(trace.FailureReason("", supported))
-	fmt.Println(trace.FailureReason("image_pull_failure", supported))
-	fmt.Println(trace.FailureReason("job_canceled", supported))
-	// Output:
-	// script_failure
-	// runner_system_failure
-	// unknown_failure
-}

@@ -318,14 +318,14 @@ func (u *Uploader) Success(ctx context.Context) error {
 
 // Fail sends the rest of the trace and the final state failed with reason
 // (mapped with FailureReason) and the script's exit code (omitted when 0).
-func (u *Uploader) Fail(ctx context.Context, reason string, exitCode int) error {
-	return u.final(ctx, gitlab.StatusFailed, FailureReason(reason, u.cfg.FailureReasons), exitCode)
+func (u *Uploader) Fail(ctx context.Context, reason gitlab.FailureReason, exitCode int) error {
+	return u.final(ctx, gitlab.StatusFailed, reason.For(u.cfg.FailureReasons), exitCode)
 }
 
 // final stops the loop and sends the final update; only its first call
 // does anything. Close the Writer before, so that every byte is in the
 // trace.
-func (u *Uploader) final(ctx context.Context, state, reason string, exitCode int) error {
+func (u *Uploader) final(ctx context.Context, state string, reason gitlab.FailureReason, exitCode int) error {
 	err := ErrFinished
 	u.finalOnce.Do(func() {
 		close(u.stop)
@@ -336,7 +336,7 @@ func (u *Uploader) final(ctx context.Context, state, reason string, exitCode int
 	return err
 }
 
-func (u *Uploader) finalUpdate(ctx context.Context, state, reason string, exitCode int) error {
+func (u *Uploader) finalUpdate(ctx context.Context, state string, reason gitlab.FailureReason, exitCode int) error {
 	if u.IsAborted() {
 		return ErrAborted
 	}
@@ -366,7 +366,7 @@ func (u *Uploader) finalUpdate(ctx context.Context, state, reason string, exitCo
 // finalAttempt sends the rest of the trace, then the final PUT until GitLab
 // applies it (gitlab.FinalUpdateWith: 202 waits and sends it again, 412
 // resends the whole trace), with every wait capped at MaxInterval.
-func (u *Uploader) finalAttempt(ctx context.Context, state, reason string, exitCode int) error {
+func (u *Uploader) finalAttempt(ctx context.Context, state string, reason gitlab.FailureReason, exitCode int) error {
 	if err := u.sendRest(ctx); err != nil {
 		return err
 	}

@@ -136,7 +136,7 @@ func TestUploaderFailAgainstFakeGitLab(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := u.Fail(t.Context(), trace.ReasonScriptFailure, 2); err != nil {
+	if err := u.Fail(t.Context(), gitlab.ReasonScriptFailure, 2); err != nil {
 		t.Fatal(err)
 	}
 	got, err := srv.WaitJob(t.Context(), job.ID)
@@ -180,7 +180,7 @@ func TestUploaderCancellationAgainstFakeGitLab(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Aborted() not closed after GitLab canceled the job")
 	}
-	if err := u.Fail(ctx, trace.ReasonJobCanceled, 0); err != trace.ErrAborted {
+	if err := u.Fail(ctx, gitlab.ReasonJobCanceled, 0); err != trace.ErrAborted {
 		t.Errorf("Fail after abort = %v, want ErrAborted", err)
 	}
 	got := srv.Job(job.ID)
@@ -206,7 +206,7 @@ func TestUploaderGracefulCancelFinishesCanceled(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := u.Fail(t.Context(), trace.ReasonJobCanceled, 0); err != nil {
+	if err := u.Fail(t.Context(), gitlab.ReasonJobCanceled, 0); err != nil {
 		t.Fatalf("Fail: %v", err)
 	}
 	got, err := srv.WaitJob(t.Context(), job.ID)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -341,10 +340,10 @@ func TestUploaderFinalUpdate(t *testing.T) {
 func TestUploaderFail(t *testing.T) {
 	tests := []struct {
 		name       string
-		reason     string
+		reason     gitlab.FailureReason
 		exitCode   int
 		supported  []string
-		wantReason string
+		wantReason gitlab.FailureReason
 	}{
 		{"script failure", "script_failure", 2, nil, "script_failure"},
 		{"empty reason", "", 1, nil, "script_failure"},
@@ -425,7 +424,7 @@ func TestUploaderCancellation(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Aborted() not closed after Job-Status: canceled")
 	}
-	if err := u.Fail(t.Context(), trace.ReasonJobCanceled, 0); !errors.Is(err, trace.ErrAborted) {
+	if err := u.Fail(t.Context(), gitlab.ReasonJobCanceled, 0); !errors.Is(err, trace.ErrAborted) {
 		t.Errorf("Fail after abort = %v, want ErrAborted", err)
 	}
 	stored, _, updates := g.snapshot()
@@ -493,34 +492,5 @@ func TestUploaderTouchesWhenIdle(t *testing.T) {
 	}
 	if len(patches) == 0 {
 		t.Errorf("keep-alive sent before the trace")
-	}
-}
-
-func TestFailureReason(t *testing.T) {
-	all := []string{"unknown_failure", "script_failure", "runner_system_failure", "job_execution_timeout", "runner_configuration_error"}
-	tests := []struct {
-		reason    string
-		supported []string
-		want      string
-	}{
-		{"", nil, "script_failure"},
-		{"script_failure", nil, "script_failure"},
-		{"runner_system_failure", nil, "runner_system_failure"},
-		{"job_execution_timeout", nil, "job_execution_timeout"},
-		{"image_pull_failure", all, "runner_system_failure"},
-		{"runner_configuration_error", all, "runner_configuration_error"},
-		{"runner_configuration_error", nil, "script_failure"},
-		{"runner_external_dependency_failure", all, "runner_system_failure"},
-		{"runner_interrupted", all, "unknown_failure"},
-		{"job_canceled", all, "unknown_failure"},
-		{"something_new", all, "unknown_failure"},
-		{"api_failure", []string{"api_failure"}, "api_failure"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.reason+"/"+strings.Join(tc.supported, ","), func(t *testing.T) {
-			if got := trace.FailureReason(tc.reason, tc.supported); got != tc.want {
-				t.Errorf("FailureReason(%q) = %q, want %q", tc.reason, got, tc.want)
-			}
-		})
 	}
 }

@@ -4,7 +4,7 @@
 // made to that GitLab (API calls, git, artifacts) at every dial, so that a
 // host name that later resolves to a refused address (DNS rebinding) is
 // still refused. The operator widens the policy with ALLOW_HTTP_GITLAB and
-// ALLOW_PRIVATE_GITLAB (Parse); link-local and cloud metadata addresses
+// ALLOW_PRIVATE_GITLAB (ConfigFromEnv); link-local and cloud metadata addresses
 // are refused whatever they say.
 package urlpolicy
 
@@ -16,11 +16,11 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -51,32 +51,14 @@ type Policy struct {
 // still never dialled.
 var Storage = Policy{AllowHTTP: true, AllowPrivate: true}
 
-// Parse reads the operator's settings as a function finds them in its
-// environment: allowHTTP is ALLOW_HTTP_GITLAB and allowPrivate
-// ALLOW_PRIVATE_GITLAB, each true or false (empty means false). Each
-// function reads the two variables itself, so that the variables it reads
-// can be listed from its own code.
-func Parse(allowHTTP, allowPrivate string) (Policy, error) {
-	var p Policy
-	var errs []error
-	for _, f := range []struct {
-		name, value string
-		dst         *bool
-	}{{"ALLOW_HTTP_GITLAB", allowHTTP, &p.AllowHTTP}, {"ALLOW_PRIVATE_GITLAB", allowPrivate, &p.AllowPrivate}} {
-		s := strings.TrimSpace(f.value)
-		if s == "" {
-			continue
-		}
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want true or false", f.name, s))
-		}
-		*f.dst = b
-	}
-	if len(errs) > 0 {
-		return Policy{}, fmt.Errorf("urlpolicy: read settings: %w", errors.Join(errs...))
-	}
-	return p, nil
+// ConfigFromEnv reads the operator's settings through lookup
+// (os.LookupEnv when nil): ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB, each
+// true or false (unset means false). Every function that contacts a
+// user's GitLab reads them, through its own package's ConfigFromEnv.
+func ConfigFromEnv(lookup envvar.Lookup) (Policy, error) {
+	r := envvar.New(lookup)
+	p := Policy{AllowHTTP: r.Bool("ALLOW_HTTP_GITLAB"), AllowPrivate: r.Bool("ALLOW_PRIVATE_GITLAB")}
+	return p, r.Err("urlpolicy")
 }
 
 var (

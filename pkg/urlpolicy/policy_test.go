@@ -88,27 +88,27 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestParse(t *testing.T) {
+func TestConfigFromEnv(t *testing.T) {
 	tests := []struct {
-		http, private string
-		want          urlpolicy.Policy
-		wantErr       string
+		env     map[string]string
+		want    urlpolicy.Policy
+		wantErr string
 	}{
-		{"", "", urlpolicy.Policy{}, ""},
-		{"true", "", urlpolicy.Policy{AllowHTTP: true}, ""},
-		{"false", " 1 ", urlpolicy.Policy{AllowPrivate: true}, ""},
-		{"", "yes", urlpolicy.Policy{}, `ALLOW_PRIVATE_GITLAB="yes": want true or false`},
+		{nil, urlpolicy.Policy{}, ""},
+		{map[string]string{"ALLOW_HTTP_GITLAB": "true"}, urlpolicy.Policy{AllowHTTP: true}, ""},
+		{map[string]string{"ALLOW_HTTP_GITLAB": "false", "ALLOW_PRIVATE_GITLAB": " 1 "}, urlpolicy.Policy{AllowPrivate: true}, ""},
+		{map[string]string{"ALLOW_PRIVATE_GITLAB": "yes"}, urlpolicy.Policy{}, `ALLOW_PRIVATE_GITLAB="yes": want true or false`},
 	}
 	for _, tt := range tests {
-		got, err := urlpolicy.Parse(tt.http, tt.private)
+		got, err := urlpolicy.ConfigFromEnv(func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("Parse(%q, %q) error = %v, want %q", tt.http, tt.private, err, tt.wantErr)
+				t.Errorf("ConfigFromEnv(%v) error = %v, want %q", tt.env, err, tt.wantErr)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("Parse(%q, %q) = %+v, %v; want %+v", tt.http, tt.private, got, err, tt.want)
+			t.Errorf("ConfigFromEnv(%v) = %+v, %v; want %+v", tt.env, got, err, tt.want)
 		}
 	}
 }

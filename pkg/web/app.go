@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -76,8 +77,10 @@ type App struct {
 	e      *echo.Echo
 	pages  map[string]*template.Template
 	policy urlpolicy.Policy
-	hook   *webhook.Handler // nil when webhooks are off
-	log    *slog.Logger
+	// registrar registers new runners (GitLab, sealing, store, undo).
+	registrar *registrar
+	hook      *webhook.Handler // nil when webhooks are off
+	log       *slog.Logger
 }
 
 // NewAuth builds the sessions and the OIDC sign-in from cfg: the session
@@ -137,6 +140,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
 		}
 	}
+	a.registrar = &registrar{gitlab: a.deps.GitLab, sealer: deps.Sealer, runners: deps.Runners, log: a.log, now: time.Now}
 	if deps.Invoker != nil && cfg.PollerFunction == "" {
 		return nil, errors.New("web: build app: an invoker is given but no poller function (POLLER_FUNCTION) to invoke")
 	}
@@ -162,19 +166,23 @@ func (a *App) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
+	// The body limit comes before anything reads the body: the method
+	// override below parses the form. A body over the limit is answered
+	// 413 by refuseLargeBody, once the request has its id, log line and
+	// headers.
+	e.Pre(limitBody)
 	// HTML forms can only GET and POST: PUT and DELETE come as a POST with
-	// a _method field, rewritten before routing.
-	e.Pre(middleware.MethodOverrideWithConfig(middleware.MethodOverrideConfig{Getter: middleware.MethodFromForm("_method")}))
+	// a _method field, rewritten before routing. GitLab's webhooks are not
+	// forms.
+	e.Pre(middleware.MethodOverrideWithConfig(middleware.MethodOverrideConfig{
+		Getter:  middleware.MethodFromForm("_method"),
+		Skipper: func(c echo.Context) bool { return isWebhook(c.Request()) },
+	}))
 	e.Use(middleware.RequestID())
 	e.Use(a.logRequests)
 	e.Use(middleware.Recover())
 	e.Use(a.securityHeaders)
-	// Forms are small; a webhook's job event can be larger and its handler
-	// bounds what it reads itself.
-	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
-		Limit:   "64K",
-		Skipper: func(c echo.Context) bool { return c.Path() == webhookPath },
-	}))
+	e.Use(refuseLargeBody)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/static/style.css", a.stylesheet)
@@ -196,6 +204,71 @@ func (a *App) routes() *echo.Echo {
 	e.DELETE("/runners/:id", a.deleteRunner, signedIn...)
 	e.POST("/runners/:id/webhook-secret", a.newWebhookSecret, signedIn...)
 	return e
+}
+
+// Request body limits. Forms are small; a webhook's job event can be
+// larger (the webhook handler reads at most as much).
+const (
+	maxFormBody    = 64 << 10
+	maxWebhookBody = 1 << 20
+)
+
+// isWebhook reports whether r is for GitLab's job webhook route
+// (webhookPath), which has no form.
+func isWebhook(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, runner.WebhookPathPrefix)
+}
+
+// tooLargeKey marks, in the context, a request whose body was over its
+// limit.
+const tooLargeKey = "body_too_large"
+
+// limitBody enforces the body limit of the request's route before anything
+// parses the body. A body over the limit (by its Content-Length at once,
+// or, when the length is not announced, after reading at most one byte
+// past the limit) is dropped unread and the request marked, for
+// refuseLargeBody to answer 413 before any handler runs. A body within the
+// limit is kept in memory, so the form parsing that follows (the method
+// override, the CSRF check, the handler) never reads more than the limit.
+// It runs before routing, so the limit is chosen by path.
+func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.Body == nil || req.Body == http.NoBody {
+			return next(c)
+		}
+		limit := int64(maxFormBody)
+		if isWebhook(req) {
+			limit = maxWebhookBody
+		}
+		var body []byte
+		tooLarge := req.ContentLength > limit
+		if !tooLarge {
+			var err error
+			body, err = io.ReadAll(io.LimitReader(req.Body, limit+1))
+			if err != nil {
+				return echo.NewHTTPError(http.StatusBadRequest, "read request body").SetInternal(err)
+			}
+			tooLarge = int64(len(body)) > limit
+		}
+		if tooLarge {
+			c.Set(tooLargeKey, true)
+			body = nil
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		return next(c)
+	}
+}
+
+// refuseLargeBody answers 413 to a request limitBody marked.
+func refuseLargeBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Get(tooLargeKey) == true {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		return next(c)
+	}
 }
 
 // securityHeaders sets the headers every answer carries.

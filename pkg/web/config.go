@@ -1,12 +1,13 @@
 package web
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
+	"time"
+
+	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/envvar"
 )
 
 // Defaults of the zero Config, also the documented defaults of the
@@ -17,14 +18,13 @@ const (
 	DefaultMaxRunners       = 5
 	DefaultMaxConcurrency   = 4
 	DefaultMaxLongPoll      = 60
-	DefaultExecutorMargin   = 60
+	DefaultExecutorMargin   = int(dispatch.DefaultMargin / time.Second)
 	DefaultPricePerGBSecond = 0.0000133334 // arm64, us-east-1
 	DefaultCreateScope      = "create_runner"
 	DefaultListenAddr       = "127.0.0.1:8080"
-	DefaultTablePrefix      = "gsr-"
 
 	// LambdaMaxSeconds is Lambda's hard limit on one invocation.
-	LambdaMaxSeconds = 900
+	LambdaMaxSeconds = int(dispatch.FunctionLimit / time.Second)
 	// GitLabMinTimeout is the smallest maximum timeout GitLab accepts.
 	GitLabMinTimeout = 600
 )
@@ -83,14 +83,6 @@ type Config struct {
 	// addresses (ALLOW_PRIVATE_GITLAB): development, or a GitLab in the
 	// same VPC. Link-local and cloud metadata addresses stay refused.
 	AllowPrivateGitLab bool
-	// Table names (USERS_TABLE, RUNNERS_TABLE, JOBS_TABLE, SLOTS_TABLE;
-	// default TABLE_PREFIX + users/runners/jobs/slots), for the main that
-	// builds the store.
-	TablePrefix                                     string
-	UsersTable, RunnersTable, JobsTable, SlotsTable string
-	// DynamoDBEndpoint overrides the DynamoDB endpoint (DYNAMODB_ENDPOINT),
-	// for DynamoDB Local.
-	DynamoDBEndpoint string
 	// ListenAddr is where the plain HTTP server listens outside Lambda
 	// (LISTEN_ADDR).
 	ListenAddr string
@@ -102,35 +94,11 @@ type Config struct {
 
 // ConfigFromEnv reads the configuration from environment variables through
 // lookup (os.LookupEnv when nil) and applies the defaults. It fails on a
-// value that does not parse; it never echoes a secret.
-func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
-	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
-	var errs []error
-	num := func(k string) int {
-		s := get(k)
-		if s == "" {
-			return 0
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a whole number, 0 or more", k, s))
-		}
-		return n
-	}
-	flag := func(k string) bool {
-		s := get(k)
-		if s == "" {
-			return false
-		}
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want true or false", k, s))
-		}
-		return b
-	}
+// value that does not parse; it never echoes a secret. The store's own
+// settings (tables, endpoint) are read by store.ConfigFromEnv.
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
+	r := envvar.New(lookup)
+	get, num, flag := r.String, func(k string) int { return r.Int(k, 0) }, r.Bool
 	cfg := Config{
 		BaseURL:               get("BASE_URL"),
 		OIDCIssuer:            get("OIDC_ISSUER"),
@@ -146,34 +114,16 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		ExecutorMarginSeconds: num("EXECUTOR_MARGIN_SECONDS"),
 		AllowHTTPGitLab:       flag("ALLOW_HTTP_GITLAB"),
 		AllowPrivateGitLab:    flag("ALLOW_PRIVATE_GITLAB"),
-		TablePrefix:           get("TABLE_PREFIX"),
-		UsersTable:            get("USERS_TABLE"),
-		RunnersTable:          get("RUNNERS_TABLE"),
-		JobsTable:             get("JOBS_TABLE"),
-		SlotsTable:            get("SLOTS_TABLE"),
-		DynamoDBEndpoint:      get("DYNAMODB_ENDPOINT"),
 		ListenAddr:            get("LISTEN_ADDR"),
 		PollerFunction:        get("POLLER_FUNCTION"),
 	}
-	if _, set := lookup("MAX_REGISTABLE_RUNNER_COUNT"); !set {
+	if !r.Set("MAX_REGISTABLE_RUNNER_COUNT") {
 		cfg.MaxRunnersPerUser = DefaultMaxRunners
 	}
-	if s := get("RUNTIMES"); s != "" {
-		for _, r := range strings.Split(s, ",") {
-			if r = strings.TrimSpace(r); r != "" {
-				cfg.Runtimes = append(cfg.Runtimes, r)
-			}
-		}
-	}
-	if s := get("LAMBDA_PRICE_PER_GB_SECOND"); s != "" {
-		p, err := strconv.ParseFloat(s, 64)
-		if err != nil || p < 0 {
-			errs = append(errs, fmt.Errorf("LAMBDA_PRICE_PER_GB_SECOND=%q: want a number, 0 or more", s))
-		}
-		cfg.PricePerGBSecond = p
-	}
-	if len(errs) > 0 {
-		return Config{}, fmt.Errorf("web: read configuration: %w", errors.Join(errs...))
+	cfg.Runtimes = r.List("RUNTIMES")
+	cfg.PricePerGBSecond = r.Float("LAMBDA_PRICE_PER_GB_SECOND")
+	if err := r.Err("web"); err != nil {
+		return Config{}, err
 	}
 	cfg = cfg.withDefaults()
 	return cfg, cfg.validate()
@@ -210,17 +160,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PricePerGBSecond == 0 {
 		c.PricePerGBSecond = DefaultPricePerGBSecond
-	}
-	if c.TablePrefix == "" {
-		c.TablePrefix = DefaultTablePrefix
-	}
-	for _, t := range []struct {
-		name   *string
-		suffix string
-	}{{&c.UsersTable, "users"}, {&c.RunnersTable, "runners"}, {&c.JobsTable, "jobs"}, {&c.SlotsTable, "slots"}} {
-		if *t.name == "" {
-			*t.name = c.TablePrefix + t.suffix
-		}
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = DefaultListenAddr

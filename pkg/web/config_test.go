@@ -19,9 +19,8 @@ func TestConfigFromEnv(t *testing.T) {
 		if cfg.OIDCIssuer != "https://gitlab.com" || cfg.GitLabURL != "https://gitlab.com" {
 			t.Errorf("issuer %q gitlab %q, want https://gitlab.com", cfg.OIDCIssuer, cfg.GitLabURL)
 		}
-		if cfg.MaxRunnersPerUser != 5 || cfg.MaxTimeout() != 840 || cfg.RunnersTable != "gsr-runners" {
-			t.Errorf("max runners %d, max timeout %d, runners table %q; want 5, 840, gsr-runners",
-				cfg.MaxRunnersPerUser, cfg.MaxTimeout(), cfg.RunnersTable)
+		if cfg.MaxRunnersPerUser != 5 || cfg.MaxTimeout() != 840 {
+			t.Errorf("max runners %d, max timeout %d; want 5, 840", cfg.MaxRunnersPerUser, cfg.MaxTimeout())
 		}
 		if strings.Join(cfg.Runtimes, ",") != "provided.al2023,python3.14,nodejs24.x" {
 			t.Errorf("runtimes = %v", cfg.Runtimes)
@@ -34,7 +33,7 @@ func TestConfigFromEnv(t *testing.T) {
 		cfg, err := web.ConfigFromEnv(env(map[string]string{
 			"BASE_URL": "https://runners.example.com/", "MAX_REGISTABLE_RUNNER_COUNT": "0",
 			"RUNTIMES": "provided.al2023, python3.12", "ALLOW_HTTP_GITLAB": "true",
-			"TABLE_PREFIX": "prod-", "JOBS_TABLE": "jobs-x", "EXECUTOR_MARGIN_SECONDS": "120",
+			"EXECUTOR_MARGIN_SECONDS": "120",
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -45,8 +44,8 @@ func TestConfigFromEnv(t *testing.T) {
 		if cfg.MaxRunnersPerUser != 0 || !cfg.AllowHTTPGitLab || cfg.MaxTimeout() != 780 {
 			t.Errorf("max runners %d allow http %v max timeout %d", cfg.MaxRunnersPerUser, cfg.AllowHTTPGitLab, cfg.MaxTimeout())
 		}
-		if cfg.UsersTable != "prod-users" || cfg.JobsTable != "jobs-x" || strings.Join(cfg.Runtimes, ",") != "provided.al2023,python3.12" {
-			t.Errorf("users %q jobs %q runtimes %v", cfg.UsersTable, cfg.JobsTable, cfg.Runtimes)
+		if strings.Join(cfg.Runtimes, ",") != "provided.al2023,python3.12" {
+			t.Errorf("runtimes %v", cfg.Runtimes)
 		}
 	})
 	for name, vars := range map[string]map[string]string{

@@ -21,5 +21,8 @@
 // link-local or metadata addresses, checked on the resolved and the
 // dialled address);
 // runner tokens are sealed before they are stored and never rendered or
-// logged; errors shown to users never carry internal error text.
+// logged; errors shown to users never carry internal error text; a request
+// body above its limit (64 KiB for forms, 1 MiB for a webhook's event) is
+// refused with 413 before anything parses it, the method override
+// included, having read at most one byte past the limit.
 package web

@@ -18,6 +18,7 @@ import (
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/logtest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
@@ -40,7 +41,7 @@ type env struct {
 	store    *store.Store
 	sealer   *seal.Sealer
 	sessions *auth.Sessions
-	invoker  *countingInvoker // given to the app when cfg.PollerFunction is set
+	invoker  *invoketest.Recorder // given to the app when cfg.PollerFunction is set
 	logs     *logtest.Buffer
 	// secrets must never appear in a response body or a log line.
 	mu      sync.Mutex
@@ -51,7 +52,7 @@ type env struct {
 // newEnv starts everything; tweak changes the configuration first.
 func newEnv(t testing.TB, tweak func(*web.Config)) *env {
 	t.Helper()
-	e := &env{t: t, gl: gitlabtest.New(t), logs: &logtest.Buffer{}, invoker: &countingInvoker{}}
+	e := &env{t: t, gl: gitlabtest.New(t), logs: &logtest.Buffer{}, invoker: &invoketest.Recorder{}}
 	idp, err := devoidc.Start(devoidc.Options{User: devoidc.User{Subject: "42", Username: "ada", Name: "Ada"}})
 	if err != nil {
 		t.Fatalf("start OIDC provider: %v", err)

@@ -178,116 +178,41 @@ func (a *App) createRunner(c echo.Context) error {
 		f.fail("form", a.limitMessage())
 		return a.renderNew(c, http.StatusConflict, f)
 	}
-	gl, err := a.deps.GitLab(instance)
-	if err != nil {
-		return fmt.Errorf("web: build GitLab client: %w", err)
-	}
 	r := &runner.Runner{
 		ID: runner.NewID(), Owner: sess.Identity.Sub, GitLabURL: instance,
 		SystemID: runner.NewSystemID(), Description: gs.Description,
 		Runtime: as.Runtime, Concurrency: as.Concurrency, Paused: as.Paused,
 		LongPollSeconds: as.LongPoll, CreationMode: f.Mode,
 	}
-	settings := gitlab.RunnerSettings{
+	reg := Registration{Mode: f.Mode, Token: f.Token, Runner: r, Settings: gitlab.RunnerSettings{
 		Description: gs.Description, Tags: gs.Tags, RunUntagged: gs.RunUntagged,
 		Locked: gs.Locked, AccessLevel: gs.AccessLevel, MaximumTimeout: gs.MaximumTimeout,
-	}
-	info := buildInfo()
-	var creds gitlab.RunnerCredentials
-	switch f.Mode {
-	case modeToken:
-		// GitLab owns this runner's settings; only the description is kept,
-		// as the runner's name in this app.
-		creds, err = gl.VerifyRunner(ctx, gitlab.VerifyRequest{Token: f.Token, SystemID: r.SystemID, Info: &info})
-	case modeRegistration:
-		creds, err = gl.RegisterRunner(ctx, gitlab.RegisterRequest{Token: f.Token, RunnerSettings: settings, Info: info})
-	case modeCreate:
-		var tok string
-		tok, err = a.userToken(c)
-		if err != nil {
+	}}
+	if f.Mode == modeCreate {
+		if reg.UserToken, err = a.userToken(c); err != nil {
 			a.log.WarnContext(ctx, "create runner: user token", "request_id", requestID(c), "error", err)
 			f.fail("form", "Your GitLab authorization has expired. Sign out, sign in again and retry.")
 			return a.renderNew(c, http.StatusUnauthorized, f)
 		}
-		pid, _ := strconv.ParseInt(f.ProjectID, 10, 64)
-		creds, err = gl.CreateUserRunner(ctx, tok, gitlab.CreateRunnerRequest{
-			RunnerType: gitlab.RunnerTypeProject, ProjectID: pid, RunnerSettings: settings})
+		reg.ProjectID, _ = strconv.ParseInt(f.ProjectID, 10, 64)
 	}
-	if err != nil {
-		status, field, msg := gitlabFailure(f.Mode, instance, err)
+	var rerr *RegistrationError
+	switch err := a.registrar.Register(ctx, reg); {
+	case errors.As(err, &rerr):
 		a.log.WarnContext(ctx, "create runner: GitLab refused or failed", "mode", f.Mode,
-			"gitlab_url", instance, "request_id", requestID(c), "error", err)
-		f.fail(field, msg)
-		return a.renderNew(c, status, f)
-	}
-	if f.Mode != modeToken {
-		r.Tags, r.RunUntagged, r.Locked = gs.Tags, gs.RunUntagged, gs.Locked
-		r.AccessLevel, r.MaximumTimeout = gs.AccessLevel, gs.MaximumTimeout
-	}
-	now := time.Now().UTC()
-	r.GitLabRunnerID, r.TokenObtainedAt, r.TokenExpiresAt = creds.ID, &now, creds.TokenExpiresAt
-	r.SealedToken, err = a.deps.Sealer.Seal(r.ID, creds.Token)
-	if err == nil {
-		err = a.deps.Runners.CreateRunner(ctx, r)
-	}
-	if err != nil {
-		a.undoInGitLab(ctx, gl, r, creds.Token, requestID(c))
-		if runner.ErrorCode(err) == runner.ELIMIT {
-			f.fail("form", a.limitMessage())
-			return a.renderNew(c, http.StatusConflict, f)
-		}
-		return fmt.Errorf("web: store new runner: %w", err)
+			"gitlab_url", instance, "request_id", requestID(c), "error", rerr.Err)
+		f.fail(rerr.Field, rerr.Message)
+		return a.renderNew(c, rerr.Status, f)
+	case runner.ErrorCode(err) == runner.ELIMIT:
+		f.fail("form", a.limitMessage())
+		return a.renderNew(c, http.StatusConflict, f)
+	case err != nil:
+		return err
 	}
 	a.log.InfoContext(ctx, "runner created", "runner_id", r.ID, "mode", r.CreationMode,
 		"gitlab_url", r.GitLabURL, "gitlab_runner_id", r.GitLabRunnerID, "request_id", requestID(c))
 	a.setFlash(c, "created")
 	return c.Redirect(http.StatusSeeOther, "/runners/"+r.ID)
-}
-
-// undoInGitLab removes from GitLab what createRunner made there when the
-// runner could not be stored.
-func (a *App) undoInGitLab(ctx context.Context, gl GitLab, r *runner.Runner, token, reqID string) {
-	var err error
-	if r.CreationMode == modeToken {
-		err = gl.UnregisterRunnerManager(ctx, token, r.SystemID)
-	} else {
-		err = gl.UnregisterRunner(ctx, token)
-	}
-	if err != nil {
-		a.log.ErrorContext(ctx, "undo runner in GitLab", "runner_id", r.ID, "gitlab_url", r.GitLabURL,
-			"request_id", reqID, "error", err)
-	}
-}
-
-// gitlabFailure turns a failed GitLab call into a status, the form field
-// to show the message next to, and the message. This is the one place
-// GitLab outcomes become words for the user.
-func gitlabFailure(mode, instance string, err error) (status int, field, msg string) {
-	var ge *gitlab.Error
-	errors.As(err, &ge)
-	switch {
-	case errors.Is(err, gitlab.ErrForbidden) && mode == modeCreate:
-		return http.StatusUnprocessableEntity, "project_id", "GitLab refused to create the runner: you need the Maintainer role in this project, and your sign-in must allow creating runners."
-	case errors.Is(err, gitlab.ErrForbidden):
-		return http.StatusUnprocessableEntity, "token", "GitLab rejected this token: it is wrong, expired or was revoked. Copy it again from GitLab."
-	case errors.Is(err, gitlab.ErrGone):
-		return http.StatusUnprocessableEntity, "token", "Registration tokens are disabled on this GitLab. Create the runner in GitLab (Settings › CI/CD › Runners) and paste its glrt- token instead."
-	case errors.Is(err, gitlab.ErrNotFound):
-		return http.StatusUnprocessableEntity, "gitlab_url", "There is no GitLab API at this URL. Check the address of your GitLab instance."
-	case errors.Is(err, gitlab.ErrBadRequest):
-		detail := ""
-		if ge != nil && ge.Message != "" {
-			detail = " GitLab said: " + ge.Message
-		}
-		return http.StatusUnprocessableEntity, "form", "GitLab refused the runner's settings." + detail
-	case ge != nil && ge.StatusCode == 0:
-		return http.StatusBadGateway, "gitlab_url", "GitLab at " + instance + " could not be reached. Check the URL, or try again later."
-	case ge != nil && ge.StatusCode >= 500:
-		return http.StatusBadGateway, "form", fmt.Sprintf("GitLab answered with an error (%d %s). Nothing was saved; try again later.", ge.StatusCode, http.StatusText(ge.StatusCode))
-	case ge != nil:
-		return http.StatusBadGateway, "form", fmt.Sprintf("GitLab gave an unexpected answer (%d). Nothing was saved.", ge.StatusCode)
-	}
-	return http.StatusBadGateway, "form", "GitLab could not be asked. Nothing was saved; try again later."
 }
 
 // loadRunner returns the signed-in user's runner named in the path; any
@@ -323,7 +248,7 @@ func (a *App) showRunner(c echo.Context) error {
 		return fmt.Errorf("web: list jobs of runner %s: %w", r.ID, err)
 	}
 	p := runnerPage{Runner: r, Jobs: jobs, Price: strconv.FormatFloat(a.cfg.PricePerGBSecond, 'f', -1, 64),
-		Webhooks: a.webhooksEnabled(), WebhookURL: a.cfg.BaseURL + "/webhooks/gitlab/" + r.ID}
+		Webhooks: a.webhooksEnabled(), WebhookURL: a.cfg.BaseURL + runner.WebhookPath(r.ID)}
 	p.WebhookSecret = a.takeWebhookSecret(c, r)
 	return a.render(c, http.StatusOK, templates.Runner, "Runner", p)
 }

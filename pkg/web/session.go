@@ -1,7 +1,9 @@
 package web
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -115,7 +117,26 @@ func (a *App) callback(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, auth.SafeReturnTo(returnTo))
 }
 
+// revokeTimeout bounds the wait for GitLab at sign-out.
+const revokeTimeout = 5 * time.Second
+
+// logout revokes the user's GitLab OAuth token, so a copy of it (from the
+// cookie, a proxy's log) is of no use afterwards, and ends the session. A
+// revocation that fails is logged and the user signed out all the same.
 func (a *App) logout(c echo.Context) error {
+	ctx := c.Request().Context()
+	sess := session(c)
+	if tok := sess.Identity.OAuthToken; tok.AccessToken != "" || tok.RefreshToken != "" {
+		rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+		err := a.deps.Login.Revoke(rctx, tok)
+		cancel()
+		if err != nil {
+			a.log.WarnContext(ctx, "sign-out: the GitLab OAuth token could not be revoked; signed out all the same",
+				"sub", sess.Identity.Sub, "request_id", requestID(c), "error", err)
+		} else {
+			a.log.InfoContext(ctx, "sign-out: GitLab OAuth token revoked", "sub", sess.Identity.Sub, "request_id", requestID(c))
+		}
+	}
 	a.deps.Sessions.Logout(c.Response())
 	a.setFlash(c, "signed_out")
 	return c.Redirect(http.StatusSeeOther, "/")

@@ -11,9 +11,8 @@ import (
 	"gitlab-serverless-runner/pkg/webhook"
 )
 
-// webhookPath is the Echo route of GitLab's job webhooks; the same path as
-// webhook.Route.
-const webhookPath = "/webhooks/gitlab/:runnerID"
+// webhookPath is the Echo route of GitLab's job webhooks (runner.WebhookPath).
+const webhookPath = runner.WebhookPathPrefix + ":runnerID"
 
 // secretCookie carries a freshly generated webhook secret, sealed, from
 // the POST that made it to the one page that shows it.

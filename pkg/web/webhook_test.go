@@ -8,44 +8,32 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/web"
 	"gitlab-serverless-runner/pkg/webhook"
 )
 
-// countingInvoker records the invocations the app makes.
-type countingInvoker struct {
-	mu    sync.Mutex
-	calls []invocation
-}
-
+// invocation is one accepted invocation, decoded as a poll.
 type invocation struct {
 	function string
-	event    poller.Event
+	event    dispatch.Poll
 }
 
-var _ invoke.Invoker = (*countingInvoker)(nil)
-
-func (i *countingInvoker) Invoke(_ context.Context, function string, payload []byte, _ invoke.Options) error {
-	ev, err := poller.DecodeEvent(payload)
-	if err != nil {
-		return err
+// pollCalls decodes the invocations the app made.
+func (e *env) pollCalls() []invocation {
+	e.t.Helper()
+	var out []invocation
+	for _, c := range e.invoker.Accepted() {
+		p, err := c.Poll()
+		if err != nil {
+			e.t.Fatalf("invocation payload: %v", err)
+		}
+		out = append(out, invocation{function: c.Function, event: p})
 	}
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	i.calls = append(i.calls, invocation{function: function, event: ev})
-	return nil
-}
-
-func (i *countingInvoker) Calls() []invocation {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return append([]invocation(nil), i.calls...)
+	return out
 }
 
 const pollerFunction = "gsr-poller"
@@ -160,19 +148,19 @@ func TestWebhookSecretAndDelivery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := len(e.invoker.Calls())
+			n := len(e.pollCalls())
 			got := e.deliver(tt.path, tt.token, tt.event, tt.body)
 			if got.status != tt.wantStatus {
 				t.Errorf("status = %d, want %d", got.status, tt.wantStatus)
 			}
-			calls := e.invoker.Calls()[n:]
+			calls := e.pollCalls()[n:]
 			switch {
 			case !tt.wantPoll && len(calls) != 0:
 				t.Errorf("invocations = %+v, want none", calls)
 			case tt.wantPoll && len(calls) != 1:
 				t.Errorf("got %d invocations, want 1", len(calls))
 			case tt.wantPoll:
-				want := invocation{function: pollerFunction, event: poller.Event{RunnerID: r.ID, Reason: poller.ReasonWebhook}}
+				want := invocation{function: pollerFunction, event: dispatch.Poll{RunnerID: r.ID, Reason: dispatch.PollWebhook}}
 				if calls[0] != want {
 					t.Errorf("invocation = %+v, want %+v", calls[0], want)
 				}
@@ -185,14 +173,14 @@ func TestWebhookSecretAndDelivery(t *testing.T) {
 		if fresh == secret {
 			t.Fatal("the new secret is the old one")
 		}
-		n := len(e.invoker.Calls())
+		n := len(e.pollCalls())
 		if got := e.deliver(hookPath, secret, "Job Hook", pending); got.status != http.StatusUnauthorized {
 			t.Errorf("old secret: status = %d, want 401", got.status)
 		}
 		if got := e.deliver(hookPath, fresh, "Job Hook", pending); got.status != http.StatusAccepted {
 			t.Errorf("new secret: status = %d, want 202", got.status)
 		}
-		if got := len(e.invoker.Calls()) - n; got != 1 {
+		if got := len(e.pollCalls()) - n; got != 1 {
 			t.Errorf("invocations = %d, want 1 (the new secret's)", got)
 		}
 		for _, s := range []string{secret, fresh} {
@@ -273,7 +261,7 @@ func TestWebhooksOff(t *testing.T) {
 	if got := ada.submit(http.MethodPost, "/runners/"+r.ID+"/webhook-secret", nil); got.status != http.StatusNotFound {
 		t.Errorf("generate secret: status = %d, want 404", got.status)
 	}
-	if n := len(e.invoker.Calls()); n != 0 {
+	if n := len(e.pollCalls()); n != 0 {
 		t.Errorf("invocations = %d, want 0", n)
 	}
 }

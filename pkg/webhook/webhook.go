@@ -17,14 +17,14 @@ import (
 	"net/http"
 	"strings"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
 // Route is the path pattern the handler serves; {runnerID} is the
 // product's runner id.
-const Route = "POST /webhooks/gitlab/{runnerID}"
+const Route = "POST " + runner.WebhookPathPrefix + "{runnerID}"
 
 // NewSecret returns a fresh webhook secret, to show the owner once and to
 // configure in GitLab, and the hash to store as Runner.WebhookSecretHash.
@@ -123,7 +123,7 @@ func (h *Handler) ServeRunner(w http.ResponseWriter, r *http.Request, runnerID s
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	pe := poller.Event{RunnerID: rn.ID, Reason: poller.ReasonWebhook}
+	pe := dispatch.Poll{RunnerID: rn.ID, Reason: dispatch.PollWebhook}
 	if err := h.inv.Invoke(ctx, h.pollerFunction, pe.Marshal(), invoke.Options{}); err != nil {
 		log.ErrorContext(ctx, "cannot start a poll from the webhook", "job_id", ev.BuildID, "error", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)

@@ -6,13 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
-	"gitlab-serverless-runner/pkg/invoke"
-	"gitlab-serverless-runner/pkg/poller"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/webhook"
 )
@@ -24,34 +23,18 @@ func (f runnersFunc) GetRunner(ctx context.Context, id string) (*runner.Runner, 
 	return f(ctx, id)
 }
 
-// recorder records poller invocations.
-type recorder struct {
-	mu     sync.Mutex
-	events []poller.Event
-	fail   error
-}
-
-func (r *recorder) Invoke(_ context.Context, function string, payload []byte, _ invoke.Options) error {
-	if function != "poller" {
-		return errors.New("unexpected function " + function)
+// pollsOf decodes the polls rec accepted; each must be of the poller.
+func pollsOf(t *testing.T, rec *invoketest.Recorder) []dispatch.Poll {
+	t.Helper()
+	var out []dispatch.Poll
+	for _, c := range rec.Accepted() {
+		p, err := c.Poll()
+		if err != nil || c.Function != "poller" {
+			t.Fatalf("invocation of %s with %s: %v; want a poll of the poller", c.Function, c.Payload, err)
+		}
+		out = append(out, p)
 	}
-	ev, err := poller.DecodeEvent(payload)
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail != nil {
-		return r.fail
-	}
-	r.events = append(r.events, ev)
-	return nil
-}
-
-func (r *recorder) Events() []poller.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]poller.Event(nil), r.events...)
+	return out
 }
 
 func store(secretHash string, paused bool) runnersFunc {
@@ -94,7 +77,7 @@ func TestHandler(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := &recorder{fail: tt.invokeErr}
+			rec := &invoketest.Recorder{Fail: func(invoketest.Invocation) error { return tt.invokeErr }}
 			mux := http.NewServeMux()
 			mux.Handle(webhook.Route, webhook.New(store(hash, tt.paused), rec, "poller", nil))
 			srv := httptest.NewServer(mux)
@@ -113,12 +96,12 @@ func TestHandler(t *testing.T) {
 			if res.StatusCode != tt.wantStatus {
 				t.Errorf("status = %d, want %d", res.StatusCode, tt.wantStatus)
 			}
-			events := rec.Events()
+			events := pollsOf(t, rec)
 			if len(events) != tt.wantPolls {
 				t.Fatalf("polls started = %d, want %d", len(events), tt.wantPolls)
 			}
 			for _, ev := range events {
-				if ev != (poller.Event{RunnerID: "r1", Reason: poller.ReasonWebhook}) {
+				if ev != (dispatch.Poll{RunnerID: "r1", Reason: dispatch.PollWebhook}) {
 					t.Errorf("poll event = %+v, want runner r1 by webhook", ev)
 				}
 			}
@@ -139,7 +122,7 @@ func TestHandlerWithGitLab(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			secret, hash := webhook.NewSecret()
-			rec := &recorder{}
+			rec := &invoketest.Recorder{}
 			srv := httptest.NewServer(webhook.New(store(hash, false), rec, "poller", nil))
 			defer srv.Close()
 			gl := gitlabtest.New(t)
@@ -158,7 +141,7 @@ func TestHandlerWithGitLab(t *testing.T) {
 			if d.Status != "pending" || d.Code != tt.wantCode {
 				t.Errorf("delivery = %s answered %d, want pending answered %d", d.Status, d.Code, tt.wantCode)
 			}
-			if got := len(rec.Events()); got != tt.wantPolls {
+			if got := len(pollsOf(t, rec)); got != tt.wantPolls {
 				t.Errorf("polls started = %d, want %d", got, tt.wantPolls)
 			}
 		})

@@ -6,7 +6,9 @@
 // It wraps mockoidc with what the sign-in in package auth needs: the
 // profile claims GitLab sends (preferred_username, nickname, name, email,
 // picture), GitLab's extra scopes (read_user, create_runner, api) accepted
-// and ignored, token lifetimes reported in seconds, and a choice of user.
+// and ignored, token lifetimes reported in seconds, a choice of user, and a
+// token revocation endpoint (RFC 7009, as GitLab's /oauth/revoke) that
+// records each request and makes revoked tokens fail.
 //
 //	p, err := devoidc.Start(devoidc.Options{User: devoidc.User{Subject: "42", Username: "ada"}})
 //	login, err := auth.NewLogin(p.LoginConfig("http://127.0.0.1:8080/auth/callback"), sessions)
@@ -23,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
@@ -62,12 +65,38 @@ type Options struct {
 	ClientSecret string
 }
 
+// RevocationPath is the path of the provider's token revocation endpoint
+// (RFC 7009), GitLab's. mockoidc serves only its own endpoints, so the
+// revocation endpoint has a listener of its own on the same host;
+// discovery names it (revocation_endpoint).
+const RevocationPath = "/oauth/revoke"
+
 // Provider is a running development OIDC provider.
 type Provider struct {
-	m *mockoidc.MockOIDC
+	m      *mockoidc.MockOIDC
+	revSrv *http.Server
+	revURL string
 
 	mu   sync.Mutex // serialises sign-ins so the queue and default agree
 	user User
+
+	rmu          sync.Mutex
+	revocations  []Revocation
+	revoked      map[string]bool
+	revokeStatus int // answer revocations with this status instead; 0 revokes
+}
+
+// Revocation is one request to the revocation endpoint.
+type Revocation struct {
+	// Token is the token the client asked to revoke.
+	Token string
+	// TokenTypeHint is the client's token_type_hint.
+	TokenTypeHint string
+	// ClientID is the client that asked.
+	ClientID string
+	// Status is what the provider answered: 200 when it revoked the
+	// token.
+	Status int
 }
 
 // Start starts a provider on a loopback address. Close stops it.
@@ -100,7 +129,7 @@ func Start(opts Options) (*Provider, error) {
 	if opts.ClientSecret != "" {
 		m.ClientSecret = opts.ClientSecret
 	}
-	p := &Provider{m: m, user: user}
+	p := &Provider{m: m, user: user, revoked: map[string]bool{}}
 	if err := m.AddMiddleware(p.middleware); err != nil {
 		return nil, fmt.Errorf("devoidc: configure provider: %w", err)
 	}
@@ -108,12 +137,26 @@ func Start(opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devoidc: listen on %s: %w", addr, err)
 	}
+	revLn, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("devoidc: listen for revocations on %s: %w", host, err)
+	}
 	if err := m.Start(ln, nil); err != nil {
 		ln.Close()
+		revLn.Close()
 		return nil, fmt.Errorf("devoidc: start provider: %w", err)
 	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(RevocationPath, p.revoke)
+	p.revSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	p.revURL = "http://" + revLn.Addr().String() + RevocationPath
+	go func() { _ = p.revSrv.Serve(revLn) }()
 	return p, nil
 }
+
+// RevocationEndpoint returns the URL of the token revocation endpoint.
+func (p *Provider) RevocationEndpoint() string { return p.revURL }
 
 // Issuer returns the issuer URL to configure the sign-in with.
 func (p *Provider) Issuer() string { return p.m.Issuer() }
@@ -150,10 +193,34 @@ func (p *Provider) QueueUser(u User) {
 
 // Close stops the provider.
 func (p *Provider) Close() error {
+	_ = p.revSrv.Close()
 	if err := p.m.Shutdown(); err != nil {
 		return fmt.Errorf("devoidc: stop provider: %w", err)
 	}
 	return nil
+}
+
+// Revocations returns the requests made to the revocation endpoint, in
+// order.
+func (p *Provider) Revocations() []Revocation {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	return slices.Clone(p.revocations)
+}
+
+// FailRevocations makes the revocation endpoint answer status (with an
+// OAuth error body) and revoke nothing, as a provider that is down would;
+// 0 makes it revoke again.
+func (p *Provider) FailRevocations(status int) {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	p.revokeStatus = status
+}
+
+func (p *Provider) isRevoked(token string) bool {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	return token != "" && p.revoked[token]
 }
 
 // middleware adapts mockoidc to a GitLab-like provider.
@@ -163,11 +230,85 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 		case mockoidc.AuthorizationEndpoint:
 			p.authorize(next, w, r)
 		case mockoidc.TokenEndpoint:
+			if r.ParseForm() == nil && r.PostForm.Get("grant_type") == "refresh_token" && p.isRevoked(r.PostForm.Get("refresh_token")) {
+				oauthError(w, http.StatusBadRequest, "invalid_grant")
+				return
+			}
 			tokenInSeconds(next, w, r)
+		case mockoidc.UserinfoEndpoint:
+			if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && p.isRevoked(bearer) {
+				oauthError(w, http.StatusUnauthorized, "invalid_token")
+				return
+			}
+			next.ServeHTTP(w, r)
+		case mockoidc.DiscoveryEndpoint:
+			p.discovery(next, w, r)
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// discovery adds the revocation endpoint to mockoidc's discovery document.
+func (p *Provider) discovery(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
+	next.ServeHTTP(rec, r)
+	body := rec.body.Bytes()
+	var fields map[string]json.RawMessage
+	if rec.status == http.StatusOK && json.Unmarshal(body, &fields) == nil {
+		fields["revocation_endpoint"], _ = json.Marshal(p.revURL)
+		if fixed, err := json.Marshal(fields); err == nil {
+			body = fixed
+		}
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(body)
+}
+
+// revoke serves the revocation endpoint as GitLab's POST /oauth/revoke:
+// the client authenticates with client_id and client_secret in the form
+// (or HTTP Basic), and an unknown token is answered 200 like a known one
+// (RFC 7009 2.2). A revoked token no longer works at userinfo (access
+// tokens) or for a refresh (refresh tokens).
+func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.ParseForm() != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	id, secret, basic := r.BasicAuth()
+	if !basic {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	rev := Revocation{Token: r.PostForm.Get("token"), TokenTypeHint: r.PostForm.Get("token_type_hint"), ClientID: id}
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	switch {
+	case id != p.m.ClientID || secret != p.m.ClientSecret:
+		rev.Status = http.StatusUnauthorized
+		oauthError(w, rev.Status, "invalid_client")
+	case rev.Token == "":
+		rev.Status = http.StatusBadRequest
+		oauthError(w, rev.Status, "invalid_request")
+	case p.revokeStatus != 0:
+		rev.Status = p.revokeStatus
+		oauthError(w, rev.Status, "server_error")
+	default:
+		rev.Status = http.StatusOK
+		p.revoked[rev.Token] = true
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	}
+	p.revocations = append(p.revocations, rev)
+}
+
+func oauthError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
 }
 
 // authorize drops the scopes mockoidc does not know (GitLab's API scopes)

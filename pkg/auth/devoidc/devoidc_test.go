@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +145,52 @@ func TestStartOptions(t *testing.T) {
 				t.Errorf("discovery: got %d, want 200", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// TestRevocationEndpoint checks that discovery names the revocation
+// endpoint and that it revokes only for the client, recording every
+// request.
+func TestRevocationEndpoint(t *testing.T) {
+	p, err := devoidc.Start(devoidc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	resp, err := http.Get(p.Issuer() + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		RevocationEndpoint string `json:"revocation_endpoint"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil || doc.RevocationEndpoint != p.RevocationEndpoint() || !strings.HasSuffix(doc.RevocationEndpoint, devoidc.RevocationPath) {
+		t.Fatalf("discovery names revocation endpoint %q (%v), want %q", doc.RevocationEndpoint, err, p.RevocationEndpoint())
+	}
+	revoke := func(secret, token string) int {
+		resp, err := http.PostForm(p.RevocationEndpoint(), url.Values{"client_id": {p.ClientID()}, "client_secret": {secret}, "token": {token}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		secret, token string
+		want          int
+	}{
+		{"wrong", "t1", http.StatusUnauthorized},
+		{p.ClientSecret(), "", http.StatusBadRequest},
+		{p.ClientSecret(), "t1", http.StatusOK},
+		{p.ClientSecret(), "never-issued", http.StatusOK},
+	} {
+		if got := revoke(c.secret, c.token); got != c.want {
+			t.Errorf("revoke %q with secret %q: %d, want %d", c.token, c.secret, got, c.want)
+		}
+	}
+	if got := p.Revocations(); len(got) != 4 || got[0].Status != http.StatusUnauthorized || got[2].Token != "t1" || got[2].Status != http.StatusOK {
+		t.Errorf("Revocations() = %+v, want the four requests with their answers", got)
 	}
 }

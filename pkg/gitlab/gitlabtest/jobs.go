@@ -164,7 +164,7 @@ type Job struct {
 	Token string
 	// State is pending, running, canceling, success, failed or canceled.
 	State         string
-	FailureReason string
+	FailureReason gitlab.FailureReason
 	ExitCode      int
 	RunnerID      int64
 	SystemID      string // runner manager that took it

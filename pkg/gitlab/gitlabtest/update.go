@@ -139,7 +139,7 @@ func (s *Server) updateLocked(w http.ResponseWriter, r *http.Request, j *jobStat
 			s.violateLocked("PUT %s: state success with failure_reason %q / exit_code %d", r.URL.Path, req.FailureReason, req.ExitCode)
 		}
 		j.FailureReason = ""
-	case req.FailureReason == "" || !slices.Contains(FailureReasons, req.FailureReason):
+	case req.FailureReason == "" || !slices.Contains(FailureReasons, string(req.FailureReason)):
 		j.FailureReason = "unknown_failure"
 		if req.FailureReason != "" {
 			s.violateLocked("PUT %s: failure_reason %q is not in features.failure_reasons", r.URL.Path, req.FailureReason)

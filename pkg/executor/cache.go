@@ -1,0 +1,186 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"gitlab-serverless-runner/pkg/archive"
+	"gitlab-serverless-runner/pkg/checkout"
+	"gitlab-serverless-runner/pkg/gitlab"
+)
+
+// displayKey is the key as the trace shows it: expanded and sanitized.
+func (j *jobRun) displayKey(key string) string {
+	key = j.job.CacheKey(key)
+	if s, err := archive.SanitizeCacheKey(key); err == nil {
+		return s
+	}
+	return key
+}
+
+// warnUnknownPolicies says in the trace which caches are neither restored
+// nor saved because their policy, once expanded, is not one GitLab
+// defines.
+func (j *jobRun) warnUnknownPolicies() {
+	for _, c := range j.job.CachePlans() {
+		if !c.Pull && !c.Push {
+			j.w.Warningf("Cache %s is neither restored nor saved: unknown cache policy %q (want pull, push or pull-push)", j.displayKey(c.Key), c.Policy)
+		}
+	}
+}
+
+// restoreCache downloads and extracts caches; failures only warn.
+func (j *jobRun) restoreCache(ctx context.Context) {
+	j.warnUnknownPolicies()
+	var todo []gitlab.CachePlan
+	for _, c := range j.job.CachePlans() {
+		if c.Pull {
+			todo = append(todo, c)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	j.section("restore_cache", "Restoring cache", func() {
+		for _, c := range todo {
+			restored := false
+			for _, k := range c.Keys {
+				urls, ok := j.ev.Cache[k]
+				if !ok || urls.GetURL == "" {
+					continue
+				}
+				j.w.Printf("Checking cache for %s...\n", j.displayKey(k))
+				found, err := j.getCache(ctx, urls.GetURL)
+				switch {
+				case err != nil:
+					j.w.Warningf("Failed to extract cache %s: %v", j.displayKey(k), err)
+				case !found:
+					j.w.Warningf("Cache %s does not exist yet", j.displayKey(k))
+				default:
+					j.w.Printf("Successfully extracted cache\n")
+					restored = true
+				}
+				if restored {
+					break
+				}
+			}
+			if !restored {
+				j.w.Warningf("No cache restored for key %s", j.displayKey(c.Key))
+			}
+		}
+	})
+}
+
+// getCache downloads one cache archive; found is false on 404 (or 403, which
+// S3 answers for a missing object when listing is not allowed).
+func (j *jobRun) getCache(ctx context.Context, url string) (found bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, errors.New("invalid cache URL")
+	}
+	resp, err := j.e.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("download cache: %w", errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return false, nil
+	case resp.StatusCode != http.StatusOK:
+		return false, fmt.Errorf("download cache: status %d", resp.StatusCode)
+	}
+	if err := archive.ExtractZipStream(resp.Body, j.projectDir); err != nil {
+		return true, fmt.Errorf("extract cache: %w", err)
+	}
+	return true, nil
+}
+
+// archiveCache saves caches whose policy allows pushing and whose when
+// matches the job's result; failures only warn.
+func (j *jobRun) archiveCache(ctx context.Context, success bool) {
+	var todo []gitlab.CachePlan
+	for _, c := range j.job.CachePlans() {
+		if !c.Push {
+			continue
+		}
+		if !whenMatches(c.When, success) {
+			continue
+		}
+		todo = append(todo, c)
+	}
+	if len(todo) == 0 {
+		return
+	}
+	name, header := "archive_cache", "Saving cache for successful job"
+	if !success {
+		name, header = "archive_cache_on_failure", "Saving cache for failed job"
+	}
+	j.section(name, header, func() {
+		for _, c := range todo {
+			key := j.displayKey(c.Key)
+			urls := j.ev.Cache[c.Key]
+			if urls.PutURL == "" {
+				j.w.Warningf("Cache %s not saved: no upload URL was given for it", key)
+				continue
+			}
+			j.w.Printf("Creating cache %s...\n", key)
+			if err := j.putCache(ctx, c, urls.PutURL); err != nil {
+				j.w.Warningf("Failed to create cache %s: %v", key, err)
+				continue
+			}
+			j.w.Printf("Created cache\n")
+		}
+	})
+}
+
+// putCache writes the cache archive to a file and PUTs it: pre-signed S3
+// uploads need the length up front.
+func (j *jobRun) putCache(ctx context.Context, c gitlab.CachePlan, url string) error {
+	spec := archive.Spec{Paths: c.Paths}
+	if c.Untracked {
+		spec.Untracked = checkout.Untracked(j.projectDir)
+	}
+	files, err := archive.Select(j.projectDir, spec, j.w)
+	if err != nil {
+		return fmt.Errorf("select files: %w", err)
+	}
+	if len(files) == 0 {
+		return errors.New("no files to cache")
+	}
+	f, err := os.CreateTemp(j.e.cfg.ScratchDir, "cache-*.zip")
+	if err != nil {
+		return fmt.Errorf("create temporary file: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := archive.WriteZip(f, j.projectDir, files, j.w); err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, f)
+	if err != nil {
+		return errors.New("invalid cache URL")
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := j.e.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("upload cache: %w", errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("upload cache: status %d", resp.StatusCode)
+	}
+	return nil
+}
