@@ -3,7 +3,9 @@
 #   make local   the whole system on this machine (see README)
 #   make lint    gofmt, go vet, staticcheck
 #   make bench   benchmarks and load programs, printed as a table
-# SAM calls the build-<LogicalId> targets with ARTIFACTS_DIR set.
+# SAM calls the build-<LogicalId> targets with ARTIFACTS_DIR set. `make test`
+# also runs AWS's tools on the template: cfn-lint, `sam validate --lint` and
+# `sam build` of a clean copy for both architectures (pkg/samtemplate).
 
 GO          ?= go
 GOPATH_BIN  := $(shell $(GO) env GOPATH)/bin
@@ -50,8 +52,10 @@ local: deps
 	LOCAL_DATA_DIR="$(LOCAL_DATA_DIR)" bin/local
 
 # ---- Lambda builds: SAM's makefile builder runs `make build-<LogicalId>`
-# with ARTIFACTS_DIR set; `make build` runs every one into build/<LogicalId>/.
-# GOARCH_LAMBDA=amd64 builds for the template's Architecture=x86_64.
+# with ARTIFACTS_DIR set, through arch/<Architecture>/Makefile (the
+# template's ContextPath), which sets GOARCH_LAMBDA for the template's
+# Architecture parameter and includes this file. `make build` runs every
+# target into build/<LogicalId>/; GOARCH_LAMBDA=amd64 builds for x86_64.
 LAMBDA_GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
 LAMBDA_ARTIFACTS = WebFunction SchedulerFunction PollerFunction FinisherFunction ExecutorFunction ExecutorPythonFunction ExecutorNodeFunction ExecutorLayer
 EXECUTOR_LAYER_SRC = functions/executor/layer

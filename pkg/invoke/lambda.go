@@ -14,8 +14,10 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 )
 
-// DefaultMaxPayload is the largest payload sent inline by Lambda: the
-// asynchronous invocation limit Lambda has long had (256 KiB). Larger
+// DefaultMaxPayload is the largest payload sent inline by Lambda. Lambda
+// now takes asynchronous payloads of up to 1 MB, but an executor's
+// destination record, the finisher's own asynchronous payload, carries the
+// whole event beside the result, so events stay at 256 KiB. Larger
 // payloads go through the PayloadStore.
 const DefaultMaxPayload = 256 * 1024
 

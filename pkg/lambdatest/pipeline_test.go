@@ -45,6 +45,9 @@ func TestHarnessRunsThePipeline(t *testing.T) {
 			"EXECUTOR_MARGIN_SECONDS":     "5",
 			"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
 			"AWS_REGION":                  "eu-west-1",
+			// The fake GitLab listens on loopback over http.
+			"ALLOW_HTTP_GITLAB":    "true",
+			"ALLOW_PRIVATE_GITLAB": "true",
 		},
 		EnvFor: func(dir string) map[string]string {
 			return map[string]string{"EXECUTOR_BUILDS_DIR": filepath.Join(dir, "builds"), "EXECUTOR_HOME_DIR": filepath.Join(dir, "home")}

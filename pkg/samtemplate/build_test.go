@@ -10,11 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/lambdatest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
@@ -22,25 +23,11 @@ import (
 	"gitlab-serverless-runner/pkg/store/dynamotest"
 )
 
-func TestMain(m *testing.M) { os.Exit(dynamotest.Main(m)) }
-
-// makeArtifact runs `make build-<id>` as SAM does, into a fresh
-// ARTIFACTS_DIR, and returns that directory.
-func makeArtifact(t *testing.T, id string, vars ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	args := append([]string{"--no-print-directory", "build-" + id, "ARTIFACTS_DIR=" + dir}, vars...)
-	cmd := exec.Command("make", args...)
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make build-%s: %v\n%s", id, err, out)
-	}
-	return dir
+func TestMain(m *testing.M) {
+	code := dynamotest.Main(m)
+	removeGuideBuilds()
+	os.Exit(code)
 }
-
-// hostArch is the GOARCH_LAMBDA setting for this machine, so the emulator can
-// run what make built.
-func hostArch() string { return "GOARCH_LAMBDA=" + runtime.GOARCH }
 
 func elfMachine(t *testing.T, path string) elf.Machine {
 	t.Helper()
@@ -57,53 +44,6 @@ func elfMachine(t *testing.T, path string) elf.Machine {
 		t.Errorf("%s is not executable", path)
 	}
 	return f.Machine
-}
-
-func TestArtifactsAreLinuxBinariesOfTheLambdaArchitecture(t *testing.T) {
-	tpl := loadTemplate(t)
-	tests := []struct {
-		vars []string
-		want elf.Machine
-	}{
-		{nil, elf.EM_AARCH64},
-		{[]string{"GOARCH_LAMBDA=amd64"}, elf.EM_X86_64},
-	}
-	for _, tt := range tests {
-		for _, r := range makefileBuilt(t, tpl) {
-			t.Run(tt.want.String()+"/"+r.ID, func(t *testing.T) {
-				if tt.want != elf.EM_AARCH64 && !strings.HasPrefix(r.ID, "Executor") {
-					t.Skip("one architecture switch is enough for the others; the Makefile uses the same variable")
-				}
-				dir := makeArtifact(t, r.ID, tt.vars...)
-				handler, _ := r.Properties["Handler"].(string)
-				switch {
-				case r.Type == "AWS::Serverless::LayerVersion":
-					if got := elfMachine(t, filepath.Join(dir, "gsr", "executor")); got != tt.want {
-						t.Errorf("gsr/executor: machine %v, want %v", got, tt.want)
-					}
-					b, err := os.ReadFile(filepath.Join(dir, "gsr", "exec-wrapper"))
-					if err != nil || !strings.HasPrefix(string(b), "#!/bin/sh\n") {
-						t.Errorf("gsr/exec-wrapper: not a shell script (%v)", err)
-					}
-					if st, err := os.Stat(filepath.Join(dir, "gsr", "exec-wrapper")); err != nil || st.Mode()&0o111 == 0 {
-						t.Errorf("gsr/exec-wrapper is not executable")
-					}
-				case handler == "bootstrap":
-					if got := elfMachine(t, filepath.Join(dir, "bootstrap")); got != tt.want {
-						t.Errorf("bootstrap: machine %v, want %v", got, tt.want)
-					}
-				default:
-					// A managed runtime's handler file: index.handler is
-					// index.py or index.mjs.
-					module, _, _ := strings.Cut(handler, ".")
-					matches, _ := filepath.Glob(filepath.Join(dir, module+".*"))
-					if len(matches) != 1 {
-						t.Errorf("handler %s: got files %q, want one %s.<ext>", handler, matches, module)
-					}
-				}
-			})
-		}
-	}
 }
 
 func invoke(t *testing.T, fn *lambdatest.Function, payload []byte) lambdatest.Response {
@@ -149,8 +89,8 @@ func executorEnv(t *testing.T) map[string]string {
 	}
 }
 
-func TestExecutorBuiltByMakeRejectsAMalformedEvent(t *testing.T) {
-	dir := makeArtifact(t, "ExecutorFunction", hostArch())
+func TestExecutorBuiltBySAMRejectsAMalformedEvent(t *testing.T) {
+	dir := builtArtifact(t, "ExecutorFunction")
 	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: executorEnv(t)})
 	checkExecutorRejects(t, fn)
 }
@@ -159,7 +99,7 @@ func TestExecutorBuiltByMakeRejectsAMalformedEvent(t *testing.T) {
 // bootstrap, with that bootstrap's command line; the wrapper must hand the
 // Runtime API to the executor beside it.
 func TestExecWrapperStartsTheLayersExecutor(t *testing.T) {
-	layer := makeArtifact(t, "ExecutorLayer", hostArch())
+	layer := builtArtifact(t, "ExecutorLayer")
 	wrapper := filepath.Join(layer, "gsr", "exec-wrapper")
 	// What Lambda's managed runtime does with AWS_LAMBDA_EXEC_WRAPPER.
 	runtimeBootstrap := filepath.Join(t.TempDir(), "bootstrap")
@@ -197,7 +137,7 @@ func TestExecWrapperFailsClearlyWithoutTheExecutor(t *testing.T) {
 	}
 }
 
-func TestSchedulerBuiltByMakeFindsNoRunners(t *testing.T) {
+func TestSchedulerBuiltBySAMFindsNoRunners(t *testing.T) {
 	srv := dynamotest.Start(t)
 	prefix := dynamotest.Prefix(t)
 	st, err := store.New(srv.Client(), store.Config{Tables: store.Prefixed(prefix)})
@@ -207,7 +147,7 @@ func TestSchedulerBuiltByMakeFindsNoRunners(t *testing.T) {
 	if err := st.CreateTables(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	dir := makeArtifact(t, "SchedulerFunction", hostArch())
+	dir := builtArtifact(t, "SchedulerFunction")
 	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: map[string]string{
 		"TABLE_PREFIX":          prefix,
 		"TOKEN_SEALING_KEY":     "1:" + seal.GenerateKey(),
@@ -247,7 +187,7 @@ func TestSchedulerBuiltByMakeFindsNoRunners(t *testing.T) {
 // The web function's secrets arrive as the template passes them, Secrets
 // Manager ARNs (with keys shaped as Secrets Manager generates them), which
 // the function resolves at start.
-func TestWebBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
+func TestWebBuiltBySAMAnswersTheSampleEvent(t *testing.T) {
 	const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
 	generated := strings.Repeat("z9", 21) + "Q" // 43 letters and digits
 	secretsEndpoint := fakeSecretsManager(t, map[string]string{
@@ -255,7 +195,7 @@ func TestWebBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
 		arn + "TokenSealingKeySecret-AbCdEf":  generated,
 		arn + "OidcClientSecretSecret-AbCdEf": "client-secret",
 	})
-	dir := makeArtifact(t, "WebFunction", hostArch())
+	dir := builtArtifact(t, "WebFunction")
 	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: withLocalAWS(map[string]string{
 		"BASE_URL":                         "https://runners.example.com",
 		"OIDC_CLIENT_ID":                   "client",
@@ -315,7 +255,7 @@ func withLocalAWS(env map[string]string) map[string]string {
 
 // The sample destination record turned into the success of a job the
 // executor reported: the finisher records it without calling GitLab.
-func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
+func TestFinisherBuiltBySAMClosesAReportedJob(t *testing.T) {
 	srv, names := tables(t)
 	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "finisher", "testdata", "event.json"))
 	if err != nil {
@@ -325,9 +265,30 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		t.Fatal(err)
 	}
+	// A GitLab where the job ran and its executor reported success: the
+	// finisher confirms every outcome with GitLab.
+	gl := gitlabtest.New(t)
+	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
+	queued := gl.EnqueueJob(gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"}), gitlabtest.JobSpec{Script: []string{"make"}})
+	glc, err := gitlab.New(gl.URL(), gitlab.Options{HTTPClient: gl.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	taken, err := glc.RequestJob(ctx, gitlab.JobRequest{Token: gr.Token, SystemID: "s_0123456789ab"})
+	if err != nil || taken.Job == nil || taken.Job.ID != queued.ID {
+		t.Fatalf("RequestJob() = %+v, %v; want the queued job", taken, err)
+	}
+	job := taken.Job
+	if _, err := glc.UpdateJob(ctx, job.ID, gitlab.UpdateJobRequest{Token: job.Token, State: gitlab.StateSuccess}); err != nil {
+		t.Fatalf("report success: %v", err)
+	}
+	payload := rec["requestPayload"].(map[string]any)
+	payload["gitlab_url"] = gl.URL()
+	payload["job"].(map[string]any)["id"], payload["job"].(map[string]any)["token"] = job.ID, job.Token
 	rec["requestContext"].(map[string]any)["condition"] = "Success"
 	rec["responseContext"] = map[string]any{"statusCode": 200, "executedVersion": "$LATEST"}
-	rec["responsePayload"] = map[string]any{"job_id": 8123, "state": "success", "duration_ms": 61000, "reported": true}
+	rec["responsePayload"] = map[string]any{"job_id": job.ID, "state": "success", "duration_ms": 61000, "reported": true}
 	// The store as the poller leaves it: the job claimed and running, in a
 	// slot the record's token holds. The finisher ignores records that do
 	// not match the store.
@@ -335,7 +296,6 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	// As the poller does: take a slot, then claim the job with the hash of
 	// the slot's token, which the finisher checks the record against.
 	slot, ok, err := st.AcquireSlot(ctx, "0123456789abcdef0123", 1, time.Hour)
@@ -343,21 +303,25 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 		t.Fatalf("AcquireSlot() = %v, %v; want a slot", ok, err)
 	}
 	if err := st.ClaimJob(ctx, &runner.Job{
-		RunnerID: "0123456789abcdef0123", JobID: 8123, LeaseExpiresAt: time.Now().Add(time.Hour),
+		RunnerID: "0123456789abcdef0123", JobID: job.ID, LeaseExpiresAt: time.Now().Add(time.Hour),
 		DispatchTokenHash: runner.HashDispatchToken(slot.Token), SlotIndex: slot.Index,
 	}); err != nil {
 		t.Fatalf("ClaimJob: %v", err)
 	}
-	dispatch := rec["requestPayload"].(map[string]any)["dispatch"].(map[string]any)
+	dispatch := payload["dispatch"].(map[string]any)
+	dispatch["job_id"], dispatch["gitlab_url"] = job.ID, gl.URL()
 	dispatch["slot_index"], dispatch["slot_token"] = slot.Index, slot.Token
 	event, _ := json.Marshal(rec)
 
-	dir := makeArtifact(t, "FinisherFunction", hostArch())
+	dir := builtArtifact(t, "FinisherFunction")
 	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: withLocalAWS(map[string]string{
 		"JOBS_TABLE":         names.Jobs,
 		"SLOTS_TABLE":        names.Slots,
 		"EXECUTOR_MEMORY_MB": "2048",
 		"DYNAMODB_ENDPOINT":  srv.Endpoint,
+		// The fake GitLab listens on loopback over http.
+		"ALLOW_HTTP_GITLAB":    "true",
+		"ALLOW_PRIVATE_GITLAB": "true",
 	})})
 	resp := invoke(t, fn, event)
 	if resp.FunctionError != "" {
@@ -372,8 +336,8 @@ func TestFinisherBuiltByMakeClosesAReportedJob(t *testing.T) {
 	if err := json.Unmarshal(resp.Payload, &out); err != nil {
 		t.Fatalf("decode outcome %s: %v", resp.Payload, err)
 	}
-	if out.RunnerID != "0123456789abcdef0123" || out.JobID != 8123 || out.State != "success" || out.FailedInGitLab {
-		t.Errorf("outcome: got %s, want job 8123 of runner 0123456789abcdef0123 recorded as success", resp.Payload)
+	if out.RunnerID != "0123456789abcdef0123" || out.JobID != job.ID || out.State != "success" || out.FailedInGitLab {
+		t.Errorf("outcome: got %s, want job %d of runner 0123456789abcdef0123 recorded as success", resp.Payload, job.ID)
 	}
 }
 
@@ -401,7 +365,7 @@ func fakeSecretsManager(t *testing.T, secrets map[string]string) string {
 // The sample poller event names a runner that does not exist: the poller
 // answers without polling anything. Its sealing key arrives as the template
 // passes it, a Secrets Manager ARN that the poller resolves at start.
-func TestPollerBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
+func TestPollerBuiltBySAMAnswersTheSampleEvent(t *testing.T) {
 	const keyARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:TokenSealingKeySecret-AbCdEf"
 	secretsEndpoint := fakeSecretsManager(t, map[string]string{keyARN: seal.GenerateKey()})
 	srv, names := tables(t)
@@ -409,7 +373,7 @@ func TestPollerBuiltByMakeAnswersTheSampleEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := makeArtifact(t, "PollerFunction", hostArch())
+	dir := builtArtifact(t, "PollerFunction")
 	fn := lambdatest.Start(t, filepath.Join(dir, "bootstrap"), lambdatest.Options{Env: withLocalAWS(map[string]string{
 		"RUNNERS_TABLE":      names.Runners,
 		"JOBS_TABLE":         names.Jobs,

@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/samtemplate"
+	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
 )
 
@@ -105,5 +108,106 @@ func TestEveryFunctionHasASampleEvent(t *testing.T) {
 	}
 	if ev.Job.ID == 0 || ev.Job.Token == "" || ev.GitLabURL == "" || len(ev.Job.Steps) == 0 {
 		t.Errorf("sample executor event lacks a job id, token, GitLab URL or steps: %+v", ev)
+	}
+}
+
+// guideSection returns the text of a "## " section of docs/deploy.md.
+func guideSection(t *testing.T, title string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n## "+title+"\n")
+	if !ok {
+		t.Fatalf("docs/deploy.md has no section %q", title)
+	}
+	section, _, _ := strings.Cut(rest, "\n## ")
+	return section
+}
+
+// What `sam delete` leaves behind is what the guide says it leaves: the
+// retained resources are the tables, the token-sealing secret and the
+// cache bucket (which CloudFormation could not delete while it holds
+// objects), and every stateful resource says what happens to it both on
+// deletion and on replacement.
+func TestRetainedResourcesAreTheGuides(t *testing.T) {
+	tpl := loadTemplate(t)
+	var retained []string
+	for id, r := range tpl.Section("Resources") {
+		deletion, _ := samtemplate.Path(r, "DeletionPolicy").(string)
+		replace, _ := samtemplate.Path(r, "UpdateReplacePolicy").(string)
+		if deletion != replace {
+			t.Errorf("%s: DeletionPolicy %q but UpdateReplacePolicy %q", id, deletion, replace)
+		}
+		if deletion == "Retain" {
+			retained = append(retained, id)
+		}
+	}
+	slices.Sort(retained)
+	want := []string{"CacheBucket", "JobsTable", "RunnersTable", "SlotsTable", "TokenSealingKeySecret", "UsersTable"}
+	if !slices.Equal(retained, want) {
+		t.Errorf("retained: got %q, want %q", retained, want)
+	}
+	removing := guideSection(t, "Removing it")
+	for _, says := range []string{"four tables", "token-sealing\nsecret", "cache bucket", "sam delete", "DeletionProtection=false"} {
+		if !strings.Contains(removing, says) {
+			t.Errorf("the guide's \"Removing it\" does not say %q", says)
+		}
+	}
+	if !strings.Contains(guideSection(t, "Data"), "always\nretained") {
+		t.Error("the guide's \"Data\" does not say the tables are always retained")
+	}
+}
+
+// The key rotation the guide gives, followed literally with the forms it
+// prints (`new,old`, then `new` alone), keeps every runner token and every
+// session readable, starting from the key Secrets Manager generated.
+func TestGuideKeyRotation(t *testing.T) {
+	secrets := guideSection(t, "Secrets")
+	forms := regexp.MustCompile("`((?:new|old)(?:,(?:new|old))*)`").FindAllStringSubmatch(secrets, -1)
+	var steps []string
+	for _, f := range forms {
+		steps = append(steps, f[1])
+	}
+	if got, want := strings.Join(steps, " then "), "new,old then new"; got != want {
+		t.Fatalf("the guide's rotation: got %q, want %q", got, want)
+	}
+	// Secrets Manager's generated key: 43 letters and digits.
+	generated := strings.Repeat("Ab3", 14) + "x"
+	keys := map[string]string{"old": generated, "new": seal.GenerateKey()}
+	spell := func(form string) string {
+		parts := strings.Split(form, ",")
+		for i, p := range parts {
+			parts[i] = keys[p]
+		}
+		return strings.Join(parts, ",")
+	}
+	sealer := func(spec string) *seal.Sealer {
+		s, err := seal.ParseKeys(spec)
+		if err != nil {
+			t.Fatalf("seal.ParseKeys(the guide's %s): %v", spec, err)
+		}
+		return s
+	}
+	before := sealer(generated)
+	tokenOld, _ := before.Seal("runner-1", "glrt-old")
+	during := sealer(spell(steps[0]))
+	if got, err := during.Open("runner-1", tokenOld); err != nil || got != "glrt-old" {
+		t.Fatalf("during the rotation a token sealed before it: %q, %v", got, err)
+	}
+	if !during.NeedsReseal(tokenOld) {
+		t.Error("during the rotation a token sealed before it is not to be resealed")
+	}
+	tokenNew, _ := during.Seal("runner-1", "glrt-new")
+	after := sealer(spell(steps[1]))
+	if got, err := after.Open("runner-1", tokenNew); err != nil || got != "glrt-new" {
+		t.Errorf("after the rotation a token sealed during it: %q, %v", got, err)
+	}
+	// The session key takes the same forms (SESSION_KEY).
+	for _, form := range steps {
+		if _, err := auth.ParseKeys(strings.Split(spell(form), ",")...); err != nil {
+			t.Errorf("auth.ParseKeys(the guide's %s): %v", form, err)
+		}
 	}
 }

@@ -152,3 +152,42 @@ func TestExecWrapperIsWhereTheLayerPutsIt(t *testing.T) {
 		}
 	}
 }
+
+// SAM CLI passes make no architecture: every function and the layer name
+// arch/<Architecture>/Makefile as their ContextPath, and each of those
+// builds the root Makefile's targets for its architecture.
+func TestEveryArchitectureHasItsMakefile(t *testing.T) {
+	tpl := loadTemplate(t)
+	root := repoRoot(t)
+	for _, r := range makefileBuilt(t, tpl) {
+		if got, want := render(samtemplate.Path(r.Metadata, "ContextPath")), "arch/${Architecture}"; got != want {
+			t.Errorf("%s Metadata ContextPath: got %s, want !Sub %s", r.ID, got, want)
+		}
+	}
+	layer, _ := tpl.Resource("ExecutorLayer")
+	if got, want := render(samtemplate.Path(layer.Metadata, "BuildArchitecture")), "!Ref Architecture"; got != want {
+		t.Errorf("ExecutorLayer BuildArchitecture: got %s, want %s", got, want)
+	}
+	goarch := map[string]string{"arm64": "arm64", "x86_64": "amd64"}
+	for _, v := range asList(samtemplate.Path(tpl.Section("Parameters"), "Architecture", "AllowedValues")) {
+		arch := v.(string)
+		t.Run(arch, func(t *testing.T) {
+			// GOARCH_LAMBDA in the environment must not change it.
+			t.Setenv("GOARCH_LAMBDA", "riscv64")
+			for _, r := range makefileBuilt(t, tpl) {
+				cmds, err := samtemplate.DryRun(root, "build-"+r.ID, "--makefile=arch/"+arch+"/Makefile", "ARTIFACTS_DIR=/artifacts")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(cmds, "/artifacts/") {
+					t.Errorf("make -n build-%s through arch/%s/Makefile writes nothing into ARTIFACTS_DIR:\n%s", r.ID, arch, cmds)
+				}
+				for _, line := range strings.Split(cmds, "\n") {
+					if strings.Contains(line, " build ") && !strings.Contains(line, "GOARCH="+goarch[arch]+" ") {
+						t.Errorf("build-%s through arch/%s/Makefile: want GOARCH=%s in\n%s", r.ID, arch, goarch[arch], line)
+					}
+				}
+			}
+		})
+	}
+}

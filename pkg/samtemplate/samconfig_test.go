@@ -14,7 +14,7 @@ import (
 
 // readSamconfig reads samconfig.toml's flat layout: [env.command.parameters]
 // sections of key = value lines. Values keep their TOML spelling.
-func readSamconfig(t *testing.T) (version string, sections map[string]map[string]string) {
+func readSamconfig(t testing.TB) (version string, sections map[string]map[string]string) {
 	t.Helper()
 	f, err := os.Open(filepath.Join(repoRoot(t), "samconfig.toml"))
 	if err != nil {
@@ -63,7 +63,7 @@ func TestSamconfig(t *testing.T) {
 		t.Run(env, func(t *testing.T) {
 			want := map[string]map[string]string{
 				"global": {"stack_name": ""},
-				"build":  {"cached": "true", "parallel": "true"},
+				"build":  {"cached": "false", "parallel": "true", "build_in_source": "true", "parameter_overrides": ""},
 				"deploy": {"capabilities": `"CAPABILITY_IAM"`, "resolve_s3": "true", "parameter_overrides": ""},
 			}
 			for cmd, keys := range want {
@@ -80,6 +80,17 @@ func TestSamconfig(t *testing.T) {
 			}
 			if env != "dev" && sections[env+".deploy.parameters"]["confirm_changeset"] != "true" {
 				t.Errorf("[%s.deploy.parameters] confirm_changeset is not true", env)
+			}
+			// The build compiles for the Architecture the deploy runs on.
+			arch := func(cmd string) string {
+				m := archOverride.FindStringSubmatch(sections[env+"."+cmd+".parameters"]["parameter_overrides"])
+				if m == nil {
+					return ""
+				}
+				return m[1]
+			}
+			if b, d := arch("build"), arch("deploy"); b == "" || b != d {
+				t.Errorf("Architecture: build %q, deploy %q; want the same, set in both", b, d)
 			}
 			overrides := sections[env+".deploy.parameters"]["parameter_overrides"]
 			matches := override.FindAllStringSubmatch(overrides, -1)
@@ -146,6 +157,47 @@ func TestLocalEnvFileOnlySetsDeclaredVariables(t *testing.T) {
 			if _, ok := env[name]; !ok {
 				t.Errorf("%s.%s: the template does not declare it for %s, sam local would ignore it", key, name, key)
 			}
+		}
+	}
+}
+
+// sam local's containers reach DynamoDB Local and start-lambda on this
+// machine through Docker's host-gateway (SAM CLI ignores
+// docker_network = "host" since 1.87), and start-lambda listens where the
+// containers can reach it.
+func TestSamLocalReachesTheHost(t *testing.T) {
+	_, sections := readSamconfig(t)
+	for _, cmd := range []string{"local_start_api", "local_start_lambda", "local_invoke"} {
+		sec := sections["default."+cmd+".parameters"]
+		if got, want := sec["add_host"], `["host.docker.internal:host-gateway"]`; got != want {
+			t.Errorf("[default.%s.parameters] add_host: got %s, want %s", cmd, got, want)
+		}
+		if v, ok := sec["docker_network"]; ok {
+			t.Errorf("[default.%s.parameters] docker_network = %s: SAM CLI ignores \"host\"", cmd, v)
+		}
+		if got := sec["env_vars"]; got != `"functions/env.local.json"` {
+			t.Errorf("[default.%s.parameters] env_vars: got %s", cmd, got)
+		}
+	}
+	lambda := sections["default.local_start_lambda.parameters"]
+	if lambda["host"] != `"0.0.0.0"` {
+		t.Errorf("start-lambda host: got %s, want \"0.0.0.0\" (containers reach it through the host gateway)", lambda["host"])
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "functions", "env.local.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]map[string]string
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"DYNAMODB_ENDPOINT": "http://host.docker.internal:8000",
+		"LAMBDA_ENDPOINT":   "http://host.docker.internal:" + lambda["port"],
+	}
+	for name, w := range want {
+		if got := file["Parameters"][name]; got != w {
+			t.Errorf("env.local.json Parameters.%s: got %q, want %q", name, got, w)
 		}
 	}
 }

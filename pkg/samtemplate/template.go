@@ -4,7 +4,10 @@
 // it lists the references the template makes and those that resolve to
 // nothing; and it finds which environment variables a function's Go code
 // reads, so that tests can hold the template, the Makefile and the code to
-// one another.
+// one another; and it makes the clean copy of the repository on which the
+// tests run AWS's own tools (cfn-lint, sam validate, sam build), which
+// check what these checks do not: the template as CloudFormation and the
+// SAM translator read it, and the real builds.
 //
 // goformation does not model every property SAM accepts. Load removes the
 // properties listed in Unmodelled before typed parsing and keeps them in

@@ -41,6 +41,13 @@ type Key struct {
 type Sealer struct {
 	primary byte
 	aeads   map[byte]cipher.AEAD
+	// order lists the key ids newest first.
+	order []byte
+	// anyKey makes Open try every key when the value's key id names no
+	// key or the wrong one: set when the ids were numbered by position
+	// (ParseKeys without ids), so a key's id changes when keys are added
+	// or dropped.
+	anyKey bool
 }
 
 // New returns a Sealer that seals with primary and also opens values sealed
@@ -63,28 +70,40 @@ func New(primary Key, older ...Key) (*Sealer, error) {
 			return nil, fmt.Errorf("seal: create GCM for key %d: %w", k.ID, err)
 		}
 		s.aeads[k.ID] = aead
+		s.order = append(s.order, k.ID)
 	}
 	return s, nil
 }
 
-// ParseKeys parses a key configuration: a comma-separated list of
-// "id:base64" entries, the first one sealing and all of them opening, e.g.
-// "2:base64key2,1:base64key1". A single base64 key without an id has id 1.
-// Errors never contain key material.
+// ParseKeys parses a key configuration: a comma-separated list of keys in
+// standard base64, newest first, the first one sealing and all of them
+// opening. Either every entry is "id:base64" with ids of its own
+// ("2:base64key2,1:base64key1"), or none has an id ("base64key2,base64key1",
+// the form docs/deploy.md gives for a rotation): then the last key has id 1,
+// the one before it 2, and so on, so a single key is id 1 and keeps that id
+// when a newer key is put in front of it; and since a key's id changes when
+// an older key is dropped, Open then tries every key when the value's id
+// does not open it. Errors never contain key material.
 func ParseKeys(spec string) (*Sealer, error) {
+	entries := strings.Split(strings.TrimSpace(spec), ",")
+	if len(entries) > 255 {
+		return nil, fmt.Errorf("seal: parse keys: %d keys, at most 255", len(entries))
+	}
 	var keys []Key
-	for i, entry := range strings.Split(strings.TrimSpace(spec), ",") {
+	withID := 0
+	for i, entry := range entries {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
 			return nil, fmt.Errorf("seal: parse keys: entry %d is empty", i+1)
 		}
-		id, b64 := "1", entry
+		n, b64 := uint64(len(entries)-i), entry
 		if before, after, ok := strings.Cut(entry, ":"); ok {
-			id, b64 = before, after
-		}
-		n, err := strconv.ParseUint(id, 10, 8)
-		if err != nil {
-			return nil, fmt.Errorf("seal: parse keys: entry %d: key id must be 0-255", i+1)
+			withID++
+			var err error
+			if n, err = strconv.ParseUint(before, 10, 8); err != nil {
+				return nil, fmt.Errorf("seal: parse keys: entry %d: key id must be 0-255", i+1)
+			}
+			b64 = after
 		}
 		secret, err := decodeKey(b64)
 		if err != nil {
@@ -92,7 +111,15 @@ func ParseKeys(spec string) (*Sealer, error) {
 		}
 		keys = append(keys, Key{ID: byte(n), Secret: secret})
 	}
-	return New(keys[0], keys[1:]...)
+	if withID != 0 && withID != len(keys) {
+		return nil, errors.New("seal: parse keys: give every key an id (id:base64) or none")
+	}
+	s, err := New(keys[0], keys[1:]...)
+	if err != nil {
+		return nil, err
+	}
+	s.anyKey = withID == 0
+	return s, nil
 }
 
 // decodeKey accepts standard base64 with or without padding: keys generated
@@ -127,24 +154,40 @@ func (s *Sealer) Seal(runnerID, token string) ([]byte, error) {
 
 // Open decrypts a value Seal returned for the same runnerID. It returns
 // ErrOpen (wrapped) if the value was altered, its key is unknown, or it was
-// sealed for another runner.
+// sealed for another runner. With keys numbered by position (ParseKeys
+// without ids) it tries every key, the value's own id first.
 func (s *Sealer) Open(runnerID string, sealed []byte) (string, error) {
 	if len(sealed) < headerLen || sealed[0] != format {
 		return "", fmt.Errorf("%w: unknown format", ErrOpen)
 	}
 	aead, ok := s.aeads[sealed[1]]
-	if !ok {
+	if !ok && !s.anyKey {
 		return "", fmt.Errorf("%w: unknown key id %d", ErrOpen, sealed[1])
 	}
-	if len(sealed) < headerLen+aead.NonceSize()+aead.Overhead() {
+	// Every key is AES-256-GCM: one nonce size and tag length.
+	first := s.aeads[s.primary]
+	if len(sealed) < headerLen+first.NonceSize()+first.Overhead() {
 		return "", fmt.Errorf("%w: too short", ErrOpen)
 	}
-	nonce := sealed[headerLen : headerLen+aead.NonceSize()]
-	plain, err := aead.Open(nil, nonce, sealed[headerLen+aead.NonceSize():], additionalData(sealed[:headerLen], runnerID))
-	if err != nil {
-		return "", ErrOpen
+	nonce := sealed[headerLen : headerLen+first.NonceSize()]
+	ciphertext := sealed[headerLen+first.NonceSize():]
+	ad := additionalData(sealed[:headerLen], runnerID)
+	if ok {
+		if plain, err := aead.Open(nil, nonce, ciphertext, ad); err == nil {
+			return string(plain), nil
+		}
 	}
-	return string(plain), nil
+	if s.anyKey {
+		for _, id := range s.order {
+			if id == sealed[1] {
+				continue
+			}
+			if plain, err := s.aeads[id].Open(nil, nonce, ciphertext, ad); err == nil {
+				return string(plain), nil
+			}
+		}
+	}
+	return "", ErrOpen
 }
 
 // NeedsReseal reports whether sealed was made with a key other than the

@@ -142,6 +142,8 @@ func TestParseKeysRejects(t *testing.T) {
 		{"id out of range", "256:" + key},
 		{"duplicate id", "1:" + key + ",1:" + seal.GenerateKey()},
 		{"empty entry", key + ","},
+		{"ids on some keys only", "2:" + key + "," + seal.GenerateKey()},
+		{"the same key twice with the same id", "1:" + key + ",1:" + key},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,5 +179,82 @@ func TestParseKeysAcceptsUnpaddedKeys(t *testing.T) {
 	}
 	if _, err := seal.ParseKeys(generated[:42]); err == nil {
 		t.Error("ParseKeys(42 characters) = nil error, want an error: not 32 bytes")
+	}
+}
+
+// The rotation docs/deploy.md gives: the secret holds one key, then
+// "new,old" (newest first, no ids), then "new" alone. Every value sealed
+// on the way opens at each later step, and NeedsReseal says which to seal
+// again. Without ids the keys are numbered by position, the last one 1.
+func TestKeyRotationWithoutIDs(t *testing.T) {
+	oldKey, newKey, newerKey := seal.GenerateKey(), seal.GenerateKey(), seal.GenerateKey()
+	steps := []string{oldKey, newKey + "," + oldKey, newKey, newerKey + "," + newKey, newerKey}
+	type value struct {
+		step   int
+		sealed []byte
+	}
+	var values []value
+	for i, spec := range steps {
+		s := mustParse(t, spec)
+		// Values sealed at an earlier step whose key is still configured.
+		for _, v := range values {
+			if !strings.Contains(spec, strings.Split(steps[v.step], ",")[0]) {
+				continue
+			}
+			got, err := s.Open("r1", v.sealed)
+			if err != nil || got != token {
+				t.Errorf("step %d: Open(value sealed at step %d) = %q, %v; want the token", i, v.step, got, err)
+			}
+		}
+		sealed, err := s.Seal("r1", token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.NeedsReseal(sealed) {
+			t.Errorf("step %d: NeedsReseal(fresh value) = true", i)
+		}
+		values = append(values, value{i, sealed})
+	}
+	// "new,old": the old key keeps id 1, the new one seals with id 2, and
+	// values of the old key need resealing.
+	rotating := mustParse(t, newKey+","+oldKey)
+	if !rotating.NeedsReseal(values[0].sealed) {
+		t.Error("NeedsReseal(value of the old key) = false during the rotation, want true")
+	}
+	if got := values[1].sealed[1]; got != 2 {
+		t.Errorf("key id of a value sealed with \"new,old\": %d, want 2", got)
+	}
+	if got := values[0].sealed[1]; got != 1 {
+		t.Errorf("key id of a value sealed with a single key: %d, want 1", got)
+	}
+	// "new" alone: values sealed as id 2 during the rotation open, and are
+	// to be resealed as id 1.
+	after := mustParse(t, newKey)
+	if !after.NeedsReseal(values[1].sealed) {
+		t.Error("NeedsReseal(value sealed during the rotation) = false after it, want true")
+	}
+	// A dropped key opens nothing, whatever the id says.
+	if _, err := after.Open("r1", values[0].sealed); !errors.Is(err, seal.ErrOpen) {
+		t.Errorf("Open(value of the dropped key): error = %v, want ErrOpen", err)
+	}
+	if _, err := after.Open("r2", values[2].sealed); !errors.Is(err, seal.ErrOpen) {
+		t.Errorf("Open(value of another runner): error = %v, want ErrOpen", err)
+	}
+}
+
+// With explicit ids, an id names exactly one key: a value whose id is not
+// configured does not open, even if a key of another id would open it.
+func TestExplicitIDsAreStrict(t *testing.T) {
+	key := seal.GenerateKey()
+	sealed, err := mustParse(t, "1:"+key).Seal("r1", token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mustParse(t, "2:"+key).Open("r1", sealed); !errors.Is(err, seal.ErrOpen) {
+		t.Errorf("Open with the key under another id: error = %v, want ErrOpen", err)
+	}
+	// The id:base64 form and the bare form agree on a single key.
+	if got, err := mustParse(t, key).Open("r1", sealed); err != nil || got != token {
+		t.Errorf("Open with the bare key = %q, %v; want the token", got, err)
 	}
 }
