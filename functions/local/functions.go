@@ -31,7 +31,7 @@ func executorFunction(runtime string) string { return "executor-" + runtime }
 // registerFunctions makes the poller, the executors and the finisher
 // invocable in process, with the executors' destinations pointing at the
 // finisher as the template's EventInvokeConfig does.
-func (s *System) registerFunctions(sealer *seal.Sealer) error {
+func (s *System) registerFunctions(sealer *seal.Keyring) error {
 	functions := map[string]string{}
 	for _, rt := range s.cfg.Web.Runtimes {
 		name := executorFunction(rt)

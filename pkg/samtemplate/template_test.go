@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/samtemplate"
 	"gitlab-serverless-runner/pkg/seal"
 )
@@ -367,8 +366,8 @@ func TestGeneratedKeyShapeIsAcceptedBySessions(t *testing.T) {
 		(alphabet + alphabet)[:43],
 	}
 	for _, key := range tests {
-		if _, err := auth.ParseKeys(key); err != nil {
-			t.Errorf("auth.ParseKeys(%d generated characters): %v", len(key), err)
+		if _, err := seal.ParseKeys(key); err != nil {
+			t.Errorf("seal.ParseKeys(%d generated characters): %v", len(key), err)
 		}
 		if _, err := seal.ParseKeys(key); err != nil {
 			t.Errorf("seal.ParseKeys(%d generated characters): %v", len(key), err)
