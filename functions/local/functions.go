@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/seal"
@@ -56,13 +57,10 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 		stop := context.AfterFunc(s.stopping, cancel) // Ctrl-C cancels running jobs
 		defer stop()
 
-		var head struct {
-			Job struct {
-				ID int64 `json:"id"`
-			} `json:"job"`
-		}
-		_ = json.Unmarshal(payload, &head) // the executor reports a bad event itself
-		dir, err := os.MkdirTemp(s.jobsDir, "job-"+strconv.FormatInt(head.Job.ID, 10)+"-")
+		// The executor reports a bad event itself; the id only names the
+		// job's directory.
+		id, _ := dispatch.Identify(payload)
+		dir, err := os.MkdirTemp(s.jobsDir, "job-"+strconv.FormatInt(id.Job.ID, 10)+"-")
 		if err != nil {
 			return nil, fmt.Errorf("local: create job directory: %w", err)
 		}
@@ -72,7 +70,7 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 		cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir = filepath.Join(dir, "builds"), filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
 		cfg.Cleanup, cfg.WipeDirs = executor.CleanupLocal, nil
 		cfg.BaseEnv = shell.SanitizedBaseEnv(os.Environ(), secretEnv...)
-		cfg.Logger = log.With("job_id", head.Job.ID)
+		cfg.Logger = log.With("job_id", id.Job.ID)
 		for _, d := range []string{cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				return nil, fmt.Errorf("local: create job directory: %w", err)
