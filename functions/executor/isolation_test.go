@@ -117,7 +117,7 @@ func deploy(t *testing.T, concurrency int) *deployment {
 	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
 	d.runner = &runner.Runner{ID: runner.NewID(), Owner: "alice", GitLabURL: gl.URL(), GitLabRunnerID: gr.ID,
 		Runtime: "provided.al2023", Concurrency: concurrency, RunUntagged: true, SystemID: runner.NewSystemID()}
-	d.runner.SealedToken, _ = sealer.Seal(d.runner.ID, gr.Token)
+	d.runner.SealedToken, _ = sealer.Seal(seal.RunnerToken(d.runner.ID), gr.Token)
 	if err := st.CreateRunner(context.Background(), d.runner); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
 	"gitlab-serverless-runner/pkg/dynamolocal"
 	"gitlab-serverless-runner/pkg/invoke"
@@ -338,7 +337,7 @@ func (s *System) openStore(ctx context.Context, db *dynamodb.Client) error {
 func (s *System) configureKeys(w *web.Config) error {
 	var err error
 	if w.SessionKeys == "" {
-		if w.SessionKeys, err = persisted(s.cfg.DataDir, sessionKeyFile, auth.GenerateKey); err != nil {
+		if w.SessionKeys, err = persisted(s.cfg.DataDir, sessionKeyFile, seal.GenerateKey); err != nil {
 			return err
 		}
 	}

@@ -43,7 +43,7 @@ func TestFinisherRefusesARefusedGitLabAddress(t *testing.T) {
 	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
 	r := &runner.Runner{ID: runner.NewID(), Owner: "alice", GitLabURL: "http://localhost:" + u.Port(), GitLabRunnerID: gr.ID,
 		Runtime: "provided.al2023", Concurrency: 1, RunUntagged: true}
-	r.SealedToken, _ = sealer.Seal(r.ID, gr.Token)
+	r.SealedToken, _ = sealer.Seal(seal.RunnerToken(r.ID), gr.Token)
 	if err := st.CreateRunner(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}

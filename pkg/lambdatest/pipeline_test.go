@@ -91,7 +91,7 @@ func TestHarnessRunsThePipeline(t *testing.T) {
 	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
 	r := &runner.Runner{ID: runner.NewID(), Owner: "alice", GitLabURL: gl.URL(), GitLabRunnerID: gr.ID,
 		Runtime: "provided.al2023", Concurrency: 1, RunUntagged: true}
-	r.SealedToken, _ = sealer.Seal(r.ID, gr.Token)
+	r.SealedToken, _ = sealer.Seal(seal.RunnerToken(r.ID), gr.Token)
 	if err := st.CreateRunner(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}

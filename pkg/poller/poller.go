@@ -31,10 +31,11 @@ const (
 	MsgTokenUnsealed = "The runner token cannot be decrypted; register the runner again"
 )
 
-// Sealer opens and seals runner tokens; *seal.Sealer implements it.
+// Sealer opens and seals runner and job tokens; *seal.Keyring implements
+// it.
 type Sealer interface {
-	Open(runnerID string, sealed []byte) (string, error)
-	Seal(runnerID, token string) ([]byte, error)
+	Open(p seal.Purpose, sealed []byte) (string, error)
+	Seal(p seal.Purpose, plaintext string) ([]byte, error)
 }
 
 // Deps are the poller's collaborators. Cache may be nil (no cache URLs).
@@ -174,7 +175,7 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		p.recordError(ctx, r, "The runner's GitLab URL is invalid")
 		return Result{Stop: StopUnavailable}, nil
 	}
-	token, err := p.d.Sealer.Open(r.ID, r.SealedToken)
+	token, err := p.d.Sealer.Open(seal.RunnerToken(r.ID), r.SealedToken)
 	if err != nil {
 		log.ErrorContext(ctx, "cannot open the runner token", "error", err)
 		p.recordError(ctx, r, MsgTokenUnsealed)
@@ -407,7 +408,7 @@ func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job,
 // shortToken is CI_RUNNER_SHORT_TOKEN for the executor; "" if the token
 // cannot be opened (the job then runs without it).
 func (p *Poller) shortToken(r *runner.Runner) string {
-	token, err := p.d.Sealer.Open(r.ID, r.SealedToken)
+	token, err := p.d.Sealer.Open(seal.RunnerToken(r.ID), r.SealedToken)
 	if err != nil {
 		return ""
 	}

@@ -40,13 +40,13 @@ type Runners interface {
 
 // Opener opens sealed job tokens; *seal.Sealer is one.
 type Opener interface {
-	Open(id string, sealed []byte) (string, error)
+	Open(p seal.Purpose, sealed []byte) (string, error)
 }
 
 var (
 	_ Jobs    = runner.JobStore(nil)
 	_ Runners = runner.RunnerStore(nil)
-	_ Opener  = (*seal.Sealer)(nil)
+	_ Opener  = (*seal.Keyring)(nil)
 )
 
 // Config configures a Sweeper; the zero value is usable.

@@ -49,7 +49,7 @@ type Deps struct {
 	Users    runner.UserStore
 	Runners  runner.RunnerStore
 	Jobs     JobLister
-	Sealer   *seal.Sealer
+	Sealer   *seal.Keyring
 	Sessions *auth.Sessions
 	Login    *auth.Login
 	// GitLab returns a client for an instance URL that passed the URL
@@ -90,7 +90,7 @@ func NewAuth(cfg Config, logger *slog.Logger) (*auth.Sessions, *auth.Login, erro
 	if cfg.SessionKeys == "" {
 		return nil, nil, errors.New("web: SESSION_KEY is not set")
 	}
-	keys, err := auth.ParseKeys(strings.Split(cfg.SessionKeys, ",")...)
+	keys, err := seal.ParseKeys(cfg.SessionKeys)
 	if err != nil {
 		return nil, nil, fmt.Errorf("web: parse SESSION_KEY: %w", err)
 	}
