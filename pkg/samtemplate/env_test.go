@@ -28,9 +28,9 @@ var keptDefault = map[string]map[string]string{
 		"EXECUTOR_STATUS_INTERVAL":    "5s",
 	},
 	"./functions/poller": {
-		"POLL_WINDOW_SECONDS":  "5 s of short polls per invocation",
-		"PAYLOAD_BUCKET":       "CACHE_BUCKET, under payloads/",
-		"VERSION":              "the version the runner reports to GitLab",
+		"POLL_WINDOW_SECONDS": "5 s of short polls per invocation",
+		"PAYLOAD_BUCKET":      "CACHE_BUCKET, under payloads/",
+		"VERSION":             "the version the runner reports to GitLab",
 	},
 }
 
