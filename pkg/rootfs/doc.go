@@ -19,7 +19,9 @@
 // nested user namespace in which the only uid is the job's (LambdaUID by
 // default), so the command has no capability at all and is never uid 0.
 // When the command ends, the init exits with its status, and every process
-// the command left behind dies with the PID namespace.
+// the command left behind dies with the PID namespace. The command leads a
+// session and process group of its own; a signal the init receives
+// (SIGTERM when Run's context ends) goes to that whole group.
 //
 // A re-exec is needed because mounts must happen between the creation of
 // the namespaces and the command's start, which Go's SysProcAttr cannot

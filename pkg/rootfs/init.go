@@ -73,8 +73,10 @@ func runInit() int {
 	}
 	stat.Close()
 	go func() {
+		// The command leads its own session and process group: the signal
+		// reaches what it started too.
 		for s := range signals {
-			_ = cmd.Process.Signal(s)
+			_ = syscall.Kill(-cmd.Process.Pid, s.(syscall.Signal))
 		}
 	}()
 	err = cmd.Wait()

@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // initArg0 is the init's argv[0]; InitMain recognises the re-executed
@@ -60,6 +61,10 @@ type Command struct {
 	// Stdin, Stdout and Stderr are the command's; nil means /dev/null.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// KillGrace is how long the command's processes have to end after
+	// SIGTERM when ctx ends, before all of them are killed; zero kills
+	// them at once.
+	KillGrace time.Duration
 }
 
 // initConfig is what Run sends the init on file descriptor 3.
@@ -74,8 +79,9 @@ type initConfig struct {
 	TmpSize int64    `json:"tmp_size"`
 }
 
-// Run runs c and waits for it. Killing ctx kills the command and every
-// process it started. The error is nil on exit status 0, an
+// Run runs c and waits for it. When ctx ends, the command's process group
+// gets SIGTERM and, KillGrace later, every process the command started is
+// killed (at once when KillGrace is zero). The error is nil on exit status 0, an
 // *exec.ExitError for another status (exit code 128+n for signal n), or an
 // error saying why the command could not start (no such command, a bind
 // target missing, namespaces unavailable).
@@ -133,6 +139,13 @@ func Run(ctx context.Context, c Command) error {
 		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 		GidMappingsEnableSetgroups: false,
 		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if c.KillGrace > 0 {
+		// The init passes SIGTERM on to the command's process group; when
+		// the grace runs out, exec kills the init, and with it the PID
+		// namespace.
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = c.KillGrace
 	}
 	if err := cmd.Start(); err != nil {
 		cfgW.Close()

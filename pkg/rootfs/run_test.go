@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,5 +217,57 @@ func TestRunEndsEveryProcess(t *testing.T) {
 	err = rootfs.Run(ctx, rootfs.Command{Root: root, Args: []string{"/bin/sleep", "60"}})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("cancelled Run gave %v", err)
+	}
+}
+
+// A stopped command gets SIGTERM, it and what it started in the
+// background, and the grace to act on it; what ignores it is killed when
+// the grace runs out.
+func TestRunStopsGracefully(t *testing.T) {
+	root := testRoot(t)
+	for _, tt := range []struct {
+		name, script, want string
+	}{
+		{"traps TERM", `trap 'echo shell got TERM; exit 3' TERM; (trap 'echo child got TERM; exit 0' TERM; while :; do sleep 0.1; done) & echo started; wait`, "child got TERM\n"},
+		{"ignores TERM", `trap '' TERM; echo started; while :; do sleep 0.1; done`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				done <- rootfs.Run(ctx, rootfs.Command{Root: root, Args: []string{"/bin/sh", "-c", tt.script},
+					Env: []string{"PATH=/bin"}, Stdout: pw, Stderr: pw, KillGrace: 2 * time.Second})
+				pw.Close()
+			}()
+			buf := make([]byte, 64)
+			n, _ := pr.Read(buf)
+			if !strings.HasPrefix(string(buf[:n]), "started") {
+				t.Fatalf("first output %q, want started", buf[:n])
+			}
+			start := time.Now()
+			cancel()
+			var err2 error
+			select {
+			case err2 = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Run did not return after its context ended")
+			}
+			rest, _ := io.ReadAll(pr)
+			if !errors.Is(err2, context.Canceled) {
+				t.Errorf("Run = %v, want the context's error", err2)
+			}
+			if tt.want != "" && !strings.Contains(string(rest), tt.want) {
+				t.Errorf("output after the stop %q lacks %q", rest, tt.want)
+			}
+			if tt.want == "" && time.Since(start) < time.Second {
+				t.Errorf("a command ignoring SIGTERM was killed after %v, before its grace", time.Since(start))
+			}
+		})
 	}
 }
