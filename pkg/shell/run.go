@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/gitlab"
-	"gitlab-serverless-runner/pkg/sandbox"
 )
 
 // Values of CI_JOB_STATUS.
@@ -146,42 +145,21 @@ func (s *Session) run(ctx context.Context, name string, commands []string, statu
 	if s.shellKind == Bash {
 		args = []string{"--noprofile", "--norc", path}
 	}
-	cmd := exec.Command(s.shellPath, args...)
-	cmd.Dir = s.cfg.ProjectDir
-	cmd.Env = append(withoutKey(s.env, "CI_JOB_STATUS"), "CI_JOB_STATUS="+status)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// One pipe for stdout and stderr keeps their order as the job wrote it.
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return Result{Outcome: SystemFailure, Err: fmt.Errorf("shell: run %s: %w", name, err)}
 	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
-		return Result{Outcome: SystemFailure, Err: fmt.Errorf("shell: start %s: %w", name, err)}
-	}
-	pw.Close()
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
 		drain(w, pr)
 	}()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-
-	pgid := cmd.Process.Pid
-	var waitErr error
-	interrupted := false
-	select {
-	case waitErr = <-waited:
-	case <-ctx.Done():
-		interrupted = true
-		_ = sandbox.StopGroup(context.Background(), pgid, s.cfg.KillGrace)
-		waitErr = <-waited
-	}
-	// What the step started in the background dies with it.
-	_ = sandbox.StopGroup(context.Background(), pgid, s.cfg.KillGrace)
+	runErr := s.cfg.Launcher.Run(ctx, Command{
+		Path: s.shellPath, Args: args, Dir: s.cfg.ProjectDir, Output: pw,
+		Env: append(withoutKey(s.env, "CI_JOB_STATUS"), "CI_JOB_STATUS="+status),
+	})
+	pw.Close()
 	// A process that left the group (setsid) may still hold the pipe: give
 	// the output a grace period, then stop reading.
 	t := time.NewTimer(s.cfg.KillGrace)
@@ -193,10 +171,10 @@ func (s *Session) run(ctx context.Context, name string, commands []string, statu
 	pr.Close()
 	<-copied
 
-	if interrupted {
+	if ctx.Err() != nil {
 		return stopped(ctx)
 	}
-	return exitResult(waitErr)
+	return exitResult(name, runErr)
 }
 
 // drain copies r to w until r ends; after a write error it keeps reading
@@ -224,7 +202,7 @@ func stopped(ctx context.Context) Result {
 	return Result{Outcome: Canceled, Err: cause}
 }
 
-func exitResult(err error) Result {
+func exitResult(name string, err error) Result {
 	if err == nil {
 		return Result{Outcome: Succeeded}
 	}
@@ -236,7 +214,7 @@ func exitResult(err error) Result {
 		}
 		return Result{Outcome: Failed, ExitCode: code, Err: fmt.Errorf("shell: script exited with code %d", code)}
 	}
-	return Result{Outcome: SystemFailure, Err: fmt.Errorf("shell: wait for script: %w", err)}
+	return Result{Outcome: SystemFailure, Err: fmt.Errorf("shell: run %s: %w", name, err)}
 }
 
 func withoutKey(env []string, key string) []string {

@@ -2,9 +2,9 @@
 // executor does: it builds the job's environment from GitLab's variables and
 // the runner's own, writes file variables to files, generates one bash (or
 // sh) script per step that echoes every command before running it under
-// `set -eo pipefail`, runs it in its own process group with the project
-// directory as working directory, streams stdout and stderr into the trace,
-// and stops the whole process group on cancellation or timeout.
+// `set -eo pipefail`, runs it with the project directory as working
+// directory, streams stdout and stderr into the trace, and stops everything
+// the step started on cancellation or timeout.
 //
 // Variables reach the job through the process environment, never by quoting
 // them into the script, so any value (quotes, `$`, newlines, backslashes,
@@ -14,10 +14,14 @@
 // (PATH, ...); an unknown name becomes empty. A reference to a file variable
 // yields the path of its file, as `$KEY` would in the shell.
 //
-// A step's process group is stopped with sandbox.StopGroup (SIGTERM, a
-// grace period, SIGKILL) when its context ends, and also when the step's
-// shell exits, so background processes never outlive their step. Processes
-// that leave the group (setsid) are the sandbox's clean-up to catch.
+// How a step's shell is started is a Launcher's business. The default,
+// Direct, runs it on this machine in its own process group, stopped with
+// sandbox.StopGroup (SIGTERM, a grace period, SIGKILL) when the step's
+// context ends, and also when the step's shell exits, so background
+// processes never outlive their step; processes that leave the group
+// (setsid) are the sandbox's clean-up to catch. Local mode runs the steps of
+// a job with an `image:` inside the image's root file system through a
+// Launcher of its own (package localimage).
 package shell
 
 import (
@@ -96,6 +100,10 @@ type Config struct {
 	// RunnerVariables are the runner's configured variables (the runner's
 	// `environment` setting); job variables override them.
 	RunnerVariables gitlab.Variables
+	// Launcher starts each step's shell; nil means Direct with KillGrace.
+	// Any other Launcher must let the steps see BuildsDir and HomeDir at
+	// their paths on this machine.
+	Launcher Launcher
 }
 
 // Session is one job's prepared environment: Open writes its files, Run and
@@ -132,6 +140,9 @@ func Open(cfg Config, vars gitlab.Variables) (*Session, error) {
 	if cfg.AfterScriptTimeout <= 0 {
 		cfg.AfterScriptTimeout = DefaultAfterScriptTimeout
 	}
+	if cfg.Launcher == nil {
+		cfg.Launcher = Direct{KillGrace: cfg.KillGrace}
+	}
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
@@ -163,7 +174,7 @@ func Open(cfg Config, vars gitlab.Variables) (*Session, error) {
 	}
 	s.env = mergeEnv(base, resolved.env)
 
-	s.shellKind, s.shellPath, err = pickShell(cfg.Shell, lookupEnv(base, "PATH"))
+	s.shellKind, s.shellPath, err = pickShell(cfg.Shell, lookupEnv(base, "PATH"), cfg.Launcher.LookPath)
 	if err != nil {
 		return nil, err
 	}
@@ -274,8 +285,8 @@ func mergeEnv(base []string, vars [][2]string) []string {
 	return out
 }
 
-// pickShell finds the shell to run steps in.
-func pickShell(force, path string) (kind, file string, err error) {
+// pickShell finds the shell to run steps in, with lookPath.
+func pickShell(force, path string, lookPath func(name, path string) string) (kind, file string, err error) {
 	switch force {
 	case Bash, Sh:
 		if p := lookPath(force, path); p != "" {
@@ -296,18 +307,4 @@ func pickShell(force, path string) (kind, file string, err error) {
 	default:
 		return "", "", fmt.Errorf("shell: pick shell %q: want %q or %q", force, Bash, Sh)
 	}
-}
-
-// lookPath searches path (not the executor's own PATH) for an executable.
-func lookPath(name, path string) string {
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" || !filepath.IsAbs(dir) {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	return ""
 }
