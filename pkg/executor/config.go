@@ -91,6 +91,9 @@ type Config struct {
 	// artifacts, git) is dialled through it unless HTTPClient is set.
 	// Nil checks nothing.
 	URLPolicy *urlpolicy.Policy
+	// Images runs the jobs that name an `image:` inside it (local mode);
+	// nil runs them like any other job, in this environment.
+	Images ImageRunner
 	// Logger receives the executor's structured logs; nil means
 	// slog.Default().
 	Logger *slog.Logger

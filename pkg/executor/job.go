@@ -49,6 +49,7 @@ type jobRun struct {
 	up     *trace.Uploader
 	remote *remoteStatus
 	sess   *shell.Session
+	image  *PreparedImage // nil: the steps run on this machine
 
 	projectDir string
 	timeout    time.Duration // the job's timeout
@@ -220,8 +221,12 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 		j.w.Errorf("This job uses run: (CI steps), which this runner does not support")
 		return outcome{reason: gitlab.ReasonRunnerConfigurationError, message: ": run: steps are not supported"}
 	}
-	o, ok := j.setup(workCtx)
+	o, ok := j.prepareImage(workCtx)
 	if !ok {
+		return j.finish(postCtx, workCtx, o)
+	}
+	defer j.releaseImage()
+	if o, ok = j.setup(workCtx); !ok {
 		return j.finish(postCtx, workCtx, o)
 	}
 	defer j.cleanupFileVariables()
@@ -313,7 +318,7 @@ func (j *jobRun) prepare() {
 			j.w.Printf("Using AWS Lambda runtime %s\n", j.e.cfg.Runtime)
 		}
 		var asked []string
-		if img := j.job.Image; img != nil && img.Name != "" {
+		if img := j.job.Image; img != nil && img.Name != "" && j.e.cfg.Images == nil {
 			asked = append(asked, fmt.Sprintf("image %q", img.Name))
 		}
 		for _, s := range j.job.Services {
@@ -330,16 +335,23 @@ func (j *jobRun) prepare() {
 // setup opens the job's shell session: directories, variables, file
 // variables.
 func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
-	j.projectDir = ProjectDir(j.e.cfg.BuildsDir, j.job)
+	buildsDir, homeDir, baseEnv := j.e.cfg.BuildsDir, j.e.cfg.HomeDir, j.e.cfg.BaseEnv
+	var launcher shell.Launcher
+	if j.image != nil {
+		buildsDir, homeDir, launcher = j.image.BuildsDir, j.image.HomeDir, j.image.Launcher
+		baseEnv = append([]string{}, j.image.Env...) // never nil: nil would mean this machine's
+	}
+	j.projectDir = ProjectDir(buildsDir, j.job)
 	var runnerVars gitlab.Variables
 	if st := j.ev.Runner.ShortToken; st != "" {
 		runnerVars = append(runnerVars, gitlab.Variable{Key: "CI_RUNNER_SHORT_TOKEN", Value: st, Public: true})
 	}
 	cfg := shell.Config{
-		BuildsDir:          j.e.cfg.BuildsDir,
+		BuildsDir:          buildsDir,
 		ProjectDir:         j.projectDir,
-		HomeDir:            j.e.cfg.HomeDir,
-		BaseEnv:            j.e.cfg.BaseEnv,
+		HomeDir:            homeDir,
+		BaseEnv:            baseEnv,
+		Launcher:           launcher,
 		KillGrace:          j.e.cfg.KillGrace,
 		AfterScriptTimeout: j.e.cfg.AfterScriptTimeout,
 		JobTimeout:         j.timeout,
