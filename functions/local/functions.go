@@ -49,7 +49,8 @@ func (s *System) registerFunctions(sealer *seal.Keyring) error {
 // executorFunc runs one job like the executor Lambda does, but in a
 // directory of its own under the jobs directory, removed afterwards, and
 // with the local clean-up: only the job's own process groups are stopped;
-// nothing else on the machine is touched.
+// nothing else on the machine is touched. A job with an image runs inside
+// it instead (s.images).
 func (s *System) executorFunc(name, runtime string) invoke.Func {
 	log := s.log.With("part", name)
 	return func(ctx context.Context, payload []byte) ([]byte, error) {
@@ -71,6 +72,7 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 		cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir = filepath.Join(dir, "builds"), filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
 		cfg.Cleanup, cfg.WipeDirs = sandbox.CleanupLocal, nil
 		cfg.BaseEnv = shell.SanitizedBaseEnv(os.Environ(), secretEnv...)
+		cfg.Images = s.images
 		cfg.Logger = log.With("job_id", id.Job.ID)
 		for _, d := range []string{cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir} {
 			if err := os.MkdirAll(d, 0o700); err != nil {

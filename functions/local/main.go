@@ -6,6 +6,12 @@
 // With no OIDC settings it signs people in through a development OIDC
 // provider that admits anyone without a password, and so serves only on a
 // loopback address. Ctrl-C (SIGINT or SIGTERM) stops everything it started.
+//
+// Jobs that name an `image:` run inside that image's root file system,
+// pulled from its registry and unpacked once per digest into the data
+// directory, as Lambda would run them: as uid 993 on a read-only root, in
+// user namespaces of their own (package localimage). Other jobs run on this
+// machine as the user who started local mode.
 package main
 
 import (
@@ -18,11 +24,15 @@ import (
 	"syscall"
 
 	"gitlab-serverless-runner/pkg/logging"
+	"gitlab-serverless-runner/pkg/rootfs"
 )
 
 var errUsage = errors.New("local: takes no arguments; configure it with environment variables (see docs/local.md)")
 
 func main() {
+	// Image jobs' steps run in this binary re-executed as a small init
+	// (package rootfs); there, InitMain does that work and exits.
+	rootfs.InitMain()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := Main(ctx, os.Args[1:], os.LookupEnv, os.Stdout); err != nil {

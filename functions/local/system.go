@@ -18,6 +18,9 @@ import (
 	"gitlab-serverless-runner/pkg/auth/devoidc"
 	"gitlab-serverless-runner/pkg/dynamolocal"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/jobimage"
+	"gitlab-serverless-runner/pkg/localimage"
+	"gitlab-serverless-runner/pkg/rootfs"
 	"gitlab-serverless-runner/pkg/scheduler"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
@@ -40,6 +43,7 @@ const (
 	dynamoDir      = "dynamodb"
 	jobsDirName    = "jobs"
 	cacheDirName   = "cache"
+	imagesDirName  = "images"
 )
 
 // shutdownGrace bounds each step of the shutdown: the HTTP server's
@@ -65,6 +69,7 @@ type System struct {
 
 	workDir string // the data directory, or a temporary one
 	jobsDir string
+	images  *localimage.Images
 
 	// stopping is cancelled when shutdown begins: in-process invocations
 	// run without their caller's cancellation, as on Lambda, so they
@@ -385,8 +390,9 @@ func (s *System) startDevSignIn(w *web.Config) error {
 }
 
 // prepareWorkDir makes the directories of the jobs (each job gets its
-// own under jobs/) and of the cache: in the data directory, or in a
-// temporary directory removed at shutdown.
+// own under jobs/), of the cache and of the unpacked images: in the data
+// directory, or in a temporary directory removed at shutdown. Image jobs
+// get theirs under /tmp, removed at shutdown too.
 func (s *System) prepareWorkDir() error {
 	work := s.cfg.DataDir
 	if work == "" {
@@ -401,6 +407,22 @@ func (s *System) prepareWorkDir() error {
 	s.jobsDir = filepath.Join(work, jobsDirName)
 	if err := os.MkdirAll(s.jobsDir, 0o700); err != nil {
 		return fmt.Errorf("local: create jobs directory: %w", err)
+	}
+	// Image jobs see their directories at the same paths as the executor,
+	// which only /tmp allows (package localimage); their images are kept
+	// with the rest of the data.
+	imageJobs, err := os.MkdirTemp("/tmp", "gsr-local-jobs-")
+	if err != nil {
+		return fmt.Errorf("local: create image jobs directory: %w", err)
+	}
+	s.cleanup = append(s.cleanup, func() { os.RemoveAll(imageJobs) })
+	s.images = &localimage.Images{
+		// A developer's machine: jobs may name registries on it or on
+		// its network, as docker would pull from them.
+		Resolver:  &jobimage.Resolver{AllowPrivateRegistries: true},
+		Cache:     &rootfs.Cache{Dir: filepath.Join(work, imagesDirName)},
+		JobsDir:   imageJobs,
+		KillGrace: s.cfg.Executor.KillGrace,
 	}
 	return nil
 }
