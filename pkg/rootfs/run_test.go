@@ -228,7 +228,10 @@ func TestRunStopsGracefully(t *testing.T) {
 	for _, tt := range []struct {
 		name, script, want string
 	}{
-		{"traps TERM", `trap 'echo shell got TERM; exit 3' TERM; (trap 'echo child got TERM; exit 0' TERM; while :; do sleep 0.1; done) & echo started; wait`, "child got TERM\n"},
+		// The child says it started once its trap is set; the shell
+		// waits for it when stopped, so the child's output is not lost
+		// to the namespace's end.
+		{"traps TERM", `trap 'echo shell got TERM; wait; exit 3' TERM; (trap 'echo child got TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done) & wait`, "child got TERM\n"},
 		{"ignores TERM", `trap '' TERM; echo started; while :; do sleep 0.1; done`, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
