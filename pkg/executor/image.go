@@ -49,7 +49,7 @@ var ErrImage = errors.New("the job's image cannot be used")
 // prepareImage readies the job's image, in a prepare_image section, when
 // the job names one and the executor runs images (Config.Images). It is
 // done before anything is written to the job's directories, which the
-// image may choose.
+// image's preparation chooses.
 func (j *jobRun) prepareImage(ctx context.Context) (outcome, bool) {
 	img := j.job.Image
 	if j.e.cfg.Images == nil || img == nil || img.Name == "" {
@@ -73,6 +73,27 @@ func (j *jobRun) prepareImage(ctx context.Context) (outcome, bool) {
 		j.log.Error("executor: prepare the job's image", "error", err)
 		return outcome{reason: gitlab.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): prepare the image %s: %v", img.Name, err)}, false
 	}
+}
+
+// buildsDir is the job's CI_BUILDS_DIR: its image's, or Config's.
+func (j *jobRun) buildsDir() string {
+	if j.image != nil {
+		return j.image.BuildsDir
+	}
+	return j.e.cfg.BuildsDir
+}
+
+// inImage returns cfg for a job whose steps run in its image: the image's
+// directories, base environment and launcher. Without an image it returns
+// cfg as it is.
+func (j *jobRun) inImage(cfg shell.Config) shell.Config {
+	if j.image == nil {
+		return cfg
+	}
+	cfg.BuildsDir, cfg.HomeDir, cfg.Launcher = j.image.BuildsDir, j.image.HomeDir, j.image.Launcher
+	// Never nil, which would mean this machine's environment.
+	cfg.BaseEnv = append([]string{}, j.image.Env...)
+	return cfg
 }
 
 // releaseImage removes what the image's preparation made for the job.

@@ -107,6 +107,7 @@ func (j *jobRun) run(ctx context.Context) dispatch.Result {
 	j.setDeadlines(ctx)
 
 	o := j.execute(ctx)
+	j.releaseImage()
 
 	// The final update.
 	if o.failed() {
@@ -221,12 +222,8 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 		j.w.Errorf("This job uses run: (CI steps), which this runner does not support")
 		return outcome{reason: gitlab.ReasonRunnerConfigurationError, message: ": run: steps are not supported"}
 	}
-	o, ok := j.prepareImage(workCtx)
+	o, ok := j.setup(workCtx)
 	if !ok {
-		return j.finish(postCtx, workCtx, o)
-	}
-	defer j.releaseImage()
-	if o, ok = j.setup(workCtx); !ok {
 		return j.finish(postCtx, workCtx, o)
 	}
 	defer j.cleanupFileVariables()
@@ -332,26 +329,22 @@ func (j *jobRun) prepare() {
 	})
 }
 
-// setup opens the job's shell session: directories, variables, file
-// variables.
+// setup prepares the job's image when it runs in one, and opens the job's
+// shell session: directories, variables, file variables.
 func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
-	buildsDir, homeDir, baseEnv := j.e.cfg.BuildsDir, j.e.cfg.HomeDir, j.e.cfg.BaseEnv
-	var launcher shell.Launcher
-	if j.image != nil {
-		buildsDir, homeDir, launcher = j.image.BuildsDir, j.image.HomeDir, j.image.Launcher
-		baseEnv = append([]string{}, j.image.Env...) // never nil: nil would mean this machine's
+	if o, ok := j.prepareImage(ctx); !ok {
+		return o, false
 	}
-	j.projectDir = ProjectDir(buildsDir, j.job)
+	j.projectDir = ProjectDir(j.buildsDir(), j.job)
 	var runnerVars gitlab.Variables
 	if st := j.ev.Runner.ShortToken; st != "" {
 		runnerVars = append(runnerVars, gitlab.Variable{Key: "CI_RUNNER_SHORT_TOKEN", Value: st, Public: true})
 	}
 	cfg := shell.Config{
-		BuildsDir:          buildsDir,
+		BuildsDir:          j.e.cfg.BuildsDir,
 		ProjectDir:         j.projectDir,
-		HomeDir:            homeDir,
-		BaseEnv:            baseEnv,
-		Launcher:           launcher,
+		HomeDir:            j.e.cfg.HomeDir,
+		BaseEnv:            j.e.cfg.BaseEnv,
 		KillGrace:          j.e.cfg.KillGrace,
 		AfterScriptTimeout: j.e.cfg.AfterScriptTimeout,
 		JobTimeout:         j.timeout,
@@ -361,7 +354,7 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		RunnerVariables:    runnerVars,
 	}
 	var err error
-	if j.sess, err = shell.Open(cfg, j.job.Variables); err != nil {
+	if j.sess, err = shell.Open(j.inImage(cfg), j.job.Variables); err != nil {
 		return outcome{reason: gitlab.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): prepare the job environment: %v", err)}, false
 	}
 	return outcome{}, ctx.Err() == nil

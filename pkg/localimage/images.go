@@ -168,7 +168,7 @@ func (im *Images) unpack(ctx context.Context, res *jobimage.Resolved) (string, b
 		})
 		// The shared unpack ran under the first caller's context: when
 		// that caller went away, try again under ours.
-		if err != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			continue
 		}
 		if err != nil {
