@@ -512,7 +512,7 @@ func TestToolsRunWithoutNetwork(t *testing.T) {
 }
 
 // TestSamLocalGuideStartsDynamoDBAndCreatesTheTables runs the DynamoDB
-// steps of docs/sam-local.md as printed, from the repository's root: it
+// steps of docs/sam-local.md as printed, as from the repository's root: it
 // starts DynamoDB Local on port 8000 (in a network namespace of its own, so
 // the port is free whatever else runs) and creates the tables with the AWS
 // CLI. Each table must then have the keys and indexes of store.Tables().
@@ -542,8 +542,18 @@ func TestSamLocalGuideStartsDynamoDBAndCreatesTheTables(t *testing.T) {
 	script.WriteString("kill %1\n")
 
 	env := append(toolEnv(t, toolHome(t, t.TempDir())), "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+	// A directory standing for the repository's root (DynamoDB Local writes
+	// its metadata file there): the guide's commands find the jar under
+	// .ci/node_modules.
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, ".ci"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(repoRoot(t), ".ci", "node_modules"), filepath.Join(dir, ".ci", "node_modules")); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "--", "bash", "-c", script.String())
-	cmd.Dir, cmd.Env = repoRoot(t), env
+	cmd.Dir, cmd.Env = dir, env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
