@@ -129,7 +129,7 @@ func measureDrain(b *testing.B, endpoint, prefix string, withWebhook bool) drain
 		ID: runner.NewID(), Owner: "bench", GitLabURL: gl.URL(), GitLabRunnerID: glRunner.ID,
 		Description: "bench", RunUntagged: true, Runtime: "provided.al2023", Concurrency: drainConcurrency,
 	}
-	if r.SealedToken, err = sealer.Seal(r.ID, glRunner.Token); err != nil {
+	if r.SealedToken, err = sealer.Seal(seal.RunnerToken(r.ID), glRunner.Token); err != nil {
 		b.Fatalf("Seal: %v", err)
 	}
 	spec := gitlabtest.JobSpec{

@@ -11,6 +11,8 @@ import (
 
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/shell"
 	"gitlab-serverless-runner/pkg/trace"
 )
@@ -66,6 +68,11 @@ func (j *jobRun) run(ctx context.Context) dispatch.Result {
 		return res
 	}
 	var err error
+	if p := j.e.cfg.URLPolicy; p != nil {
+		if _, err := p.Check(ctx, j.ev.GitLabURL); err != nil {
+			return fail(fmt.Errorf("executor: the job's GitLab URL is refused: %s", runner.ErrorMessage(err)))
+		}
+	}
 	if j.client, err = j.e.client(j.ev.GitLabURL, j.ev.CAPEM, j.log); err != nil {
 		return fail(err)
 	}
@@ -338,7 +345,7 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		JobTimeout:         j.timeout,
 		RunnerVersion:      j.e.cfg.Version,
 		ServerCA:           []byte(j.ev.CAPEM),
-		Disposable:         j.e.cfg.Cleanup != CleanupLocal,
+		Disposable:         j.e.cfg.Cleanup != sandbox.CleanupLocal,
 		RunnerVariables:    runnerVars,
 	}
 	var err error

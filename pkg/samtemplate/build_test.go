@@ -319,6 +319,9 @@ func TestFinisherBuiltBySAMClosesAReportedJob(t *testing.T) {
 		"SLOTS_TABLE":        names.Slots,
 		"EXECUTOR_MEMORY_MB": "2048",
 		"DYNAMODB_ENDPOINT":  srv.Endpoint,
+		// The fake GitLab listens on loopback over http.
+		"ALLOW_HTTP_GITLAB":    "true",
+		"ALLOW_PRIVATE_GITLAB": "true",
 	})})
 	resp := invoke(t, fn, event)
 	if resp.FunctionError != "" {
