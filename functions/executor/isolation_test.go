@@ -78,6 +78,9 @@ func deploy(t *testing.T, concurrency int) *deployment {
 			"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
 			"EXECUTOR_STATUS_INTERVAL":    "1s",
 			"AWS_REGION":                  "eu-west-1",
+			// The fake GitLab listens on loopback over http.
+			"ALLOW_HTTP_GITLAB":    "true",
+			"ALLOW_PRIVATE_GITLAB": "true",
 		},
 		EnvFor: func(dir string) map[string]string {
 			return map[string]string{"EXECUTOR_BUILDS_DIR": filepath.Join(dir, "builds"), "EXECUTOR_HOME_DIR": filepath.Join(dir, "home")}
@@ -114,7 +117,7 @@ func deploy(t *testing.T, concurrency int) *deployment {
 	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
 	d.runner = &runner.Runner{ID: runner.NewID(), Owner: "alice", GitLabURL: gl.URL(), GitLabRunnerID: gr.ID,
 		Runtime: "provided.al2023", Concurrency: concurrency, RunUntagged: true, SystemID: runner.NewSystemID()}
-	d.runner.SealedToken, _ = sealer.Seal(d.runner.ID, gr.Token)
+	d.runner.SealedToken, _ = sealer.Seal(seal.RunnerToken(d.runner.ID), gr.Token)
 	if err := st.CreateRunner(context.Background(), d.runner); err != nil {
 		t.Fatal(err)
 	}

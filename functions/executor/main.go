@@ -10,10 +10,14 @@
 //	EXECUTOR_KEEPALIVE_INTERVAL idle time before a keep-alive update (default 30s)
 //	EXECUTOR_STATUS_INTERVAL    how often the job's status is checked, so a
 //	                            cancel is noticed within seconds (default 5s)
-//	EXECUTOR_CLEANUP            local, descendants or system; default: system
-//	                            when the runtime's init is our parent (Lambda),
-//	                            descendants under another parent (the emulator),
-//	                            local outside Lambda
+//	EXECUTOR_CLEANUP            local, descendants or system (the deployed
+//	                            functions set it); without it the executor
+//	                            decides by what it can check and logs the rule
+//	                            (sandbox.ChooseCleanup)
+//	ALLOW_HTTP_GITLAB           true to contact a GitLab over plain http
+//	ALLOW_PRIVATE_GITLAB        true to contact a GitLab on a loopback or
+//	                            private address (pkg/urlpolicy; checked for
+//	                            the job's GitLab URL and at every dial)
 //	LOG_LEVEL                   debug, info, warn or error (default info)
 //	AWS_LAMBDA_FUNCTION_MEMORY_SIZE, set by Lambda: reported with each result
 //	                            for the job's cost
@@ -22,6 +26,10 @@
 // before anything else (executor.HardenProcess): jobs run as the same Unix
 // user, and must not read its environment or memory.
 //
+// A clean-up that fails (executor.Err) ends the environment: the process
+// exits with status 1 right after the job's result is posted, so Lambda
+// discards the environment and starts the next job in a fresh one.
+//
 // Called as release-cli (the name the executor gives it on every job's
 // PATH), the binary is the release-cli command of pkg/releasecli instead:
 // that is how a job's release: step, which GitLab sends as a release-cli
@@ -29,7 +37,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -58,7 +70,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	cfg, err := executor.ConfigFromEnv(nil, os.Getppid())
+	cfg, err := executor.ConfigFromEnv(nil)
 	if err != nil {
 		log.Error("executor: invalid configuration", "error", err)
 		os.Exit(2)
@@ -74,8 +86,45 @@ func main() {
 		log.Error("executor: start", "error", err)
 		os.Exit(1)
 	}
-	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(), "builds_dir", cfg.BuildsDir)
-	lambda.Start(x.Handle)
+	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(),
+		"cleanup_rule", cfg.CleanupRule, "builds_dir", cfg.BuildsDir)
+	lambda.Start(func(ctx context.Context, raw json.RawMessage) (io.Reader, error) {
+		res, err := x.Handle(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			return nil, fmt.Errorf("executor: encode the result: %w", err)
+		}
+		return &response{body: bytes.NewReader(b), end: x.Err(), log: log}, nil
+	})
+}
+
+// response is an invocation's response. The Lambda runtime client closes
+// a response that is an io.Closer after it has posted it and before it
+// asks for the next invocation: when the environment must end, Close ends
+// the process there, with the job reported and before any other job can
+// reach this environment. Lambda then counts the invocation as failed
+// (Runtime.ExitError) and discards the environment.
+type response struct {
+	body *bytes.Reader
+	end  error
+	log  *slog.Logger
+}
+
+func (r *response) Read(p []byte) (int, error) { return r.body.Read(p) }
+
+// ContentType says the response is JSON.
+func (r *response) ContentType() string { return "application/json" }
+
+// Close exits the process when the environment must end.
+func (r *response) Close() error {
+	if r.end != nil {
+		r.log.Error("executor: ending the execution environment after reporting the job", "error", r.end)
+		os.Exit(1)
+	}
+	return nil
 }
 
 func productVersion() string {

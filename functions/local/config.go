@@ -114,13 +114,23 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 
 	// A laptop talks to gitlab.com and to GitLabs on its own network, often
 	// over plain http: allow both unless the operator said otherwise.
-	webLookup := func(k string) (string, bool) {
+	// The poller, the finisher, the sweeper and the executors follow the
+	// same URL policy as the web app.
+	gitlabLookup := func(k string) (string, bool) {
 		if v, ok := lookup(k); ok {
 			return v, ok
 		}
 		switch k {
 		case "ALLOW_HTTP_GITLAB", "ALLOW_PRIVATE_GITLAB":
 			return "true", true
+		}
+		return "", false
+	}
+	webLookup := func(k string) (string, bool) {
+		if v, ok := gitlabLookup(k); ok {
+			return v, ok
+		}
+		switch k {
 		case "OIDC_CREATE_RUNNER_SCOPE":
 			if get("OIDC_ISSUER") == "" {
 				return "none", true // the development provider has no GitLab API
@@ -144,7 +154,7 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		return Config{}, fmt.Errorf("local: %w", err)
 	}
 	cfg.Logging.Text = true
-	if cfg.Poller, err = poller.ConfigFromEnv(lookup); err != nil {
+	if cfg.Poller, err = poller.ConfigFromEnv(gitlabLookup); err != nil {
 		return Config{}, fmt.Errorf("local: %w", err)
 	}
 	if _, set := lookup("VERSION"); !set {
@@ -153,10 +163,10 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	if cfg.Scheduler, err = scheduler.ConfigFromEnv(lookup); err != nil {
 		return Config{}, fmt.Errorf("local: %w", err)
 	}
-	if cfg.Finisher, err = finisher.ConfigFromEnv(lookup); err != nil {
+	if cfg.Finisher, err = finisher.ConfigFromEnv(gitlabLookup); err != nil {
 		return Config{}, fmt.Errorf("local: %w", err)
 	}
-	if cfg.Executor, err = executor.ConfigFromEnv(lookup, os.Getppid()); err != nil {
+	if cfg.Executor, err = executor.ConfigFromEnv(gitlabLookup); err != nil {
 		return Config{}, fmt.Errorf("local: %w", err)
 	}
 	cfg.Web = w

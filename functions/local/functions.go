@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/shell"
 )
@@ -31,7 +33,7 @@ func executorFunction(runtime string) string { return "executor-" + runtime }
 // registerFunctions makes the poller, the executors and the finisher
 // invocable in process, with the executors' destinations pointing at the
 // finisher as the template's EventInvokeConfig does.
-func (s *System) registerFunctions(sealer *seal.Sealer) error {
+func (s *System) registerFunctions(sealer *seal.Keyring) error {
 	functions := map[string]string{}
 	for _, rt := range s.cfg.Web.Runtimes {
 		name := executorFunction(rt)
@@ -56,13 +58,10 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 		stop := context.AfterFunc(s.stopping, cancel) // Ctrl-C cancels running jobs
 		defer stop()
 
-		var head struct {
-			Job struct {
-				ID int64 `json:"id"`
-			} `json:"job"`
-		}
-		_ = json.Unmarshal(payload, &head) // the executor reports a bad event itself
-		dir, err := os.MkdirTemp(s.jobsDir, "job-"+strconv.FormatInt(head.Job.ID, 10)+"-")
+		// The executor reports a bad event itself; the id only names the
+		// job's directory.
+		id, _ := dispatch.Identify(payload)
+		dir, err := os.MkdirTemp(s.jobsDir, "job-"+strconv.FormatInt(id.Job.ID, 10)+"-")
 		if err != nil {
 			return nil, fmt.Errorf("local: create job directory: %w", err)
 		}
@@ -70,9 +69,9 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 		cfg := s.cfg.Executor
 		cfg.Version, cfg.Runtime, cfg.ReleaseCLI = version, runtime, releaseCLI
 		cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir = filepath.Join(dir, "builds"), filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
-		cfg.Cleanup, cfg.WipeDirs = executor.CleanupLocal, nil
+		cfg.Cleanup, cfg.WipeDirs = sandbox.CleanupLocal, nil
 		cfg.BaseEnv = shell.SanitizedBaseEnv(os.Environ(), secretEnv...)
-		cfg.Logger = log.With("job_id", head.Job.ID)
+		cfg.Logger = log.With("job_id", id.Job.ID)
 		for _, d := range []string{cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				return nil, fmt.Errorf("local: create job directory: %w", err)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/dynamolocal"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
@@ -29,7 +28,7 @@ func TestJobsRunEndToEnd(t *testing.T) {
 	dataDir := t.TempDir()
 	// The product's secrets are in this process's environment, as when
 	// someone exports them before `make local`.
-	sessionKey, sealingKey := auth.GenerateKey(), seal.GenerateKey()
+	sessionKey, sealingKey := seal.GenerateKey(), seal.GenerateKey()
 	t.Setenv("SESSION_KEY", sessionKey)
 	t.Setenv("TOKEN_SEALING_KEY", sealingKey)
 	r := startSystem(t, env{"LOCAL_DATA_DIR": dataDir, "SESSION_KEY": sessionKey, "TOKEN_SEALING_KEY": sealingKey})

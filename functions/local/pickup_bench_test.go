@@ -152,7 +152,7 @@ func measurePickup(b *testing.B, endpoint, prefix string, interval time.Duration
 		ID: runner.NewID(), Owner: "bench", GitLabURL: gl.URL(), GitLabRunnerID: glRunner.ID,
 		Description: "bench", RunUntagged: true, Runtime: "provided.al2023", Concurrency: 2,
 	}
-	if r.SealedToken, err = sealer.Seal(r.ID, glRunner.Token); err != nil {
+	if r.SealedToken, err = sealer.Seal(seal.RunnerToken(r.ID), glRunner.Token); err != nil {
 		b.Fatalf("Seal: %v", err)
 	}
 	if withWebhook {

@@ -15,7 +15,7 @@ import (
 // registerPollerAndFinisher registers the poller, which hands jobs to the
 // executors named in executors (runtime → function), and the finisher,
 // which every executor's destinations deliver to.
-func (s *System) registerPollerAndFinisher(sealer *seal.Sealer, executors map[string]string) error {
+func (s *System) registerPollerAndFinisher(sealer *seal.Keyring, executors map[string]string) error {
 	pcfg := s.cfg.Poller
 	pcfg.ExecutorFunctions = executors
 	if pcfg.Version == "" {

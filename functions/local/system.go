@@ -15,7 +15,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
 	"gitlab-serverless-runner/pkg/dynamolocal"
 	"gitlab-serverless-runner/pkg/invoke"
@@ -149,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	scfg := cfg.Scheduler
 	scfg.PollerFunction, scfg.Logger = pollerFunction, s.log.With("part", "scheduler")
 	s.sched, err = scheduler.New(s.store, s.inv, scfg)
-	s.sweep = sweeper.New(s.store, s.store, sealer, sweeper.Config{Logger: s.log.With("part", "sweeper")})
+	s.sweep = sweeper.New(s.store, s.store, sealer, sweeper.Config{URLPolicy: s.cfg.Poller.URLPolicy, Logger: s.log.With("part", "sweeper")})
 	if err != nil {
 		return nil, fmt.Errorf("local: build scheduler: %w", err)
 	}
@@ -338,7 +337,7 @@ func (s *System) openStore(ctx context.Context, db *dynamodb.Client) error {
 func (s *System) configureKeys(w *web.Config) error {
 	var err error
 	if w.SessionKeys == "" {
-		if w.SessionKeys, err = persisted(s.cfg.DataDir, sessionKeyFile, auth.GenerateKey); err != nil {
+		if w.SessionKeys, err = persisted(s.cfg.DataDir, sessionKeyFile, seal.GenerateKey); err != nil {
 			return err
 		}
 	}

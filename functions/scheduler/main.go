@@ -6,7 +6,9 @@
 // scheduler.ConfigFromEnv (POLLER_FUNCTION, SCHEDULER_PARALLELISM),
 // store.ConfigFromEnv (tables, DYNAMODB_ENDPOINT), seal.FromEnv
 // (TOKEN_SEALING_KEY, which opens the sealed job tokens of lost jobs; a
-// Secrets Manager reference on AWS), logging (LOG_LEVEL), and the endpoint
+// Secrets Manager reference on AWS), urlpolicy.ConfigFromEnv
+// (ALLOW_HTTP_GITLAB, ALLOW_PRIVATE_GITLAB: the sweeper dials a user's
+// GitLab only where they allow), logging (LOG_LEVEL), and the endpoint
 // override LAMBDA_ENDPOINT.
 package main
 
@@ -25,6 +27,7 @@ import (
 	"gitlab-serverless-runner/pkg/secrets"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/sweeper"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func main() {
@@ -95,6 +98,10 @@ func setup(ctx context.Context, logger *slog.Logger) (tick, error) {
 	if err != nil {
 		return tick{}, err
 	}
-	sw := sweeper.New(st, st, sealer, sweeper.Config{Logger: logger.With("part", "sweeper")})
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		return tick{}, err
+	}
+	sw := sweeper.New(st, st, sealer, sweeper.Config{URLPolicy: &policy, Logger: logger.With("part", "sweeper")})
 	return tick{sweep: sw, sched: sch, log: logger}, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/lambdatest"
 	"gitlab-serverless-runner/pkg/seal"
 )
@@ -24,7 +23,7 @@ func functionEnv() map[string]string {
 		"BASE_URL":              "https://runners.example.com",
 		"OIDC_CLIENT_ID":        "client",
 		"OIDC_CLIENT_SECRET":    "secret",
-		"SESSION_KEY":           auth.GenerateKey(),
+		"SESSION_KEY":           seal.GenerateKey(),
 		"TOKEN_SEALING_KEY":     seal.GenerateKey(),
 		"AWS_REGION":            "us-east-1",
 		"AWS_ACCESS_KEY_ID":     "local",

@@ -5,7 +5,7 @@
 //
 // Everything here is plain net/http, so any router can mount it. With Echo:
 //
-//	keys, _ := auth.ParseKeys(os.Getenv("SESSION_KEYS"))
+//	keys, _ := seal.ParseKeys(os.Getenv("SESSION_KEY"))
 //	sessions, _ := auth.NewSessions(auth.SessionConfig{Keys: keys})
 //	login, _ := auth.NewLogin(auth.LoginConfig{ClientID: id, ClientSecret: secret,
 //		RedirectURL: "https://app.example.com/auth/callback"}, sessions)

@@ -12,6 +12,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // Example mounts the sign-in in an Echo app, against the development
@@ -28,7 +29,7 @@ func Example() {
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 
-	keys, err := auth.ParseKeys(auth.GenerateKey()) // in production: from configuration
+	keys, err := seal.ParseKeys(seal.GenerateKey()) // in production: from configuration
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -15,6 +15,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // clock is a settable time source for sessions and login cookies.
@@ -89,7 +90,7 @@ func newApp(t *testing.T, idp *devoidc.Provider, opts appOptions) *app {
 
 	keys := opts.keys
 	if len(keys) == 0 {
-		keys = []string{auth.GenerateKey()}
+		keys = []string{seal.GenerateKey()}
 	}
 	a.configure(keys, opts)
 
@@ -151,7 +152,7 @@ func (a *app) current() appState {
 // new configuration would.
 func (a *app) configure(keys []string, opts appOptions) {
 	a.t.Helper()
-	ring, err := auth.ParseKeys(keys...)
+	ring, err := seal.ParseKeys(strings.Join(keys, ","))
 	if err != nil {
 		a.t.Fatalf("ParseKeys: %v", err)
 	}

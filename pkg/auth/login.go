@@ -202,7 +202,11 @@ func (l *Login) start(w http.ResponseWriter, r *http.Request) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("auth: encode login state: %w", err)
 	}
-	http.SetCookie(w, l.sessions.cookie(loginCookie, l.sessions.keys.seal(loginCookie, plain), int(LoginTTL/time.Second)))
+	value, err := l.sessions.seal(loginCookie, plain)
+	if err != nil {
+		return "", err
+	}
+	http.SetCookie(w, l.sessions.cookie(loginCookie, value, int(LoginTTL/time.Second)))
 	return l.oauthConfig().AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), nil
 }
 
@@ -310,7 +314,7 @@ func (l *Login) readState(r *http.Request) (loginState, error) {
 	if err != nil {
 		return loginState{}, fmt.Errorf("auth: finish sign-in: no login cookie: %w", ErrNoLoginState)
 	}
-	plain, err := l.sessions.keys.open(loginCookie, c.Value)
+	plain, err := l.sessions.open(loginCookie, c.Value)
 	if err != nil {
 		return loginState{}, fmt.Errorf("auth: finish sign-in: open login cookie: %w: %w", ErrNoLoginState, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 func TestSignIn(t *testing.T) {
@@ -365,7 +366,7 @@ func TestSafeReturnTo(t *testing.T) {
 }
 
 func TestNewLoginValidatesConfig(t *testing.T) {
-	ring, err := auth.ParseKeys(auth.GenerateKey())
+	ring, err := seal.ParseKeys(seal.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,15 @@ package auth
 
 import (
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // DefaultSessionMaxAge is how long a session lasts when SessionConfig.MaxAge
@@ -37,8 +40,8 @@ var (
 // SessionConfig configures Sessions. The zero value of every field but Keys
 // is a sensible default.
 type SessionConfig struct {
-	// Keys seal the session and login cookies. Required.
-	Keys *Keyring
+	// Keys seal the session and login cookies (SESSION_KEY). Required.
+	Keys *seal.Keyring
 	// MaxAge is the session's absolute lifetime; zero means 12 hours.
 	MaxAge time.Duration
 	// InsecureCookies drops the Secure attribute from every cookie. Set it
@@ -67,7 +70,7 @@ type Session struct {
 // the server, so any number of Lambda instances share sessions through the
 // key alone. A Sessions is safe for concurrent use.
 type Sessions struct {
-	keys   *Keyring
+	keys   *seal.Keyring
 	maxAge time.Duration
 	secure bool
 	name   string
@@ -127,7 +130,10 @@ func (s *Sessions) Save(w http.ResponseWriter, sess *Session) error {
 	if err != nil {
 		return fmt.Errorf("auth: encode session: %w", err)
 	}
-	value := s.keys.seal(s.name, plain)
+	value, err := s.seal(s.name, plain)
+	if err != nil {
+		return err
+	}
 	if len(s.name)+1+len(value) > MaxCookieBytes {
 		return fmt.Errorf("auth: save session of %d bytes: %w", len(plain), ErrCookieTooLarge)
 	}
@@ -146,7 +152,7 @@ func (s *Sessions) Get(r *http.Request) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: read session: %w", ErrNotSignedIn)
 	}
-	plain, err := s.keys.open(s.name, c.Value)
+	plain, err := s.open(s.name, c.Value)
 	if err != nil {
 		return nil, fmt.Errorf("auth: open session cookie: %w: %w", ErrNotSignedIn, err)
 	}
@@ -208,4 +214,27 @@ func (s Session) LogValue() slog.Value {
 		slog.Any("identity", s.Identity),
 		slog.Time("expires_at", s.ExpiresAt),
 	)
+}
+
+// seal seals a cookie's value for the cookie name, so that one cookie's
+// value never opens as another's, and encodes it for a cookie.
+func (s *Sessions) seal(name string, plain []byte) (string, error) {
+	sealed, err := s.keys.Seal(seal.Cookie(name), string(plain))
+	if err != nil {
+		return "", fmt.Errorf("auth: seal cookie %s: %w", name, err)
+	}
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
+}
+
+// open reverses seal.
+func (s *Sessions) open(name, value string) ([]byte, error) {
+	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil {
+		return nil, fmt.Errorf("auth: open cookie %s: not base64", name)
+	}
+	plain, err := s.keys.Open(seal.Cookie(name), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("auth: open cookie %s: %w", name, err)
+	}
+	return []byte(plain), nil
 }

@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 func TestSessionExpiry(t *testing.T) {
@@ -47,7 +47,7 @@ func TestSessionExpiry(t *testing.T) {
 
 func TestSessionCookieIntegrity(t *testing.T) {
 	idp := startIDP(t, devoidc.Options{})
-	foreign, err := auth.ParseKeys(auth.GenerateKey())
+	foreign, err := seal.ParseKeys(seal.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestSessionCookieIntegrity(t *testing.T) {
 
 func TestKeyRotation(t *testing.T) {
 	idp := startIDP(t, devoidc.Options{})
-	oldKey, newKey := auth.GenerateKey(), auth.GenerateKey()
+	oldKey, newKey := seal.GenerateKey(), seal.GenerateKey()
 	tests := []struct {
 		name       string
 		signInWith []string
@@ -174,7 +174,7 @@ func TestLogout(t *testing.T) {
 }
 
 func TestSessionTooLarge(t *testing.T) {
-	ring, err := auth.ParseKeys(auth.GenerateKey())
+	ring, err := seal.ParseKeys(seal.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,30 +227,5 @@ func TestTokenNeverPrinted(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprintf("%+v", id), "ada") {
 		t.Errorf("printed identity lost its non-secret fields")
-	}
-}
-
-func TestParseKeys(t *testing.T) {
-	raw := bytes.Repeat([]byte{7}, auth.KeySize)
-	tests := []struct {
-		name    string
-		in      []string
-		wantErr bool
-	}{
-		{name: "standard base64", in: []string{base64.StdEncoding.EncodeToString(raw)}},
-		{name: "url base64 without padding", in: []string{base64.RawURLEncoding.EncodeToString(raw)}},
-		{name: "list with spaces", in: []string{auth.GenerateKey() + " " + auth.GenerateKey()}},
-		{name: "nothing", in: []string{""}, wantErr: true},
-		{name: "16 bytes", in: []string{base64.StdEncoding.EncodeToString(raw[:16])}, wantErr: true},
-		{name: "not base64", in: []string{"not*base64*at*all"}, wantErr: true},
-		{name: "one bad key among good", in: []string{auth.GenerateKey(), "short"}, wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := auth.ParseKeys(tt.in...)
-			if (err != nil) != tt.wantErr {
-				t.Errorf("ParseKeys: got error %v, want error %t", err, tt.wantErr)
-			}
-		})
 	}
 }

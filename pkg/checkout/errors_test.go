@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/checkout"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func TestGetFailsClearlyWithoutLeakingTheToken(t *testing.T) {
@@ -140,4 +142,36 @@ func TestGetStopsWhenTheContextIsDone(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error: got %v, want one wrapping context.Canceled", err)
 	}
+}
+
+// TestGetDialsThroughTheGivenClient: every git request goes through the
+// HTTPClient's transport, custom CA or not, so a URL policy's transport
+// refuses a GitLab on a refused address before anything is sent.
+func TestGetDialsThroughTheGivenClient(t *testing.T) {
+	srv := startGitServer(t, token, httptest.NewTLSServer)
+	p := srv.newProject(t, "group/app")
+	sha := p.commit("first", map[string]string{"a.txt": "a\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+
+	strict := urlpolicy.Policy{}
+	_, err := checkout.Get(context.Background(), checkout.Options{
+		Git: branchJob(p.url(token), "main", sha, 1, 1), Dir: filepath.Join(t.TempDir(), "app"), CAPEM: caPEM,
+		HTTPClient: &http.Client{Transport: strict.Transport()}})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1 is a loopback address, which this installation does not contact") {
+		t.Errorf("Get through a strict policy: error %v, want the loopback address refused", err)
+	}
+	if reqs := srv.requests(); len(reqs) != 0 {
+		t.Errorf("the git server received %v, want nothing", reqs)
+	}
+
+	dev := urlpolicy.Policy{AllowPrivate: true}
+	dir := filepath.Join(t.TempDir(), "app")
+	if _, err := checkout.Get(context.Background(), checkout.Options{
+		Git: branchJob(p.url(token), "main", sha, 1, 1), Dir: dir, CAPEM: caPEM,
+		HTTPClient: &http.Client{Transport: dev.Transport()}}); err != nil {
+		t.Fatalf("Get with private addresses allowed: %v", err)
+	}
+	assertDetachedAt(t, dir, sha)
 }

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -9,6 +10,8 @@ import (
 
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/envvar"
+	"gitlab-serverless-runner/pkg/sandbox"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // Defaults of Config's zero values.
@@ -74,8 +77,13 @@ type Config struct {
 	// for the job's cost (AWS_LAMBDA_FUNCTION_MEMORY_SIZE on Lambda); 0
 	// means unknown.
 	MemoryMB int
-	// Cleanup says how far the clean-up between jobs reaches.
-	Cleanup Cleanup
+	// Cleanup says how far the clean-up before and after each job reaches
+	// (pkg/sandbox); the zero value, CleanupLocal, leaves the machine
+	// alone. A clean-up that fails ends the environment (see Err).
+	Cleanup sandbox.Cleanup
+	// CleanupRule says, for the log, what decided Cleanup (set by
+	// ConfigFromEnv).
+	CleanupRule string
 	// WipeDirs are wiped before and after each job besides BuildsDir and
 	// HomeDir, in the Descendants and System clean-up modes (typically
 	// os.TempDir() on Lambda).
@@ -85,8 +93,14 @@ type Config struct {
 	// (shell.SanitizedBaseEnv).
 	BaseEnv []string
 	// HTTPClient carries the GitLab API calls and the pre-signed URL
-	// requests (cache, payload); nil uses the packages' defaults.
+	// requests (cache, payload); nil uses the packages' defaults, with the
+	// pre-signed URLs dialled through urlpolicy.Storage.
 	HTTPClient *http.Client
+	// URLPolicy, when set, is checked against the job's GitLab URL before
+	// anything is sent, and every connection to that GitLab (API calls,
+	// artifacts, git) is dialled through it unless HTTPClient is set.
+	// Nil checks nothing.
+	URLPolicy *urlpolicy.Policy
 	// Logger receives the executor's structured logs; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -126,12 +140,13 @@ func (c Config) withDefaults() Config {
 // ConfigFromEnv reads the executor's settings through lookup (os.LookupEnv
 // when nil): EXECUTOR_BUILDS_DIR, EXECUTOR_HOME_DIR,
 // EXECUTOR_MARGIN_SECONDS, EXECUTOR_KEEPALIVE_INTERVAL and
-// EXECUTOR_STATUS_INTERVAL (Go durations), EXECUTOR_CLEANUP, and what
-// Lambda sets: AWS_EXECUTION_ENV (the runtime) and
-// AWS_LAMBDA_FUNCTION_MEMORY_SIZE (reported with each result, for the
-// job's cost). ppid is the process's parent, which decides the clean-up
-// mode when EXECUTOR_CLEANUP is unset (CleanupFromEnv).
-func ConfigFromEnv(lookup envvar.Lookup, ppid int) (Config, error) {
+// EXECUTOR_STATUS_INTERVAL (Go durations), EXECUTOR_CLEANUP (without it the
+// mode is decided by rule, sandbox.ChooseCleanup; CleanupRule says which),
+// the URL policy's ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB
+// (urlpolicy.ConfigFromEnv), and what Lambda sets: AWS_EXECUTION_ENV (the
+// runtime) and AWS_LAMBDA_FUNCTION_MEMORY_SIZE (reported with each result,
+// for the job's cost).
+func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
 	getenv := r.String
 	cfg := Config{
@@ -142,20 +157,26 @@ func ConfigFromEnv(lookup envvar.Lookup, ppid int) (Config, error) {
 		KeepAliveInterval: r.Duration("EXECUTOR_KEEPALIVE_INTERVAL"),
 		StatusInterval:    r.Duration("EXECUTOR_STATUS_INTERVAL"),
 		MemoryMB:          r.Int("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0),
-		Cleanup:           CleanupFromEnv(getenv, ppid),
 	}
-	if v := r.String("EXECUTOR_CLEANUP"); v != "" {
-		c, err := ParseCleanup(v)
-		if err != nil {
-			r.Fail(err)
-		}
-		cfg.Cleanup = c
+	setting := r.String("EXECUTOR_CLEANUP")
+	cleanup, rule, err := sandbox.ChooseCleanup(setting, getenv)
+	if err != nil {
+		r.Fail(fmt.Errorf("EXECUTOR_CLEANUP: %w", err))
 	}
-	if cfg.Cleanup == CleanupSystem {
+	if setting != "" {
+		rule += " (EXECUTOR_CLEANUP)"
+	}
+	cfg.Cleanup, cfg.CleanupRule = cleanup, rule
+	if cfg.Cleanup == sandbox.CleanupSystem {
 		// In a Lambda environment of our own, everything a job wrote to
 		// the only writable disk goes between jobs.
 		cfg.WipeDirs = []string{os.TempDir()}
 	}
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		r.Fail(err)
+	}
+	cfg.URLPolicy = &policy
 	return cfg, r.Err("executor")
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/sandbox"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 func TestProjectDir(t *testing.T) {
@@ -34,40 +36,6 @@ func TestProjectDir(t *testing.T) {
 	}
 }
 
-func TestCleanupFromEnv(t *testing.T) {
-	tests := []struct {
-		name      string
-		runtime   string
-		ppid      int
-		want      executor.Cleanup
-		wantParse string
-	}{
-		{"outside Lambda", "", 1, executor.CleanupLocal, "local"},
-		{"Lambda: init is our parent", "127.0.0.1:9001", 1, executor.CleanupSystem, "system"},
-		{"emulator on a shared machine", "127.0.0.1:9001", 4242, executor.CleanupDescendants, "descendants"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			getenv := func(k string) string {
-				if k == "AWS_LAMBDA_RUNTIME_API" {
-					return tt.runtime
-				}
-				return ""
-			}
-			got := executor.CleanupFromEnv(getenv, tt.ppid)
-			if got != tt.want || got.String() != tt.wantParse {
-				t.Errorf("CleanupFromEnv() = %v, want %v", got, tt.want)
-			}
-			if p, err := executor.ParseCleanup(tt.wantParse); err != nil || p != tt.want {
-				t.Errorf("ParseCleanup(%q) = %v, %v, want %v", tt.wantParse, p, err, tt.want)
-			}
-		})
-	}
-	if _, err := executor.ParseCleanup("everything"); err == nil {
-		t.Error("ParseCleanup(everything) error = nil, want an error")
-	}
-}
-
 func TestRuntimeFromEnv(t *testing.T) {
 	for _, tt := range []struct{ env, want string }{
 		{"AWS_Lambda_python3.12", "python3.12"},
@@ -84,19 +52,30 @@ func TestConfigFromEnv(t *testing.T) {
 	env := map[string]string{
 		"EXECUTOR_MARGIN_SECONDS": "45", "EXECUTOR_STATUS_INTERVAL": "2s", "EXECUTOR_CLEANUP": "descendants",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.14",
+		"ALLOW_HTTP_GITLAB": "true",
 	}
-	cfg, err := executor.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, 1)
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := executor.ConfigFromEnv(lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.DeadlineMargin != 45*time.Second || cfg.StatusInterval != 2*time.Second || cfg.Cleanup != executor.CleanupDescendants ||
+	if cfg.DeadlineMargin != 45*time.Second || cfg.StatusInterval != 2*time.Second || cfg.Cleanup != sandbox.CleanupDescendants ||
 		cfg.MemoryMB != 3008 || cfg.Runtime != "python3.14" {
 		t.Errorf("ConfigFromEnv() = margin %v, status %v, cleanup %v, memory %d, runtime %q",
 			cfg.DeadlineMargin, cfg.StatusInterval, cfg.Cleanup, cfg.MemoryMB, cfg.Runtime)
 	}
-	env["EXECUTOR_MARGIN_SECONDS"] = "30s"
-	if _, err := executor.ConfigFromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, 1); err == nil ||
-		!strings.Contains(err.Error(), "EXECUTOR_MARGIN_SECONDS") {
-		t.Errorf("a margin that is not whole seconds: error = %v, want one naming EXECUTOR_MARGIN_SECONDS", err)
+	if !strings.Contains(cfg.CleanupRule, "EXECUTOR_CLEANUP") {
+		t.Errorf("CleanupRule = %q, want it to name EXECUTOR_CLEANUP", cfg.CleanupRule)
+	}
+	if cfg.URLPolicy == nil || *cfg.URLPolicy != (urlpolicy.Policy{AllowHTTP: true}) {
+		t.Errorf("URLPolicy = %+v, want http allowed and private addresses refused", cfg.URLPolicy)
+	}
+	for name, bad := range map[string]string{"EXECUTOR_MARGIN_SECONDS": "30s", "EXECUTOR_CLEANUP": "everything", "ALLOW_PRIVATE_GITLAB": "maybe"} {
+		good := env[name]
+		env[name] = bad
+		if _, err := executor.ConfigFromEnv(lookup); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: error = %v, want one naming %s", name, bad, err, name)
+		}
+		env[name] = good
 	}
 }

@@ -3,6 +3,7 @@ package executor_test
 import (
 	"context"
 	"debug/buildinfo"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/lambdatest"
@@ -46,6 +48,13 @@ type emulator struct {
 // adds to or replaces those settings.
 func startEmulator(t testing.TB, extra map[string]string) *emulator {
 	t.Helper()
+	return startEmulatorWith(t, lambdatest.Build(t, "./functions/executor"), extra)
+}
+
+// startEmulatorWith is startEmulator with another bootstrap, such as a
+// script that starts the real one in namespaces of its own.
+func startEmulatorWith(t testing.TB, bootstrap string, extra map[string]string) *emulator {
+	t.Helper()
 	dirs := t.TempDir()
 	em := &emulator{buildsDir: filepath.Join(dirs, "builds"), homeDir: filepath.Join(dirs, "home")}
 	env := map[string]string{
@@ -55,10 +64,13 @@ func startEmulator(t testing.TB, extra map[string]string) *emulator {
 		"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
 		"AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
 		"AWS_REGION":                  "eu-west-1",
+		// The fake GitLab listens on loopback over http, as under make local.
+		"ALLOW_HTTP_GITLAB":    "true",
+		"ALLOW_PRIVATE_GITLAB": "true",
 	}
 	maps.Copy(env, lambdaCredentials)
 	maps.Copy(env, extra)
-	em.fn = lambdatest.Start(t, lambdatest.Build(t, "./functions/executor"), lambdatest.Options{Env: env})
+	em.fn = lambdatest.Start(t, bootstrap, lambdatest.Options{Env: env})
 	return em
 }
 
@@ -141,8 +153,8 @@ func TestUnderTheEmulator(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, em.env) })
 	}
 
-	if !strings.Contains(em.fn.Logs(), `"cleanup":"descendants"`) {
-		t.Errorf("under the emulator with a parent other than PID 1 the clean-up mode is not descendants; logs:\n%s", em.fn.Logs())
+	if !strings.Contains(em.fn.Logs(), `"cleanup":"descendants","cleanup_rule":"under a Lambda runtime with parent pid`) {
+		t.Errorf("under the emulator with a parent other than PID 1 the clean-up mode is not descendants by the parent rule; logs:\n%s", em.fn.Logs())
 	}
 	if err := bystander.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("a process outside the function was killed by the clean-up: %v", err)
@@ -205,24 +217,36 @@ func pidFrom(t *testing.T, trace []byte, name string) int {
 // leaves processes (detached and not) and files in the project, HOME and
 // builds directories; the second must find none of them. hostPIDs says the
 // job's pids are this test's pids (no PID namespace).
+//
+// The first job also leaves a process that starts a copy of itself when it
+// gets SIGTERM, and every copy does the same: the second job must find no
+// copy alive.
 func warmEnvironmentIsClean(t *testing.T, e *env, hostPIDs bool) {
 	p := project(e, nil)
-	_, first := e.run(e.take(p, gitlabtest.JobSpec{Script: []string{
+	ev := e.take(p, gitlabtest.JobSpec{Script: []string{
 		`setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo "detached=$!"`,
 		`nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo "nohup=$!"`,
+		`export RESPAWN='trap '\''sh -c "$RESPAWN" "respawn-marker-$CI_JOB_ID" & exit 0'\'' TERM; while :; do sleep 0.05; done'`,
+		`setsid sh -c "$RESPAWN" "respawn-marker-$CI_JOB_ID" >/dev/null 2>&1 </dev/null &`,
 		`echo left > left-in-project; echo left > "$HOME/left-in-home"; echo left > "$CI_BUILDS_DIR/left-in-builds"`,
 		`echo "pid file" > "$HOME/pid"`,
 		`echo left > "${TMPDIR:-/nonexistent}/left-in-tmp" 2>/dev/null || true`,
-	}}))
+		`sleep 0.2`, // the respawner has set its trap
+	}})
+	_, first := e.run(ev)
 	if first.State != "success" {
 		t.Fatalf("first job = %s; trace:\n%s", first.State, first.Trace)
 	}
 	detached := pidFrom(t, first.Trace, "detached")
 	nohup := pidFrom(t, first.Trace, "nohup")
 	_, second := e.run(e.take(p, gitlabtest.JobSpec{
-		Variables: []gitlab.Variable{{Key: "PIDS", Value: fmt.Sprintf("%d %d", detached, nohup)}},
+		Variables: []gitlab.Variable{
+			{Key: "PIDS", Value: fmt.Sprintf("%d %d", detached, nohup)},
+			{Key: "MARK", Value: fmt.Sprintf("respawn-marker-%d", ev.Job.ID)},
+		},
 		Script: []string{
 			`for p in $PIDS; do if kill -0 "$p" 2>/dev/null; then echo "process $p is still alive"; exit 1; fi; done`,
+			`for d in /proc/[0-9]*; do c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue; case "$c" in *"$MARK"*) echo "respawner alive: $d $c"; exit 3;; esac; done`,
 			`for f in left-in-project "$HOME/left-in-home" "$HOME/pid" "$CI_BUILDS_DIR/left-in-builds" "${TMPDIR:-/nonexistent}/left-in-tmp"; do if test -e "$f"; then echo "found $f"; exit 2; fi; done`,
 			`echo "home has: $(ls -A "$HOME")"`,
 		},
@@ -260,13 +284,144 @@ func TestSystemCleanupInAPIDNamespace(t *testing.T) {
 	em := startEmulator(t, map[string]string{"TMPDIR": t.TempDir()})
 	e := em.env(t)
 	warmEnvironmentIsClean(t, e, false)
-	if !strings.Contains(em.fn.Logs(), `"cleanup":"system"`) {
-		t.Errorf("as the child of PID 1 the executor did not pick the system clean-up; logs:\n%s", em.fn.Logs())
+	if !strings.Contains(em.fn.Logs(), `"cleanup":"system","cleanup_rule":"child of PID 1`) {
+		t.Errorf("as the child of PID 1 the executor did not pick the system clean-up by the child-of-PID-1 rule; logs:\n%s", em.fn.Logs())
 	}
 	e = em.env(t)
 	if res, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"exit 5"}})); res.ExitCode != 5 || got.State != "failed" {
 		t.Errorf("failing job: result %+v, GitLab %s, want exit code 5 failed", res, got.State)
 	}
+}
+
+// unshareBootstrap returns a bootstrap that starts the real one (built as
+// SAM builds it) through unshare with args, so that the emulator runs it in
+// namespaces of its own; before is shell run first, in those namespaces.
+func unshareBootstrap(t *testing.T, before string, args ...string) string {
+	t.Helper()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatalf("this test needs unshare (util-linux): %v", err)
+	}
+	real := lambdatest.Build(t, "./functions/executor")
+	inner := "exec " + real
+	if before != "" {
+		inner = before + "\n" + inner
+	}
+	path := filepath.Join(t.TempDir(), "bootstrap")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s %s /bin/sh -c '%s'\n", unshare, strings.Join(args, " "), inner)
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSystemCleanupAsPID1 runs the bootstrap itself as PID 1 of a fresh
+// PID namespace (with its own /proc), as a container image may run it: it
+// picks the system-wide clean-up by the PID 1 rule, and a warm environment
+// shows the next job nothing.
+func TestSystemCleanupAsPID1(t *testing.T) {
+	t.Parallel()
+	bootstrap := unshareBootstrap(t, "", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child")
+	// TMPDIR is wiped by the system clean-up: a test directory, never /tmp.
+	em := startEmulatorWith(t, bootstrap, map[string]string{"TMPDIR": t.TempDir()})
+	warmEnvironmentIsClean(t, em.env(t), false)
+	if !strings.Contains(em.fn.Logs(), `"cleanup":"system","cleanup_rule":"PID 1 of its PID namespace`) {
+		t.Errorf("as PID 1 the executor did not pick the system clean-up by the PID 1 rule; logs:\n%s", em.fn.Logs())
+	}
+}
+
+// TestFailedCleanupEndsTheEnvironment: a job leaves what the clean-up
+// cannot remove (a file system mounted in the builds directory, in the
+// function's own user and mount namespaces). The job is still reported,
+// then the bootstrap exits with status 1, and the next job starts in a
+// fresh process. A clean-up that fails before a job refuses the job: it
+// is failed in GitLab with a trace line that says why, and the process
+// exits too.
+func TestFailedCleanupEndsTheEnvironment(t *testing.T) {
+	t.Parallel()
+	exitLine := regexp.MustCompile(`Runtime exited with error: exit status 1`)
+	ready := `"msg":"executor: ready"`
+	ending := `executor: ending the execution environment after reporting the job`
+	// The emulator logs the exit once the response has gone out.
+	exited := func(fn *lambdatest.Function) bool {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if exitLine.MatchString(fn.Logs()) {
+				return true
+			}
+		}
+		return false
+	}
+	invoke := func(t *testing.T, e *env, ev dispatch.Event) lambdatest.Response {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		resp, err := e.fn.Invoke(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+
+	t.Run("after the job", func(t *testing.T) {
+		em := startEmulatorWith(t, unshareBootstrap(t, "", "--user", "--map-root-user", "--mount"), nil)
+		e := em.env(t)
+		p := project(e, nil)
+		ev := e.take(p, gitlabtest.JobSpec{Script: []string{
+			`mkdir "$CI_BUILDS_DIR/stuck" && mount -t tmpfs tmpfs "$CI_BUILDS_DIR/stuck" && echo mounted`,
+		}})
+		resp := invoke(t, e, ev)
+		got := e.srv.Job(ev.Job.ID)
+		if got.State != "success" {
+			t.Fatalf("job = %s, want success reported before the environment ends; trace:\n%s", got.State, got.Trace)
+		}
+		wantContains(t, got.Trace, "mounted")
+		var res dispatch.Result
+		if err := json.Unmarshal(resp.Payload, &res); err != nil || !res.Reported || res.State != "success" {
+			t.Errorf("response %s (%v): want the reported result", resp.Payload, err)
+		}
+		ok := exited(em.fn)
+		logs := em.fn.Logs()
+		if resp.FunctionError == "" || !ok || !strings.Contains(logs, ending) {
+			t.Errorf("function error %q; want the process to exit with status 1 after the response; logs:\n%s", resp.FunctionError, logs)
+		}
+		if n := strings.Count(logs, ready); n != 1 {
+			t.Errorf("executor started %d times before the next job, want 1", n)
+		}
+
+		res, next := e.run(e.take(p, gitlabtest.JobSpec{Script: []string{"echo next"}}))
+		if next.State != "success" || !res.Reported {
+			t.Errorf("next job = %s (result %+v), want success in a fresh environment; trace:\n%s", next.State, res, next.Trace)
+		}
+		if n := strings.Count(em.fn.Logs(), ready); n != 2 {
+			t.Errorf("executor started %d times, want 2 (the next job in a fresh process); logs:\n%s", n, em.fn.Logs())
+		}
+	})
+
+	t.Run("before the job", func(t *testing.T) {
+		dirs := t.TempDir()
+		builds := filepath.Join(dirs, "builds")
+		if err := os.MkdirAll(filepath.Join(builds, "stuck"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		bootstrap := unshareBootstrap(t, "mount -t tmpfs tmpfs "+filepath.Join(builds, "stuck"), "--user", "--map-root-user", "--mount")
+		em := startEmulatorWith(t, bootstrap, map[string]string{"EXECUTOR_BUILDS_DIR": builds})
+		em.buildsDir = builds
+		e := em.env(t)
+		ev := e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"echo should not run"}})
+		resp := invoke(t, e, ev)
+		got := e.srv.Job(ev.Job.ID)
+		if got.State != "failed" || got.FailureReason != "runner_system_failure" {
+			t.Errorf("job = %s (%s), want failed with runner_system_failure", got.State, got.FailureReason)
+		}
+		wantContains(t, got.Trace, "could not be cleaned up, so this job was not run in it")
+		wantNotContains(t, got.Trace, "should not run\n")
+		if !exited(em.fn) || resp.FunctionError == "" {
+			t.Errorf("function error %q; want the process to exit with status 1; logs:\n%s", resp.FunctionError, em.fn.Logs())
+		}
+	})
 }
 
 // BenchmarkInvokeTrivialJob measures, under the emulator with a warm

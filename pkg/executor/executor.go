@@ -14,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/trace"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // Executor runs jobs one at a time. Build it once at cold start with New;
@@ -23,7 +24,10 @@ type Executor struct {
 	log     *slog.Logger
 	cleaner *cleaner
 	http    *http.Client
-	mu      sync.Mutex // one job at a time, as in a Lambda environment
+	git     *http.Client // nil: pkg/checkout's default
+	mu      sync.Mutex   // one job at a time, as in a Lambda environment
+	// spoilt is the clean-up failure that ended this environment.
+	spoilt error
 }
 
 // New returns an Executor for cfg. In the Descendants and System clean-up
@@ -37,9 +41,13 @@ func New(cfg Config) (*Executor, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 0}
+		hc = &http.Client{Transport: urlpolicy.Storage.Transport()}
 	}
-	return &Executor{cfg: cfg, log: cfg.Logger, cleaner: cl, http: hc}, nil
+	e := &Executor{cfg: cfg, log: cfg.Logger, cleaner: cl, http: hc}
+	if cfg.URLPolicy != nil && cfg.HTTPClient == nil {
+		e.git = &http.Client{Transport: cfg.URLPolicy.Transport()}
+	}
+	return e, nil
 }
 
 // Handle is the Lambda handler: it decodes the event (fetching it when it
@@ -111,6 +119,9 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) dis
 // roots.
 func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Client, error) {
 	opts := gitlab.Options{HTTPClient: e.cfg.HTTPClient, Logger: log}
+	if e.cfg.URLPolicy != nil && e.cfg.HTTPClient == nil {
+		opts.DialContext = e.cfg.URLPolicy.DialContext
+	}
 	if caPEM != "" && opts.HTTPClient == nil {
 		pool, err := gitlab.CertPool(caPEM)
 		if err != nil {
@@ -131,6 +142,22 @@ func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Cli
 	return c, nil
 }
 
+// Err returns why this execution environment must run no other job: a
+// clean-up before or after a job that failed, so that something a job
+// left may still be there. Run then fails every job it is given without
+// running it. The function's main ends the process once the current
+// result is reported, and Lambda starts the next job in a fresh
+// environment.
+func (e *Executor) Err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.spoilt
+}
+
+// errUnclean is what the job's trace says when the environment could not be
+// cleaned; the details go to the executor's log.
+var errUnclean = errors.New("the execution environment could not be cleaned up, so this job was not run in it")
+
 // Run runs one job end to end and returns its Result. ctx carries the
 // invocation's deadline: the job ends, at the latest, DeadlineMargin before
 // it.
@@ -147,14 +174,25 @@ func (e *Executor) Run(ctx context.Context, ev dispatch.Event) dispatch.Result {
 		r.DurationMS = time.Since(start).Milliseconds()
 		return r
 	}
-	if err := e.cleaner.run(ctx); err != nil {
-		log.Error("executor: clean-up before the job", "error", err)
+	if e.spoilt == nil {
+		if err := e.cleaner.run(ctx); err != nil {
+			log.Error("executor: clean-up before the job failed; this environment runs no job", "error", err)
+			e.spoilt = fmt.Errorf("clean up before job %d: %w", ev.Job.ID, err)
+		}
+	}
+	if e.spoilt != nil {
+		raw, _ := json.Marshal(ev)
+		res = e.rejectEvent(ctx, raw, errUnclean)
+		res.RunnerID = ev.Runner.ID
+		res.DurationMS = time.Since(start).Milliseconds()
+		return res
 	}
 	j := &jobRun{e: e, ev: ev, job: ev.Job, log: log, start: start}
 	res = j.run(ctx)
 	res.RunnerID = ev.Runner.ID
 	if err := e.cleaner.run(ctx); err != nil {
-		log.Error("executor: clean-up after the job", "error", err)
+		log.Error("executor: clean-up after the job failed; this environment runs no other job", "error", err)
+		e.spoilt = fmt.Errorf("clean up after job %d: %w", ev.Job.ID, err)
 	}
 	res.DurationMS = time.Since(start).Milliseconds()
 	log.Info("executor: job done", "state", res.State, "failure_reason", res.FailureReason,

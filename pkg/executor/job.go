@@ -13,6 +13,8 @@ import (
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/releasecli"
+	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/shell"
 	"gitlab-serverless-runner/pkg/trace"
 )
@@ -73,6 +75,11 @@ func (j *jobRun) run(ctx context.Context) dispatch.Result {
 		return res
 	}
 	var err error
+	if p := j.e.cfg.URLPolicy; p != nil {
+		if _, err := p.Check(ctx, j.ev.GitLabURL); err != nil {
+			return fail(fmt.Errorf("executor: the job's GitLab URL is refused: %s", runner.ErrorMessage(err)))
+		}
+	}
 	if j.client, err = j.e.client(j.ev.GitLabURL, j.ev.CAPEM, j.log); err != nil {
 		return fail(err)
 	}
@@ -366,7 +373,7 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		RunnerVersion:       j.e.cfg.Version,
 		RunnerRevision:      j.e.cfg.Revision,
 		ServerCA:            []byte(j.ev.CAPEM),
-		Disposable:          j.e.cfg.Cleanup != CleanupLocal,
+		Disposable:          j.e.cfg.Cleanup != sandbox.CleanupLocal,
 		RunnerVariables:     runnerVars,
 		DebugTrace:          j.set.debugTrace,
 		Tools:               tools,

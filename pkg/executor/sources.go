@@ -50,6 +50,7 @@ func (j *jobRun) getSources(ctx context.Context) (o outcome, ok bool) {
 		}
 		opts.Trace = j.w
 		opts.CAPEM = []byte(j.ev.CAPEM)
+		opts.HTTPClient = j.e.git
 		attempts, err := attemptsVar(j.job.Variables, "GET_SOURCES_ATTEMPTS")
 		if err != nil {
 			j.w.Errorf("%v", err)

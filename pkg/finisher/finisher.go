@@ -33,6 +33,7 @@ import (
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // DefaultMemoryMB is the executor memory assumed when the executor's result
@@ -46,9 +47,13 @@ type Config struct {
 	DefaultMemoryMB int
 	// GitLab configures the GitLab clients.
 	GitLab gitlab.Options
-	// HTTPClient fetches payloads passed by reference
-	// (http.DefaultClient).
+	// HTTPClient fetches payloads passed by reference (a client dialling
+	// through urlpolicy.Storage).
 	HTTPClient *http.Client
+	// URLPolicy, when set, checks every address the GitLab clients dial
+	// (unless GitLab brings its own HTTPClient or DialContext). Nil checks
+	// nothing.
+	URLPolicy *urlpolicy.Policy
 	// Now returns the current time (time.Now).
 	Now func() time.Time
 	// Logger receives one line per record; nil discards.
@@ -63,11 +68,17 @@ type Finisher struct {
 	log  *slog.Logger
 }
 
-// ConfigFromEnv reads EXECUTOR_MEMORY_MB through lookup (os.LookupEnv when
-// nil).
+// ConfigFromEnv reads EXECUTOR_MEMORY_MB and the URL policy's
+// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.ConfigFromEnv)
+// through lookup (os.LookupEnv when nil).
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
 	cfg := Config{DefaultMemoryMB: r.Int("EXECUTOR_MEMORY_MB", 128)}
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		r.Fail(err)
+	}
+	cfg.URLPolicy = &policy
 	return cfg, r.Err("finisher")
 }
 
@@ -77,7 +88,10 @@ func New(jobs runner.JobStore, cfg Config) *Finisher {
 		cfg.DefaultMemoryMB = DefaultMemoryMB
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
+		cfg.HTTPClient = &http.Client{Transport: urlpolicy.Storage.Transport()}
+	}
+	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
+		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -41,7 +41,7 @@ type world struct {
 	runner   *runner.Runner
 	db       *dynamotest.Server
 	tables   store.TableNames
-	sealer   *seal.Sealer
+	sealer   *seal.Keyring
 
 	mu       sync.Mutex
 	outcomes []finisher.Outcome
@@ -94,7 +94,7 @@ func newWorld(t *testing.T, executor invoke.Func, timeout time.Duration) *world 
 	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
 	r := &runner.Runner{ID: runner.NewID(), Owner: "alice", GitLabURL: gl.URL(), GitLabRunnerID: gr.ID,
 		Runtime: "provided.al2023", Concurrency: 1, RunUntagged: true}
-	r.SealedToken, _ = sealer.Seal(r.ID, gr.Token)
+	r.SealedToken, _ = sealer.Seal(seal.RunnerToken(r.ID), gr.Token)
 	if err := st.CreateRunner(context.Background(), r); err != nil {
 		t.Fatalf("CreateRunner: %v", err)
 	}

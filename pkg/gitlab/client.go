@@ -77,6 +77,11 @@ type Options struct {
 	// CAFile is a PEM file of extra certificate authorities, added to
 	// RootCAs (or to the system pool).
 	CAFile string
+	// DialContext makes the connections of the client built when
+	// HTTPClient is nil, redirects included; nil dials directly. Callers
+	// that dial a user's GitLab pass pkg/urlpolicy's, which refuses a
+	// forbidden address at every dial.
+	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
 	// UserAgent defaults to "gitlab-serverless-runner <version> (<goos>/<goarch>)".
 	UserAgent string
 	// MaxAttempts bounds the transport retries on 408, 429, 500, 502, 503,
@@ -175,8 +180,8 @@ func parseInstance(raw string) (string, *url.URL, error) {
 func httpClient(opts Options) (*http.Client, error) {
 	var hc http.Client
 	if opts.HTTPClient != nil {
-		if opts.RootCAs != nil || opts.CAFile != "" {
-			return nil, errors.New("gitlab: RootCAs and CAFile apply only when HTTPClient is nil")
+		if opts.RootCAs != nil || opts.CAFile != "" || opts.DialContext != nil {
+			return nil, errors.New("gitlab: RootCAs, CAFile and DialContext apply only when HTTPClient is nil")
 		}
 		hc = *opts.HTTPClient
 	} else {
@@ -184,14 +189,15 @@ func httpClient(opts Options) (*http.Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		dial := opts.DialContext
+		if dial == nil {
+			dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		}
 		hc = http.Client{
 			Timeout: requestTimeout,
 			Transport: &http.Transport{
-				Proxy: http.ProxyFromEnvironment,
-				DialContext: (&net.Dialer{
-					Timeout:   dialTimeout,
-					KeepAlive: 30 * time.Second,
-				}).DialContext,
+				Proxy:                 http.ProxyFromEnvironment,
+				DialContext:           dial,
 				TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 				TLSHandshakeTimeout:   tlsHandshakeTimeout,
 				ResponseHeaderTimeout: responseHeaderTimeout,

@@ -45,6 +45,9 @@ func TestHarnessRunsThePipeline(t *testing.T) {
 			"EXECUTOR_MARGIN_SECONDS":     "5",
 			"EXECUTOR_KEEPALIVE_INTERVAL": "1s",
 			"AWS_REGION":                  "eu-west-1",
+			// The fake GitLab listens on loopback over http.
+			"ALLOW_HTTP_GITLAB":    "true",
+			"ALLOW_PRIVATE_GITLAB": "true",
 		},
 		EnvFor: func(dir string) map[string]string {
 			return map[string]string{"EXECUTOR_BUILDS_DIR": filepath.Join(dir, "builds"), "EXECUTOR_HOME_DIR": filepath.Join(dir, "home")}
@@ -88,7 +91,7 @@ func TestHarnessRunsThePipeline(t *testing.T) {
 	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
 	r := &runner.Runner{ID: runner.NewID(), Owner: "alice", GitLabURL: gl.URL(), GitLabRunnerID: gr.ID,
 		Runtime: "provided.al2023", Concurrency: 1, RunUntagged: true}
-	r.SealedToken, _ = sealer.Seal(r.ID, gr.Token)
+	r.SealedToken, _ = sealer.Seal(seal.RunnerToken(r.ID), gr.Token)
 	if err := st.CreateRunner(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}

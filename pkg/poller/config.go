@@ -5,13 +5,16 @@ import (
 	"strings"
 
 	"gitlab-serverless-runner/pkg/envvar"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // ConfigFromEnv reads the poller's settings through lookup (os.LookupEnv
 // when nil): EXECUTOR_FUNCTIONS (see ParseFunctions; New refuses a
 // Config without executor functions),
 // POLL_WINDOW_SECONDS, MAX_LONG_POLL_SECONDS, VERSION, CACHE_BUCKET and
-// PAYLOAD_BUCKET (default CACHE_BUCKET). Unset values are the defaults.
+// PAYLOAD_BUCKET (default CACHE_BUCKET), and the URL policy's
+// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.ConfigFromEnv).
+// Unset values are the defaults.
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
 	cfg := Config{
@@ -28,6 +31,11 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 		}
 		cfg.ExecutorFunctions = fns
 	}
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		r.Fail(err)
+	}
+	cfg.URLPolicy = &policy
 	return cfg, r.Err("poller")
 }
 

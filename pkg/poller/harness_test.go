@@ -64,7 +64,7 @@ type env struct {
 	gl      *gitlabtest.Server
 	project *gitlabtest.Project
 	store   *store.Store
-	sealer  *seal.Sealer
+	sealer  *seal.Keyring
 	inv     *invoketest.Recorder
 	poller  *poller.Poller
 	glOpts  gitlab.Options
@@ -126,7 +126,7 @@ func (e *env) addRunner(concurrency int, change func(*runner.Runner)) (*runner.R
 		Runtime: "provided.al2023", Concurrency: concurrency, SystemID: runner.NewSystemID(),
 		CreationMode: runner.CreationToken,
 	}
-	sealed, err := e.sealer.Seal(r.ID, gr.Token)
+	sealed, err := e.sealer.Seal(seal.RunnerToken(r.ID), gr.Token)
 	if err != nil {
 		e.t.Fatalf("Seal: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/scheduler"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // TestNoTokenInLogs runs the scheduler and the poller, logging every level,
@@ -67,7 +68,7 @@ func TestNoTokenInLogs(t *testing.T) {
 	if res := runOnce("rotation and a job"); res.Jobs != 1 {
 		t.Fatalf("first poll = %+v, want one job", res)
 	}
-	newToken, err := e.sealer.Open(r.ID, e.runnerNow(r.ID).SealedToken)
+	newToken, err := e.sealer.Open(seal.RunnerToken(r.ID), e.runnerNow(r.ID).SealedToken)
 	if err != nil || newToken == gr.Token {
 		t.Fatalf("token after the first poll: rotated %v, %v; want a new token", newToken != gr.Token, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // Defaults for the zero Config.
@@ -30,10 +31,11 @@ const (
 	MsgTokenUnsealed = "The runner token cannot be decrypted; register the runner again"
 )
 
-// Sealer opens and seals runner tokens; *seal.Sealer implements it.
+// Sealer opens and seals runner and job tokens; *seal.Keyring implements
+// it.
 type Sealer interface {
-	Open(runnerID string, sealed []byte) (string, error)
-	Seal(runnerID, token string) ([]byte, error)
+	Open(p seal.Purpose, sealed []byte) (string, error)
+	Seal(p seal.Purpose, plaintext string) ([]byte, error)
 }
 
 // Deps are the poller's collaborators. Cache may be nil (no cache URLs).
@@ -71,6 +73,10 @@ type Config struct {
 	PayloadBucket string
 	// GitLab configures the GitLab clients (HTTP client, retries).
 	GitLab gitlab.Options
+	// URLPolicy, when set, is checked against the runner's GitLab URL at
+	// every poll, and at every dial of the GitLab clients (unless GitLab
+	// brings its own HTTPClient or DialContext). Nil checks nothing.
+	URLPolicy *urlpolicy.Policy
 	// Now returns the current time (time.Now).
 	Now func() time.Time
 }
@@ -110,6 +116,9 @@ func New(d Deps, cfg Config) (*Poller, error) {
 	if cfg.GitLab.Logger == nil {
 		cfg.GitLab.Logger = log
 	}
+	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
+		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
+	}
 	return &Poller{d: d, cfg: cfg, log: log}, nil
 }
 
@@ -123,6 +132,7 @@ const (
 	StopForbidden   = "forbidden"    // GitLab refused the token
 	StopUnavailable = "unavailable"  // GitLab or the network failed
 	StopBadToken    = "token_sealed" // the token cannot be opened
+	StopRefused     = "refused"      // the URL policy refuses the GitLab URL or address
 )
 
 // Result is the outcome of one poll.
@@ -153,6 +163,13 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 	if r.Paused {
 		return Result{Stop: StopPaused}, nil
 	}
+	if p.cfg.URLPolicy != nil {
+		if _, err := p.cfg.URLPolicy.Check(ctx, r.GitLabURL); err != nil {
+			log.WarnContext(ctx, "the runner's GitLab URL is refused by the URL policy", "error", err)
+			p.recordError(ctx, r, "The runner's GitLab URL is refused: "+runner.ErrorMessage(err))
+			return Result{Stop: StopRefused}, nil
+		}
+	}
 	opts := p.cfg.GitLab
 	if r.CAPEM != "" && opts.HTTPClient == nil {
 		// The runner's custom CA, for a GitLab a private CA vouches for.
@@ -167,7 +184,7 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		p.recordError(ctx, r, "The runner's GitLab URL is invalid")
 		return Result{Stop: StopUnavailable}, nil
 	}
-	token, err := p.d.Sealer.Open(r.ID, r.SealedToken)
+	token, err := p.d.Sealer.Open(seal.RunnerToken(r.ID), r.SealedToken)
 	if err != nil {
 		log.ErrorContext(ctx, "cannot open the runner token", "error", err)
 		p.recordError(ctx, r, MsgTokenUnsealed)
@@ -400,7 +417,7 @@ func (p *Poller) reclaim(ctx context.Context, log *slog.Logger, rec *runner.Job,
 // shortToken is CI_RUNNER_SHORT_TOKEN for the executor; "" if the token
 // cannot be opened (the job then runs without it).
 func (p *Poller) shortToken(r *runner.Runner) string {
-	token, err := p.d.Sealer.Open(r.ID, r.SealedToken)
+	token, err := p.d.Sealer.Open(seal.RunnerToken(r.ID), r.SealedToken)
 	if err != nil {
 		return ""
 	}
@@ -443,13 +460,19 @@ func (p *Poller) requestFailed(ctx context.Context, log *slog.Logger, r *runner.
 		return StopForbidden
 	}
 	p.recordError(ctx, r, describe(err))
+	if errors.Is(err, urlpolicy.ErrRefused) {
+		return StopRefused
+	}
 	return StopUnavailable
 }
 
 // describe says what went wrong with a GitLab call, without any secret.
 func describe(err error) string {
 	var ge *gitlab.Error
+	var refused *urlpolicy.RefusedError
 	switch {
+	case errors.As(err, &refused):
+		return "GitLab's address is refused: " + refused.Error()
 	case errors.As(err, &ge) && ge.StatusCode == 429:
 		return "GitLab is rate limiting the runner (429); polling resumes on the next schedule"
 	case errors.As(err, &ge) && ge.StatusCode >= 500:

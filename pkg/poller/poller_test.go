@@ -15,6 +15,7 @@ import (
 	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 func TestPollHandsJobToExecutor(t *testing.T) {
@@ -318,7 +319,7 @@ func TestTokenRotation(t *testing.T) {
 			}
 			wg.Wait()
 			after := e.runnerNow(r.ID)
-			newToken, err := e.sealer.Open(r.ID, after.SealedToken)
+			newToken, err := e.sealer.Open(seal.RunnerToken(r.ID), after.SealedToken)
 			if err != nil {
 				t.Fatalf("open the saved token: %v", err)
 			}

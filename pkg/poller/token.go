@@ -10,6 +10,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // rotateIfDue resets the runner's token from three quarters of its life
@@ -65,7 +66,7 @@ func (p *Poller) rotateIfDue(ctx context.Context, log *slog.Logger, client *gitl
 		log.WarnContext(ctx, "token reset failed; will retry", "error", err)
 		return token, ""
 	}
-	sealed, err := p.d.Sealer.Seal(r.ID, creds.Token)
+	sealed, err := p.d.Sealer.Seal(seal.RunnerToken(r.ID), creds.Token)
 	if err == nil {
 		err = p.saveRotatedToken(ctx, log, r, sealed, now, creds.TokenExpiresAt)
 	}
@@ -136,7 +137,7 @@ func (p *Poller) resolveConflict(ctx context.Context, r *runner.Runner, old stri
 	if err != nil {
 		return "", false, fmt.Errorf("poller: read runner after a token conflict: %w", err)
 	}
-	stored, err = p.d.Sealer.Open(r.ID, fresh.SealedToken)
+	stored, err = p.d.Sealer.Open(seal.RunnerToken(r.ID), fresh.SealedToken)
 	if err != nil {
 		return "", false, fmt.Errorf("poller: open the token saved by another writer: %w", err)
 	}
@@ -158,7 +159,7 @@ func (p *Poller) awaitRotation(ctx context.Context, r *runner.Runner) (string, b
 	for range 6 { // about 3 s in all
 		fresh, err := p.d.Runners.GetRunner(ctx, r.ID)
 		if err == nil && !bytes.Equal(fresh.SealedToken, r.SealedToken) {
-			if t, err := p.d.Sealer.Open(r.ID, fresh.SealedToken); err == nil {
+			if t, err := p.d.Sealer.Open(seal.RunnerToken(r.ID), fresh.SealedToken); err == nil {
 				*r = *fresh
 				return t, true
 			}

@@ -15,6 +15,7 @@ import (
 	"gitlab-serverless-runner/pkg/logtest"
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/store"
 )
 
@@ -37,12 +38,12 @@ func (s *resealingStore) RotateToken(ctx context.Context, id string, oldSealed, 
 			s.e.t.Errorf("GetRunner: %v", err)
 			return
 		}
-		token, err := s.e.sealer.Open(id, r.SealedToken)
+		token, err := s.e.sealer.Open(seal.RunnerToken(id), r.SealedToken)
 		if err != nil {
 			s.e.t.Errorf("Open: %v", err)
 			return
 		}
-		again, err := s.e.sealer.Seal(id, token)
+		again, err := s.e.sealer.Seal(seal.RunnerToken(id), token)
 		if err != nil {
 			s.e.t.Errorf("Seal: %v", err)
 			return
@@ -70,7 +71,7 @@ func TestTokenRotationOverAResealedToken(t *testing.T) {
 		t.Errorf("Poll() = %+v, %v; want a poll that found no job", res, err)
 	}
 	after := e.runnerNow(r.ID)
-	saved, err := e.sealer.Open(r.ID, after.SealedToken)
+	saved, err := e.sealer.Open(seal.RunnerToken(r.ID), after.SealedToken)
 	if err != nil {
 		t.Fatalf("open the saved token: %v", err)
 	}
@@ -145,7 +146,7 @@ func rotationEnv(t *testing.T, st func(*store.Store) *failingSaves) (*env, *runn
 // savedToken opens the runner's stored token.
 func (e *env) savedToken(id string) string {
 	e.t.Helper()
-	tok, err := e.sealer.Open(id, e.runnerNow(id).SealedToken)
+	tok, err := e.sealer.Open(seal.RunnerToken(id), e.runnerNow(id).SealedToken)
 	if err != nil {
 		e.t.Fatalf("open the saved token: %v", err)
 	}

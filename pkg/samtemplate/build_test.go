@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/lambdatest"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
@@ -263,9 +265,30 @@ func TestFinisherBuiltBySAMClosesAReportedJob(t *testing.T) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		t.Fatal(err)
 	}
+	// A GitLab where the job ran and its executor reported success: the
+	// finisher confirms every outcome with GitLab.
+	gl := gitlabtest.New(t)
+	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
+	queued := gl.EnqueueJob(gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"}), gitlabtest.JobSpec{Script: []string{"make"}})
+	glc, err := gitlab.New(gl.URL(), gitlab.Options{HTTPClient: gl.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	taken, err := glc.RequestJob(ctx, gitlab.JobRequest{Token: gr.Token, SystemID: "s_0123456789ab"})
+	if err != nil || taken.Job == nil || taken.Job.ID != queued.ID {
+		t.Fatalf("RequestJob() = %+v, %v; want the queued job", taken, err)
+	}
+	job := taken.Job
+	if _, err := glc.UpdateJob(ctx, job.ID, gitlab.UpdateJobRequest{Token: job.Token, State: gitlab.StateSuccess}); err != nil {
+		t.Fatalf("report success: %v", err)
+	}
+	payload := rec["requestPayload"].(map[string]any)
+	payload["gitlab_url"] = gl.URL()
+	payload["job"].(map[string]any)["id"], payload["job"].(map[string]any)["token"] = job.ID, job.Token
 	rec["requestContext"].(map[string]any)["condition"] = "Success"
 	rec["responseContext"] = map[string]any{"statusCode": 200, "executedVersion": "$LATEST"}
-	rec["responsePayload"] = map[string]any{"job_id": 8123, "state": "success", "duration_ms": 61000, "reported": true}
+	rec["responsePayload"] = map[string]any{"job_id": job.ID, "state": "success", "duration_ms": 61000, "reported": true}
 	// The store as the poller leaves it: the job claimed and running, in a
 	// slot the record's token holds. The finisher ignores records that do
 	// not match the store.
@@ -273,7 +296,6 @@ func TestFinisherBuiltBySAMClosesAReportedJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	// As the poller does: take a slot, then claim the job with the hash of
 	// the slot's token, which the finisher checks the record against.
 	slot, ok, err := st.AcquireSlot(ctx, "0123456789abcdef0123", 1, time.Hour)
@@ -281,12 +303,13 @@ func TestFinisherBuiltBySAMClosesAReportedJob(t *testing.T) {
 		t.Fatalf("AcquireSlot() = %v, %v; want a slot", ok, err)
 	}
 	if err := st.ClaimJob(ctx, &runner.Job{
-		RunnerID: "0123456789abcdef0123", JobID: 8123, LeaseExpiresAt: time.Now().Add(time.Hour),
+		RunnerID: "0123456789abcdef0123", JobID: job.ID, LeaseExpiresAt: time.Now().Add(time.Hour),
 		DispatchTokenHash: runner.HashDispatchToken(slot.Token), SlotIndex: slot.Index,
 	}); err != nil {
 		t.Fatalf("ClaimJob: %v", err)
 	}
-	dispatch := rec["requestPayload"].(map[string]any)["dispatch"].(map[string]any)
+	dispatch := payload["dispatch"].(map[string]any)
+	dispatch["job_id"], dispatch["gitlab_url"] = job.ID, gl.URL()
 	dispatch["slot_index"], dispatch["slot_token"] = slot.Index, slot.Token
 	event, _ := json.Marshal(rec)
 
@@ -296,6 +319,9 @@ func TestFinisherBuiltBySAMClosesAReportedJob(t *testing.T) {
 		"SLOTS_TABLE":        names.Slots,
 		"EXECUTOR_MEMORY_MB": "2048",
 		"DYNAMODB_ENDPOINT":  srv.Endpoint,
+		// The fake GitLab listens on loopback over http.
+		"ALLOW_HTTP_GITLAB":    "true",
+		"ALLOW_PRIVATE_GITLAB": "true",
 	})})
 	resp := invoke(t, fn, event)
 	if resp.FunctionError != "" {
@@ -310,8 +336,8 @@ func TestFinisherBuiltBySAMClosesAReportedJob(t *testing.T) {
 	if err := json.Unmarshal(resp.Payload, &out); err != nil {
 		t.Fatalf("decode outcome %s: %v", resp.Payload, err)
 	}
-	if out.RunnerID != "0123456789abcdef0123" || out.JobID != 8123 || out.State != "success" || out.FailedInGitLab {
-		t.Errorf("outcome: got %s, want job 8123 of runner 0123456789abcdef0123 recorded as success", resp.Payload)
+	if out.RunnerID != "0123456789abcdef0123" || out.JobID != job.ID || out.State != "success" || out.FailedInGitLab {
+		t.Errorf("outcome: got %s, want job %d of runner 0123456789abcdef0123 recorded as success", resp.Payload, job.ID)
 	}
 }
 

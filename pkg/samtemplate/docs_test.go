@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/samtemplate"
 	"gitlab-serverless-runner/pkg/seal"
@@ -183,7 +182,7 @@ func TestGuideKeyRotation(t *testing.T) {
 		}
 		return strings.Join(parts, ",")
 	}
-	sealer := func(spec string) *seal.Sealer {
+	sealer := func(spec string) *seal.Keyring {
 		s, err := seal.ParseKeys(spec)
 		if err != nil {
 			t.Fatalf("seal.ParseKeys(the guide's %s): %v", spec, err)
@@ -206,8 +205,8 @@ func TestGuideKeyRotation(t *testing.T) {
 	}
 	// The session key takes the same forms (SESSION_KEY).
 	for _, form := range steps {
-		if _, err := auth.ParseKeys(strings.Split(spell(form), ",")...); err != nil {
-			t.Errorf("auth.ParseKeys(the guide's %s): %v", form, err)
+		if _, err := seal.ParseKeys(spell(form)); err != nil {
+			t.Errorf("seal.ParseKeys(the guide's %s): %v", form, err)
 		}
 	}
 }

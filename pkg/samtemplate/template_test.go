@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/samtemplate"
 	"gitlab-serverless-runner/pkg/seal"
 )
@@ -367,8 +366,8 @@ func TestGeneratedKeyShapeIsAcceptedBySessions(t *testing.T) {
 		(alphabet + alphabet)[:43],
 	}
 	for _, key := range tests {
-		if _, err := auth.ParseKeys(key); err != nil {
-			t.Errorf("auth.ParseKeys(%d generated characters): %v", len(key), err)
+		if _, err := seal.ParseKeys(key); err != nil {
+			t.Errorf("seal.ParseKeys(%d generated characters): %v", len(key), err)
 		}
 		if _, err := seal.ParseKeys(key); err != nil {
 			t.Errorf("seal.ParseKeys(%d generated characters): %v", len(key), err)
@@ -392,5 +391,31 @@ func TestEveryParameterIsInOneGroup(t *testing.T) {
 		if count[name] != 1 {
 			t.Errorf("parameter %s is in %d groups, want 1", name, count[name])
 		}
+	}
+}
+
+// TestFinisherRecordsNeverVanish: a destination record the finisher fails
+// to process after its retries goes to a dead-letter queue, with an alarm
+// on it, rather than being dropped.
+func TestFinisherRecordsNeverVanish(t *testing.T) {
+	tpl := loadTemplate(t)
+	fin := function(t, tpl, "FinisherFunction")
+	cfg := samtemplate.Path(fin.Properties, "EventInvokeConfig")
+	if got := render(samtemplate.Path(cfg, "DestinationConfig", "OnFailure", "Type")); got != "SQS" {
+		t.Fatalf("finisher's OnFailure destination type = %s, want SQS", got)
+	}
+	dest := render(samtemplate.Path(cfg, "DestinationConfig", "OnFailure", "Destination"))
+	q, ok := tpl.Resource("FinisherDeadLetterQueue")
+	if !ok || q.Type != "AWS::SQS::Queue" || !strings.Contains(dest, "FinisherDeadLetterQueue") {
+		t.Fatalf("finisher's OnFailure destination = %s; want the FinisherDeadLetterQueue queue", dest)
+	}
+	alarmed := false
+	for _, a := range tpl.Resources("AWS::CloudWatch::Alarm") {
+		if strings.Contains(render(a.Properties["Dimensions"]), "FinisherDeadLetterQueue") {
+			alarmed = true
+		}
+	}
+	if !alarmed {
+		t.Error("no alarm watches the finisher's dead-letter queue")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,7 +56,7 @@ func TestPIDNamespaceHelper(t *testing.T) {
 		return c
 	}
 	survivor := start(false, "sleep", "1000")
-	s := &sandbox.Sandbox{Mode: sandbox.Lambda, Grace: 500 * time.Millisecond}
+	s := &sandbox.Sandbox{Cleanup: sandbox.CleanupSystem, Grace: 500 * time.Millisecond}
 	if err := s.Baseline(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +65,8 @@ func TestPIDNamespaceHelper(t *testing.T) {
 	// An orphan: its parent exits at once and it is re-parented to us.
 	start(true, "sh", "-c", "sleep 1000 & echo started")
 	stubborn := start(true, "sh", "-c", `trap "" TERM; while :; do sleep 1; done`)
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	startRespawner(t, pidFile, "respawn-marker-pidns")
 
 	killed, err := s.KillOthers(context.Background())
 	if err != nil {
@@ -90,6 +93,7 @@ func TestPIDNamespaceHelper(t *testing.T) {
 	if len(live) > 0 {
 		t.Errorf("processes alive after a system-wide KillOthers: %v", live)
 	}
+	wantRespawnerGone(t, pidFile, "respawn-marker-pidns")
 	if !t.Failed() {
 		fmt.Println("HELPER-OK")
 	}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 )
@@ -40,29 +41,62 @@ type Key struct {
 // Key returns p's identity.
 func (p Process) Key() Key { return Key{PID: p.PID, StartTime: p.StartTime} }
 
+// maxListPasses bounds how often ListProcesses reads the proc directory.
+const maxListPasses = 8
+
 // ListProcesses reads every process of the proc file system mounted at root
 // (normally "/proc"). Processes that exit while being read are skipped.
+//
+// A process that forks and exits while the list is read leaves a child
+// that a single pass over the directory cannot see. So the directory is
+// read again, and the pids that appeared meanwhile read too, until a pass
+// brings no new pid (maxListPasses at most); each pass reads the newest
+// pids first, as a child usually has a higher pid than its parent.
 func ListProcesses(root string) ([]Process, error) {
+	seen := map[int]bool{}
+	var procs []Process
+	for pass := 0; pass < maxListPasses; pass++ {
+		pids, err := readPIDs(root)
+		if err != nil {
+			return nil, err
+		}
+		fresh := 0
+		for _, pid := range slices.Backward(pids) {
+			if seen[pid] {
+				continue
+			}
+			seen[pid] = true
+			fresh++
+			p, err := readProcess(root, pid)
+			if vanished(err) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			procs = append(procs, p)
+		}
+		if pass > 0 && fresh == 0 {
+			break
+		}
+	}
+	return procs, nil
+}
+
+// readPIDs returns the pids in the proc directory, in ascending order.
+func readPIDs(root string) ([]int, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: list processes: %w", err)
 	}
-	var procs []Process
+	pids := make([]int, 0, len(entries))
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 0 {
+			pids = append(pids, pid)
 		}
-		p, err := readProcess(root, pid)
-		if vanished(err) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		procs = append(procs, p)
 	}
-	return procs, nil
+	slices.Sort(pids)
+	return pids, nil
 }
 
 var errVanished = errors.New("process vanished")

@@ -1,14 +1,15 @@
-// Package sandbox owns the clean-up between jobs: killing the processes a job
-// left behind and wiping the directories it wrote, so that a warm Lambda
-// execution environment shows the next job nothing of the previous one.
+// Package sandbox owns the clean-up between jobs: how far it reaches (the
+// Cleanup modes and how a process picks one), killing the processes a job
+// left behind and wiping the directories it wrote, so that an execution
+// environment shows the next job nothing of the previous one.
 //
-// Two modes keep this safe. In Lambda mode (AWS_LAMBDA_RUNTIME_API set) the
-// environment belongs to the executor alone, and the clean-up is system-wide:
-// every process but the executor, its ancestors, kernel threads and a
-// baseline recorded before the first job is killed. In Local mode (a
-// developer's machine, a test run) only the job's own process groups are
-// killed and only the directories named by the caller are wiped; nothing else
-// on the machine is touched.
+// Three modes keep this safe. CleanupSystem, for an environment that
+// belongs to the executor alone, kills every process but the executor, its
+// ancestors, kernel threads and a baseline recorded before the first job.
+// CleanupDescendants kills only what descends from the executor (a child
+// subreaper). CleanupLocal, for a developer's machine or a test run, kills
+// only the job's own process groups and wipes only directories that cannot
+// be a top-level or home directory; nothing else on the machine is touched.
 package sandbox
 
 import (
@@ -25,46 +26,32 @@ import (
 	"time"
 )
 
-// Mode says how far a clean-up may reach.
-type Mode int
-
-const (
-	// Local confines the clean-up to the job's own process groups and
-	// directories. It is the zero value: safe unless asked otherwise.
-	Local Mode = iota
-	// Lambda makes the process clean-up system-wide.
-	Lambda
-)
-
-// String returns "local" or "lambda".
-func (m Mode) String() string {
-	if m == Lambda {
-		return "lambda"
-	}
-	return "local"
-}
-
-// ModeFromEnv returns Lambda when AWS_LAMBDA_RUNTIME_API is set, else Local.
-func ModeFromEnv(getenv func(string) string) Mode {
-	if getenv("AWS_LAMBDA_RUNTIME_API") != "" {
-		return Lambda
-	}
-	return Local
-}
-
 // DefaultGrace is how long processes get between SIGTERM and SIGKILL.
 const DefaultGrace = 2 * time.Second
+
+// DefaultKillTimeout bounds the rounds of SIGSTOP and SIGKILL that follow
+// the grace period.
+const DefaultKillTimeout = 5 * time.Second
+
+// maxKillRounds bounds the rounds of SIGSTOP and SIGKILL, however fast
+// they go.
+const maxKillRounds = 50
 
 // pollInterval is how often the clean-up checks whether processes are gone.
 const pollInterval = 20 * time.Millisecond
 
-// Sandbox cleans up between jobs. The zero value is a Local sandbox with the
-// default grace reading /proc. A Sandbox is not safe for concurrent use.
+// Sandbox cleans up between jobs. The zero value is a CleanupLocal sandbox
+// with the default grace reading /proc. A Sandbox is not safe for
+// concurrent use.
 type Sandbox struct {
-	// Mode selects system-wide (Lambda) or scoped (Local) clean-up.
-	Mode Mode
+	// Cleanup selects which processes KillOthers reaches and how strictly
+	// Wipe checks its directories.
+	Cleanup Cleanup
 	// Grace is the time between SIGTERM and SIGKILL; zero means DefaultGrace.
 	Grace time.Duration
+	// KillTimeout bounds the rounds of SIGSTOP and SIGKILL after the
+	// grace period; zero means DefaultKillTimeout.
+	KillTimeout time.Duration
 	// ProcRoot is where the proc file system is mounted; "" means "/proc".
 	ProcRoot string
 	// Keep lists processes that survive a system-wide clean-up; see Baseline.
@@ -78,6 +65,13 @@ func (s *Sandbox) grace() time.Duration {
 		return s.Grace
 	}
 	return DefaultGrace
+}
+
+func (s *Sandbox) killTimeout() time.Duration {
+	if s.KillTimeout > 0 {
+		return s.KillTimeout
+	}
+	return DefaultKillTimeout
 }
 
 func (s *Sandbox) procRoot() string {
@@ -110,13 +104,26 @@ func (s *Sandbox) Baseline() error {
 }
 
 // KillOthers kills the processes a job left behind and returns the pids it
-// signalled. In Lambda mode that is every process Victims selects
-// system-wide; in Local mode only the members of groups (the job's own
-// process groups), so a call without groups kills nothing. Processes get
-// SIGTERM (and SIGCONT, so stopped ones can act on it), then SIGKILL after
-// the grace period. Canceling ctx skips the rest of the grace period.
+// signalled. Which processes that is depends on s.Cleanup: every process
+// Victims selects system-wide (CleanupSystem), every descendant of the
+// caller (CleanupDescendants), or only the members of groups, the job's
+// own process groups (CleanupLocal: a call without groups kills nothing).
+//
+// The processes get SIGTERM (and SIGCONT, so stopped ones can act on it)
+// and up to the grace period to exit; canceling ctx cuts the grace period
+// short. Then, in rounds until none is left, whatever is still there or
+// has appeared since (a process may fork on SIGTERM, and its children
+// too) is frozen with SIGSTOP, the list taken again until no new process
+// shows up, and everything on it killed with SIGKILL. The rounds are
+// bounded by KillTimeout and a fixed count; processes still alive after
+// them make an error that names them.
 func (s *Sandbox) KillOthers(ctx context.Context, groups ...int) ([]int, error) {
-	scope := Scope{SystemWide: s.Mode == Lambda, Groups: groups, Keep: s.Keep}
+	scope := Scope{
+		SystemWide:  s.Cleanup == CleanupSystem,
+		Descendants: s.Cleanup == CleanupDescendants,
+		Groups:      groups,
+		Keep:        s.Keep,
+	}
 	self := os.Getpid()
 	victims, err := s.victims(self, scope)
 	if err != nil || len(victims) == 0 {
@@ -124,41 +131,107 @@ func (s *Sandbox) KillOthers(ctx context.Context, groups ...int) ([]int, error) 
 	}
 	killed := map[int]bool{}
 	for _, p := range victims {
-		if signalProcess(p, syscall.SIGTERM) {
-			signalProcess(p, syscall.SIGCONT)
+		if signal(p, syscall.SIGTERM) {
+			signal(p, syscall.SIGCONT)
 			killed[p.PID] = true
 		}
 	}
+	// Two empty lists in a row, not one, say that nothing is left: a
+	// process forked while the first was read shows in the second.
+	empty := 0
 	deadline := time.Now().Add(s.grace())
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		left, err := s.victims(self, scope)
 		if err != nil {
 			return sortedKeys(killed), err
 		}
-		if len(left) == 0 {
-			break
+		if empty = countEmpty(empty, left); empty == 2 {
+			return s.done(killed, 0), nil
 		}
 		sleep(ctx, pollInterval)
 	}
-	// New processes may be forked while we kill; a few rounds catch them.
-	for range 20 {
-		left, err := s.victims(self, scope)
+	deadline = time.Now().Add(s.killTimeout())
+	var left []Process
+	empty = 0
+	for round := 1; round <= maxKillRounds && time.Now().Before(deadline); round++ {
+		left, err = s.freeze(self, scope, killed)
 		if err != nil {
 			return sortedKeys(killed), err
 		}
-		if len(left) == 0 {
-			out := sortedKeys(killed)
-			s.logger().Info("killed leftover processes", "mode", s.Mode.String(), "count", len(out))
-			return out, nil
+		if empty = countEmpty(empty, left); empty == 2 {
+			return s.done(killed, round), nil
 		}
 		for _, p := range left {
-			if signalProcess(p, syscall.SIGKILL) {
+			if signal(p, syscall.SIGKILL) {
 				killed[p.PID] = true
 			}
 		}
 		time.Sleep(pollInterval)
 	}
-	return sortedKeys(killed), errors.New("sandbox: kill leftover processes: some survived SIGKILL")
+	if left, err = s.victims(self, scope); err == nil && len(left) == 0 {
+		return s.done(killed, maxKillRounds), nil
+	}
+	names := make([]string, 0, len(left))
+	for _, p := range left {
+		names = append(names, fmt.Sprintf("%d (%s, state %s)", p.PID, p.Comm, p.State))
+	}
+	return sortedKeys(killed), fmt.Errorf("sandbox: kill leftover processes: %d still alive after SIGKILL: %s",
+		len(left), strings.Join(names, ", "))
+}
+
+// freeze stops every victim with SIGSTOP and lists them again until no new
+// one appears, so that none is left running to fork, and returns them. It
+// gives up on a stable list after a few tries: what a stopped process
+// cannot do, one stuck in the kernel may still do, and SIGKILL comes next
+// anyway.
+func (s *Sandbox) freeze(self int, scope Scope, killed map[int]bool) ([]Process, error) {
+	left, err := s.victims(self, scope)
+	for try := 0; try < 10 && err == nil && len(left) > 0; try++ {
+		for _, p := range left {
+			if !stopped(p) && signal(p, syscall.SIGSTOP) {
+				killed[p.PID] = true
+			}
+		}
+		time.Sleep(time.Millisecond)
+		var again []Process
+		again, err = s.victims(self, scope)
+		if err != nil {
+			break
+		}
+		known := make(map[Key]bool, len(left))
+		for _, p := range left {
+			known[p.Key()] = true
+		}
+		grew := false
+		for _, p := range again {
+			grew = grew || !known[p.Key()]
+		}
+		left = again
+		if !grew {
+			break
+		}
+	}
+	return left, err
+}
+
+// countEmpty returns how many lists in a row have been empty, left being
+// the latest.
+func countEmpty(before int, left []Process) int {
+	if len(left) == 0 {
+		return before + 1
+	}
+	return 0
+}
+
+// stopped reports whether p was stopped (by a signal or a tracer) when it
+// was listed.
+func stopped(p Process) bool { return p.State == "T" || p.State == "t" }
+
+// done logs a finished KillOthers and returns the pids it signalled.
+func (s *Sandbox) done(killed map[int]bool, rounds int) []int {
+	out := sortedKeys(killed)
+	s.logger().Info("killed leftover processes", "cleanup", s.Cleanup.String(), "count", len(out), "kill_rounds", rounds)
+	return out
 }
 
 // victims lists the processes and applies Victims, keeping whole records.
@@ -178,6 +251,10 @@ func (s *Sandbox) victims(self int, scope Scope) ([]Process, error) {
 	}
 	return out, nil
 }
+
+// signal is signalProcess; tests replace it to stand for a process that
+// cannot be signalled.
+var signal = signalProcess
 
 // signalProcess signals p if it is still the same process (same start time):
 // the pidfd behind os.FindProcess pins the process, so a pid reused after
@@ -245,9 +322,10 @@ func groupAlive(pgid int) bool {
 // Wipe removes everything inside each of dirs, leaving the directories
 // themselves (so a HOME stays valid), and creates those that are missing.
 // Files made read-only by the job (a Go module cache) are made writable
-// first. Each dir must be absolute and clean and may not be "/"; in Local
-// mode it must also be at least two levels deep and not the invoking user's
-// home directory, so a mistake cannot empty /tmp or a home.
+// first. Each dir must be absolute and clean and may not be "/"; unless
+// s.Cleanup is CleanupSystem it must also be at least two levels deep and
+// not the invoking user's home directory, so a mistake cannot empty /tmp or
+// a home.
 func (s *Sandbox) Wipe(dirs ...string) error {
 	var errs []error
 	for _, dir := range dirs {
@@ -266,12 +344,12 @@ func (s *Sandbox) checkWipe(dir string) error {
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
 		return fmt.Errorf("sandbox: wipe %q: not a clean absolute directory below /", dir)
 	}
-	if s.Mode == Local {
+	if s.Cleanup != CleanupSystem {
 		if strings.Count(dir, "/") < 2 {
-			return fmt.Errorf("sandbox: wipe %q: refusing a top-level directory outside Lambda", dir)
+			return fmt.Errorf("sandbox: wipe %q: refusing a top-level directory outside the system clean-up", dir)
 		}
 		if home, err := os.UserHomeDir(); err == nil && filepath.Clean(home) == dir {
-			return fmt.Errorf("sandbox: wipe %q: refusing the user's home directory outside Lambda", dir)
+			return fmt.Errorf("sandbox: wipe %q: refusing the user's home directory outside the system clean-up", dir)
 		}
 	}
 	return nil

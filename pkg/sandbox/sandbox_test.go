@@ -73,7 +73,7 @@ func TestKillOthersLocalKillsOnlyTheJobsGroups(t *testing.T) {
 			}
 			bystander, bystanderDone := startDetached(t, "sleep", "1000")
 
-			s := &sandbox.Sandbox{Mode: sandbox.Local, Grace: 300 * time.Millisecond}
+			s := &sandbox.Sandbox{Cleanup: sandbox.CleanupLocal, Grace: 300 * time.Millisecond}
 			killed, err := s.KillOthers(context.Background(), job.Process.Pid)
 			if err != nil {
 				t.Fatalf("KillOthers: %v", err)
@@ -186,7 +186,7 @@ func TestWipe(t *testing.T) {
 	}
 	missing := filepath.Join(base, "missing")
 
-	s := &sandbox.Sandbox{Mode: sandbox.Local}
+	s := &sandbox.Sandbox{Cleanup: sandbox.CleanupLocal}
 	if err := s.Wipe(build, home, missing); err != nil {
 		t.Fatalf("Wipe: %v", err)
 	}
@@ -207,18 +207,19 @@ func TestWipe(t *testing.T) {
 func TestWipeRefusesDangerousDirs(t *testing.T) {
 	tests := []struct {
 		name string
-		mode sandbox.Mode
+		mode sandbox.Cleanup
 		dir  string
 	}{
-		{name: "empty", mode: sandbox.Lambda, dir: ""},
-		{name: "relative", mode: sandbox.Lambda, dir: "builds"},
-		{name: "root", mode: sandbox.Lambda, dir: "/"},
-		{name: "unclean", mode: sandbox.Lambda, dir: "/nonexistent-wipe-test/../nonexistent-wipe-test"},
-		{name: "top-level outside Lambda", mode: sandbox.Local, dir: "/nonexistent-wipe-test"},
+		{name: "empty", mode: sandbox.CleanupSystem, dir: ""},
+		{name: "relative", mode: sandbox.CleanupSystem, dir: "builds"},
+		{name: "root", mode: sandbox.CleanupSystem, dir: "/"},
+		{name: "unclean", mode: sandbox.CleanupSystem, dir: "/nonexistent-wipe-test/../nonexistent-wipe-test"},
+		{name: "top-level in local", mode: sandbox.CleanupLocal, dir: "/nonexistent-wipe-test"},
+		{name: "top-level in descendants", mode: sandbox.CleanupDescendants, dir: "/nonexistent-wipe-test"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &sandbox.Sandbox{Mode: tt.mode}
+			s := &sandbox.Sandbox{Cleanup: tt.mode}
 			if err := s.Wipe(tt.dir); err == nil {
 				t.Errorf("Wipe(%q) in %v mode = nil, want an error", tt.dir, tt.mode)
 			}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"gitlab-serverless-runner/pkg/sandbox"
@@ -63,6 +64,20 @@ func TestVictims(t *testing.T) {
 			self:  10,
 			scope: sandbox.Scope{Groups: []int{20, 30}},
 			want:  []int{20, 21, 30, 31},
+		},
+		{
+			name:  "descendants: children and grandchildren, never the group's other members",
+			procs: lambdaTable,
+			self:  10,
+			scope: sandbox.Scope{Descendants: true},
+			want:  []int{20, 21, 50},
+		},
+		{
+			name:  "descendants of an executor without children: nothing",
+			procs: lambdaTable,
+			self:  21,
+			scope: sandbox.Scope{Descendants: true},
+			want:  nil,
 		},
 		{
 			name:  "scoped without groups kills nothing",
@@ -143,19 +158,38 @@ func TestListProcessesParsesStat(t *testing.T) {
 	}
 }
 
-func TestModeFromEnv(t *testing.T) {
+func TestChooseCleanup(t *testing.T) {
+	lambda := map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
 	tests := []struct {
-		env  map[string]string
-		want sandbox.Mode
+		name     string
+		setting  string
+		env      map[string]string
+		host     sandbox.Host
+		want     sandbox.Cleanup
+		wantRule string
 	}{
-		{env: map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}, want: sandbox.Lambda},
-		{env: map[string]string{}, want: sandbox.Local},
+		{"outside Lambda", "", nil, sandbox.Host{PID: 1}, sandbox.CleanupLocal, "AWS_LAMBDA_RUNTIME_API is not set"},
+		{"set outside Lambda", "system", nil, sandbox.Host{PID: 40, PPID: 7}, sandbox.CleanupSystem, "set by the operator"},
+		{"set beats PID 1", "descendants", lambda, sandbox.Host{PID: 1}, sandbox.CleanupDescendants, "set by the operator"},
+		{"PID 1 of a namespace", "", lambda, sandbox.Host{PID: 1, OwnPIDNamespace: true}, sandbox.CleanupSystem, "PID 1"},
+		{"child of init in a namespace of its own", "", lambda, sandbox.Host{PID: 9, PPID: 1, OwnPIDNamespace: true}, sandbox.CleanupSystem, "child of PID 1"},
+		{"child of the machine's init: parent pid alone", "", lambda, sandbox.Host{PID: 4242, PPID: 1}, sandbox.CleanupDescendants, "machine's initial PID namespace"},
+		{"emulator on a shared machine", "", lambda, sandbox.Host{PID: 4242, PPID: 4200}, sandbox.CleanupDescendants, "parent pid 4200"},
+		{"emulator in a container", "", lambda, sandbox.Host{PID: 30, PPID: 20, OwnPIDNamespace: true}, sandbox.CleanupDescendants, "parent pid 20"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.want.String(), func(t *testing.T) {
-			if got := sandbox.ModeFromEnv(func(k string) string { return tt.env[k] }); got != tt.want {
-				t.Errorf("ModeFromEnv() = %v, want %v", got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			got, rule, err := sandbox.DecideCleanup(tt.setting, func(k string) string { return tt.env[k] }, tt.host)
+			if err != nil || got != tt.want || !strings.Contains(rule, tt.wantRule) {
+				t.Errorf("ChooseCleanup() = %v, %q, %v; want %v by a rule saying %q", got, rule, err, tt.want, tt.wantRule)
+			}
+			if p, err := sandbox.ParseCleanup(got.String()); err != nil || p != got {
+				t.Errorf("ParseCleanup(%q) = %v, %v; want %v", got.String(), p, err, got)
 			}
 		})
+	}
+	if _, _, err := sandbox.DecideCleanup("everything", func(string) string { return "" }, sandbox.Host{}); err == nil ||
+		!strings.Contains(err.Error(), "want local, descendants or system") {
+		t.Errorf("setting everything: error %v, want one listing the modes", err)
 	}
 }

@@ -7,21 +7,25 @@ import (
 )
 
 func Example() {
-	// The key comes from configuration: "id:base64" entries, the first
-	// sealing, all of them opening.
-	sealer, err := seal.ParseKeys("1:" + seal.GenerateKey())
+	// The keys come from configuration: base64 keys newest first (or
+	// "id:base64" entries), the first sealing, all of them opening.
+	keys, err := seal.ParseKeys(seal.GenerateKey())
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	sealed, _ := sealer.Seal("runner-1", "glrt-example-token")
+	sealed, _ := keys.Seal(seal.RunnerToken("runner-1"), "glrt-example-token")
 
-	token, err := sealer.Open("runner-1", sealed)
+	token, err := keys.Open(seal.RunnerToken("runner-1"), sealed)
 	fmt.Println(token, err)
 
-	_, err = sealer.Open("runner-2", sealed)
+	// Sealed for one purpose, it opens for no other.
+	_, err = keys.Open(seal.RunnerToken("runner-2"), sealed)
+	fmt.Println(err)
+	_, err = keys.Open(seal.Cookie("runner-1"), sealed)
 	fmt.Println(err)
 	// Output:
 	// glrt-example-token <nil>
-	// seal: cannot open sealed token
+	// seal: cannot open sealed value
+	// seal: cannot open sealed value
 }

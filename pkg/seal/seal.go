@@ -1,7 +1,10 @@
-// Package seal owns the encryption at rest of runner authentication tokens:
-// AES-256-GCM with keys from configuration, a key id in every sealed value so
-// keys can rotate, and the runner id as additional data so a sealed token
-// opens only for the runner it was sealed for.
+// Package seal owns the product's symmetric encryption: one Keyring type,
+// AES-256-GCM with keys from configuration and a key id in every sealed
+// value so keys can rotate. Every value is sealed for a Purpose, which is
+// authenticated as additional data: a runner token opens only as that
+// runner's token, a job token only as that job's, a cookie only as the
+// cookie it was made for. Runner and job tokens at rest use the keys of
+// TOKEN_SEALING_KEY; the web app's cookies the keys of SESSION_KEY.
 package seal
 
 import (
@@ -25,9 +28,29 @@ const headerLen = 2
 const KeySize = 32
 
 // ErrOpen is returned when a sealed value cannot be opened: it was tampered
-// with, sealed with another key, or sealed for another runner. The reason is
-// deliberately not told apart.
-var ErrOpen = errors.New("seal: cannot open sealed token")
+// with, sealed with another key, or sealed for another purpose. The reason
+// is deliberately not told apart.
+var ErrOpen = errors.New("seal: cannot open sealed value")
+
+// Purpose names what a value is sealed for; it is authenticated with the
+// value, so a value opens only for the purpose it was sealed for. Build
+// one with the functions below.
+type Purpose string
+
+// RunnerToken is the purpose of a runner's authentication token at rest.
+func RunnerToken(runnerID string) Purpose { return Purpose("runner:" + runnerID) }
+
+// JobToken is the purpose of a job token kept, sealed, while the job runs.
+func JobToken(runnerID string, jobID int64) Purpose {
+	return Purpose("job-token:" + runnerID + "/" + strconv.FormatInt(jobID, 10))
+}
+
+// WebhookSecret is the purpose of a runner's new webhook secret on its way
+// to the one page that shows it.
+func WebhookSecret(runnerID string) Purpose { return Purpose("webhook-secret:" + runnerID) }
+
+// Cookie is the purpose of a cookie's value.
+func Cookie(name string) Purpose { return Purpose("cookie:" + name) }
 
 // Key is one sealing key and the id written into values it seals.
 type Key struct {
@@ -35,10 +58,10 @@ type Key struct {
 	Secret []byte // KeySize bytes
 }
 
-// Sealer seals and opens tokens. It seals with its primary key and opens
-// with any of its keys. The zero value is not usable; call New. A Sealer is
-// safe for concurrent use.
-type Sealer struct {
+// Keyring seals and opens values. It seals with its primary key and opens
+// with any of its keys. The zero value is not usable; call New or
+// ParseKeys. A Keyring is safe for concurrent use.
+type Keyring struct {
 	primary byte
 	aeads   map[byte]cipher.AEAD
 	// order lists the key ids newest first.
@@ -50,10 +73,10 @@ type Sealer struct {
 	anyKey bool
 }
 
-// New returns a Sealer that seals with primary and also opens values sealed
-// with any of older. Key ids must be unique.
-func New(primary Key, older ...Key) (*Sealer, error) {
-	s := &Sealer{primary: primary.ID, aeads: map[byte]cipher.AEAD{}}
+// New returns a Keyring that seals with primary and also opens values
+// sealed with any of older. Key ids must be unique.
+func New(primary Key, older ...Key) (*Keyring, error) {
+	s := &Keyring{primary: primary.ID, aeads: map[byte]cipher.AEAD{}}
 	for _, k := range append([]Key{primary}, older...) {
 		if len(k.Secret) != KeySize {
 			return nil, fmt.Errorf("seal: key %d is %d bytes, want %d", k.ID, len(k.Secret), KeySize)
@@ -76,7 +99,7 @@ func New(primary Key, older ...Key) (*Sealer, error) {
 }
 
 // ParseKeys parses a key configuration: a comma-separated list of keys in
-// standard base64, newest first, the first one sealing and all of them
+// base64 (standard or URL, padded or not), newest first, the first one sealing and all of them
 // opening. Either every entry is "id:base64" with ids of its own
 // ("2:base64key2,1:base64key1"), or none has an id ("base64key2,base64key1",
 // the form docs/deploy.md gives for a rotation): then the last key has id 1,
@@ -84,7 +107,7 @@ func New(primary Key, older ...Key) (*Sealer, error) {
 // when a newer key is put in front of it; and since a key's id changes when
 // an older key is dropped, Open then tries every key when the value's id
 // does not open it. Errors never contain key material.
-func ParseKeys(spec string) (*Sealer, error) {
+func ParseKeys(spec string) (*Keyring, error) {
 	entries := strings.Split(strings.TrimSpace(spec), ",")
 	if len(entries) > 255 {
 		return nil, fmt.Errorf("seal: parse keys: %d keys, at most 255", len(entries))
@@ -122,13 +145,18 @@ func ParseKeys(spec string) (*Sealer, error) {
 	return s, nil
 }
 
-// decodeKey accepts standard base64 with or without padding: keys generated
-// by Secrets Manager (43 letters and digits) are 32 bytes unpadded.
+// decodeKey accepts standard or URL base64, with or without padding: keys
+// generated by Secrets Manager (43 letters and digits) are 32 bytes
+// unpadded.
 func decodeKey(b64 string) ([]byte, error) {
-	if secret, err := base64.StdEncoding.DecodeString(b64); err == nil {
-		return secret, nil
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		var secret []byte
+		if secret, err = enc.DecodeString(b64); err == nil {
+			return secret, nil
+		}
 	}
-	return base64.RawStdEncoding.DecodeString(b64)
+	return nil, err
 }
 
 // GenerateKey returns a fresh random key, base64 encoded, for configuration.
@@ -138,25 +166,25 @@ func GenerateKey() string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// Seal encrypts token for the runner runnerID with the primary key.
-func (s *Sealer) Seal(runnerID, token string) ([]byte, error) {
-	if runnerID == "" {
-		return nil, errors.New("seal: seal token: runner id is empty")
+// Seal encrypts plaintext for purpose p with the primary key.
+func (s *Keyring) Seal(p Purpose, plaintext string) ([]byte, error) {
+	if p == "" {
+		return nil, errors.New("seal: seal: no purpose")
 	}
 	aead := s.aeads[s.primary]
-	out := make([]byte, headerLen+aead.NonceSize(), headerLen+aead.NonceSize()+len(token)+aead.Overhead())
+	out := make([]byte, headerLen+aead.NonceSize(), headerLen+aead.NonceSize()+len(plaintext)+aead.Overhead())
 	out[0], out[1] = format, s.primary
 	if _, err := rand.Read(out[headerLen:]); err != nil {
 		return nil, fmt.Errorf("seal: read nonce: %w", err)
 	}
-	return aead.Seal(out, out[headerLen:], []byte(token), additionalData(out[:headerLen], runnerID)), nil
+	return aead.Seal(out, out[headerLen:], []byte(plaintext), additionalData(out[:headerLen], p)), nil
 }
 
-// Open decrypts a value Seal returned for the same runnerID. It returns
+// Open decrypts a value Seal returned for the same purpose. It returns
 // ErrOpen (wrapped) if the value was altered, its key is unknown, or it was
-// sealed for another runner. With keys numbered by position (ParseKeys
+// sealed for another purpose. With keys numbered by position (ParseKeys
 // without ids) it tries every key, the value's own id first.
-func (s *Sealer) Open(runnerID string, sealed []byte) (string, error) {
+func (s *Keyring) Open(p Purpose, sealed []byte) (string, error) {
 	if len(sealed) < headerLen || sealed[0] != format {
 		return "", fmt.Errorf("%w: unknown format", ErrOpen)
 	}
@@ -171,7 +199,7 @@ func (s *Sealer) Open(runnerID string, sealed []byte) (string, error) {
 	}
 	nonce := sealed[headerLen : headerLen+first.NonceSize()]
 	ciphertext := sealed[headerLen+first.NonceSize():]
-	ad := additionalData(sealed[:headerLen], runnerID)
+	ad := additionalData(sealed[:headerLen], p)
 	if ok {
 		if plain, err := aead.Open(nil, nonce, ciphertext, ad); err == nil {
 			return string(plain), nil
@@ -192,15 +220,15 @@ func (s *Sealer) Open(runnerID string, sealed []byte) (string, error) {
 
 // NeedsReseal reports whether sealed was made with a key other than the
 // primary, so a caller can seal it again after a key rotation.
-func (s *Sealer) NeedsReseal(sealed []byte) bool {
+func (s *Keyring) NeedsReseal(sealed []byte) bool {
 	return len(sealed) < headerLen || sealed[0] != format || sealed[1] != s.primary
 }
 
-// additionalData binds the header (format and key id) and the runner id to
-// the ciphertext.
-func additionalData(header []byte, runnerID string) []byte {
-	ad := make([]byte, 0, len(header)+len("runner:")+len(runnerID))
+// additionalData binds the header (format and key id) and the purpose to
+// the ciphertext. A runner token's purpose, "runner:<id>", gives the
+// additional data runner tokens have been sealed with from the start.
+func additionalData(header []byte, p Purpose) []byte {
+	ad := make([]byte, 0, len(header)+len(p))
 	ad = append(ad, header...)
-	ad = append(ad, "runner:"...)
-	return append(ad, runnerID...)
+	return append(ad, p...)
 }

@@ -2,6 +2,7 @@ package seal_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -11,7 +12,7 @@ import (
 
 const token = "glrt-t1_Zx9yW8vU7tS6rQ5pO4nM"
 
-func mustParse(t *testing.T, spec string) *seal.Sealer {
+func mustParse(t *testing.T, spec string) *seal.Keyring {
 	t.Helper()
 	s, err := seal.ParseKeys(spec)
 	if err != nil {
@@ -63,7 +64,7 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		sealer   *seal.Sealer
+		sealer   *seal.Keyring
 		runnerID string
 		sealed   []byte
 	}{
@@ -82,7 +83,7 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.sealer.Open(tt.runnerID, tt.sealed)
+			got, err := tt.sealer.Open(seal.RunnerToken(tt.runnerID), tt.sealed)
 			if !errors.Is(err, seal.ErrOpen) {
 				t.Fatalf("Open() error = %v, want ErrOpen", err)
 			}
@@ -256,5 +257,43 @@ func TestExplicitIDsAreStrict(t *testing.T) {
 	// The id:base64 form and the bare form agree on a single key.
 	if got, err := mustParse(t, key).Open("r1", sealed); err != nil || got != token {
 		t.Errorf("Open with the bare key = %q, %v; want the token", got, err)
+	}
+}
+
+// TestRunnerTokensSealedBeforeStillOpen: a runner token sealed by an
+// earlier release (format 1, key id 1, additional data header + "runner:"
+// + runner id) opens as that runner's token.
+func TestRunnerTokensSealedBeforeStillOpen(t *testing.T) {
+	const key = "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	const sealedB64 = "AQEAAQIDBAUGBwgJCgsgbqRv6Iatdv0g4zHgSObo7HNi1vcbq1tza4M="
+	keys := mustParse(t, key)
+	sealed, _ := base64.StdEncoding.DecodeString(sealedB64)
+	if got, err := keys.Open(seal.RunnerToken("0123456789abcdef0123"), sealed); err != nil || got != "glrt-compat" {
+		t.Errorf("Open(a token sealed before) = %q, %v; want glrt-compat", got, err)
+	}
+}
+
+// TestPurposesDoNotCross: a value sealed for one purpose opens for no
+// other, not even one of the same kind for another runner or job.
+func TestPurposesDoNotCross(t *testing.T) {
+	keys := mustParse(t, seal.GenerateKey())
+	purposes := []seal.Purpose{
+		seal.RunnerToken("r1"), seal.RunnerToken("r2"), seal.JobToken("r1", 7), seal.JobToken("r1", 8),
+		seal.JobToken("r2", 7), seal.WebhookSecret("r1"), seal.Cookie("gsr_session"), seal.Cookie("gsr_login"),
+	}
+	for _, from := range purposes {
+		sealed, err := keys.Seal(from, "secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, to := range purposes {
+			got, err := keys.Open(to, sealed)
+			if to == from && (err != nil || got != "secret") {
+				t.Errorf("sealed for %s, opened for itself: %q, %v", from, got, err)
+			}
+			if to != from && !errors.Is(err, seal.ErrOpen) {
+				t.Errorf("sealed for %s, opened for %s: %q, %v; want ErrOpen", from, to, got, err)
+			}
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // DefaultBatch is how many lost jobs one Sweep closes at most.
@@ -39,13 +40,13 @@ type Runners interface {
 
 // Opener opens sealed job tokens; *seal.Sealer is one.
 type Opener interface {
-	Open(id string, sealed []byte) (string, error)
+	Open(p seal.Purpose, sealed []byte) (string, error)
 }
 
 var (
 	_ Jobs    = runner.JobStore(nil)
 	_ Runners = runner.RunnerStore(nil)
-	_ Opener  = (*seal.Sealer)(nil)
+	_ Opener  = (*seal.Keyring)(nil)
 )
 
 // Config configures a Sweeper; the zero value is usable.
@@ -54,6 +55,10 @@ type Config struct {
 	Batch int
 	// GitLab configures the GitLab clients.
 	GitLab gitlab.Options
+	// URLPolicy, when set, checks every address the GitLab clients dial
+	// (unless GitLab brings its own HTTPClient or DialContext). Nil checks
+	// nothing.
+	URLPolicy *urlpolicy.Policy
 	// Now returns the current time (time.Now).
 	Now func() time.Time
 	// Logger receives a line per swept job; nil discards.
@@ -84,6 +89,9 @@ func New(jobs Jobs, runners Runners, tokens Opener, cfg Config) *Sweeper {
 	}
 	if cfg.GitLab.Logger == nil {
 		cfg.GitLab.Logger = log
+	}
+	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
+		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
 	}
 	return &Sweeper{jobs: jobs, runners: runners, tokens: tokens, cfg: cfg, log: log}
 }

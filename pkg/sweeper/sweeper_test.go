@@ -27,7 +27,7 @@ type world struct {
 	t      *testing.T
 	gl     *gitlabtest.Server
 	st     *store.Store
-	sealer *seal.Sealer
+	sealer *seal.Keyring
 	runner *runner.Runner
 	poller *poller.Poller
 	proj   *gitlabtest.Project
@@ -55,7 +55,7 @@ func newWorld(t *testing.T, concurrency int) *world {
 	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
 	w.runner = &runner.Runner{ID: runner.NewID(), Owner: "alice", GitLabURL: gl.URL(), GitLabRunnerID: gr.ID,
 		Runtime: "provided.al2023", Concurrency: concurrency, RunUntagged: true, SystemID: runner.NewSystemID()}
-	w.runner.SealedToken, _ = sealer.Seal(w.runner.ID, gr.Token)
+	w.runner.SealedToken, _ = sealer.Seal(seal.RunnerToken(w.runner.ID), gr.Token)
 	if err := st.CreateRunner(context.Background(), w.runner); err != nil {
 		t.Fatal(err)
 	}

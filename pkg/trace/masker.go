@@ -67,32 +67,44 @@ func MaskOptionsFor(job *gitlab.Job) MaskOptions {
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("trace: write after close")
 
-// Masker is an io.Writer that hides secrets before passing bytes on. It
-// applies, in order, phrase masking (longest phrase first), URL query
-// parameter masking and token prefix masking. Matches are found however the
-// input is split across Write calls: the Masker holds back the few bytes
-// that could still start a match (at most the longest phrase's length minus
-// one for phrases) until the next Write, Flush or Close decides them.
+// Masker is an io.Writer that hides secrets before passing bytes on. In
+// the bytes as written it finds every occurrence of every phrase
+// (overlapping ones included), every value of a URL query parameter in
+// URLParamKeys and every token after a token prefix, and replaces their
+// union: each run of overlapping occurrences becomes one [MASKED], so no
+// byte of any of them is passed on in clear. Occurrences that only touch
+// stay separate ("[MASKED][MASKED]"). A token prefix or parameter key is
+// kept unless another occurrence covers it.
 //
-// The output for a stream does not depend on how it was split into writes.
-// A Masker is not safe for concurrent use.
+// Matches are found however the input is split across Write calls: the
+// Masker holds back the few bytes that could still start a match (no more
+// than the longest phrase, prefix or key) until the next Write, Flush or
+// Close decides them, and drops the bytes of a token or parameter value as
+// they come. The output for a stream does not depend on how it was split
+// into writes. A Masker is not safe for concurrent use.
 type Masker struct {
-	w       io.Writer
-	phrases *phraseStage
-	san     *sanitizeStage
-	out1    []byte
-	out2    []byte
-	err     error
-	closed  bool
+	w   io.Writer
+	pat *patterns
+	holdBuffer
+	base int64 // stream position of the first held byte
+	// spans are the masked ranges not yet passed, sorted by start, the
+	// overlapping ones merged. [MASKED] has been written for those that
+	// start before base.
+	spans []span
+	// open is the kind of run that may still extend the last span, or
+	// runNone when the last span's end is known.
+	open   int
+	out    []byte
+	err    error
+	closed bool
 }
+
+// span is a masked range [start, end) of stream positions.
+type span struct{ start, end int64 }
 
 // NewMasker returns a Masker writing to w.
 func NewMasker(w io.Writer, opts MaskOptions) *Masker {
-	return &Masker{
-		w:       w,
-		phrases: newPhraseStage(opts.Phrases),
-		san:     newSanitizeStage(opts.TokenPrefixes),
-	}
+	return &Masker{w: w, pat: newPatterns(opts)}
 }
 
 // Write masks p and writes what is decided to the underlying writer. It
@@ -138,21 +150,152 @@ func (m *Masker) Close() error {
 	return err
 }
 
+// process finds the occurrences that start in the held bytes and p, up to
+// the first that more bytes could still decide, writes what lies before it
+// and holds the rest.
 func (m *Masker) process(p []byte, final bool) error {
-	b := p
-	if m.phrases != nil {
-		m.out1 = m.phrases.process(m.out1[:0], p, final)
-		b = m.out1
+	buf := m.join(p)
+	m.extendOpen(buf, final)
+	decided := len(buf)
+	for i := 0; ; i++ {
+		i = m.pat.pairs.scan(buf, i, &m.pat.first)
+		if i >= len(buf) {
+			break
+		}
+		if !final && m.pat.pendingAt(buf[i:]) {
+			decided = i
+			break
+		}
+		m.addAt(buf, i, final)
 	}
-	m.out2 = m.san.process(m.out2[:0], b, final)
-	if len(m.out2) == 0 {
+	m.out = m.render(m.out[:0], buf, decided)
+	m.base += int64(decided)
+	m.hold(buf[decided:])
+	if len(m.out) == 0 {
 		return nil
 	}
-	if _, err := m.w.Write(m.out2); err != nil {
+	if _, err := m.w.Write(m.out); err != nil {
 		m.err = fmt.Errorf("trace: write masked output: %w", err)
 		return m.err
 	}
 	return nil
+}
+
+// extendOpen extends the last span over the new bytes of the run it ends
+// in, when that run reached the end of the previous call's bytes.
+func (m *Masker) extendOpen(buf []byte, final bool) {
+	if m.open == runNone {
+		return
+	}
+	last := &m.spans[len(m.spans)-1]
+	j := runEnd(m.open, buf, int(last.end-m.base))
+	last.end = m.base + int64(j)
+	if j < len(buf) || final {
+		m.open = runNone
+	}
+}
+
+// addAt adds the spans of the occurrences that start at buf[i], which
+// pendingAt has found decidable.
+func (m *Masker) addAt(buf []byte, i int, final bool) {
+	rest := buf[i:]
+	for _, ph := range m.pat.phrases[rest[0]] { // longest first
+		if len(ph) <= len(rest) && bytes.Equal(rest[:len(ph)], ph) {
+			m.add(m.base+int64(i), m.base+int64(i+len(ph)), runNone)
+			break
+		}
+	}
+	if c := rest[0]; c == '?' || c == '&' {
+		r := rest[1:]
+		for _, k := range m.pat.keys {
+			if len(k) < len(r) && equalFold(r[:len(k)], k) && isURLValueByte(r[len(k)]) {
+				m.addRun(buf, runURLValue, i+1+len(k), final)
+				break
+			}
+		}
+	}
+	// Every matching prefix counts: the text after a shorter one may hold
+	// bytes that end the run of a longer one.
+	for _, p := range m.pat.prefixes[rest[0]] {
+		if len(p) < len(rest) && bytes.Equal(rest[:len(p)], p) && isTokenByte(rest[len(p)]) {
+			m.addRun(buf, runToken, i+len(p), final)
+		}
+	}
+}
+
+// addRun adds the span of the run of kind starting at buf[i], open when it
+// reaches the end of buf before the end of the stream.
+func (m *Masker) addRun(buf []byte, kind, i int, final bool) {
+	j := runEnd(kind, buf, i)
+	open := runNone
+	if j == len(buf) && !final {
+		open = kind
+	}
+	m.add(m.base+int64(i), m.base+int64(j), open)
+}
+
+// runEnd returns the end of the run of kind that starts at buf[i].
+func runEnd(kind int, buf []byte, i int) int {
+	for i < len(buf) && inRun(kind, buf[i]) {
+		i++
+	}
+	return i
+}
+
+// add records the masked range [s, e), merging it with the spans it
+// overlaps. open is the kind of run that may extend it past the bytes seen
+// so far (runNone when e is its end); such a span reaches the end of the
+// bytes seen, so after merging it is the last one.
+func (m *Masker) add(s, e int64, open int) {
+	k := len(m.spans)
+	for k > 0 && m.spans[k-1].start > s {
+		k--
+	}
+	if k > 0 && m.spans[k-1].end > s {
+		k--
+		m.spans[k].end = max(m.spans[k].end, e)
+	} else {
+		m.spans = slices.Insert(m.spans, k, span{s, e})
+	}
+	j := k + 1
+	for j < len(m.spans) && m.spans[j].start < m.spans[k].end {
+		m.spans[k].end = max(m.spans[k].end, m.spans[j].end)
+		j++
+	}
+	m.spans = slices.Delete(m.spans, k+1, j)
+	// A URL value's run goes on wherever a token's does, so of two open
+	// runs in one span the URL value's decides its end.
+	if open != runNone && m.open != runURLValue {
+		m.open = open
+	}
+}
+
+// render appends buf[:decided] to dst, each span written as one [MASKED],
+// and forgets the spans it has passed.
+func (m *Masker) render(dst, buf []byte, decided int) []byte {
+	end := m.base + int64(decided)
+	pos := m.base
+	done := 0
+	for k, sp := range m.spans {
+		if sp.start >= end {
+			break
+		}
+		if sp.start >= pos {
+			dst = append(dst, buf[pos-m.base:sp.start-m.base]...)
+			dst = append(dst, Masked...)
+		}
+		if sp.end > end || k == len(m.spans)-1 && m.open != runNone {
+			pos = end
+			break
+		}
+		pos = sp.end
+		done = k + 1
+	}
+	if pos < end {
+		dst = append(dst, buf[pos-m.base:decided]...)
+	}
+	m.spans = m.spans[:copy(m.spans, m.spans[done:])]
+	return dst
 }
 
 // pairSet is a set of two-byte sequences, used to find match candidates
@@ -192,30 +335,6 @@ func (s *pairSet) scan(buf []byte, from int, first *[256]bool) int {
 	return n
 }
 
-// literalIndex finds where literal strings may start: the strings by
-// their first byte, longest first, and the byte pairs that begin them, for
-// pairSet.scan.
-type literalIndex struct {
-	byFirst [256][][]byte // longest first
-	first   [256]bool
-	pairs   pairSet
-}
-
-// addLongestFirst adds the strings of list (none empty), which it sorts
-// longest first (stable, so equal lengths keep their order).
-func (x *literalIndex) addLongestFirst(list []string) {
-	slices.SortStableFunc(list, func(a, b string) int { return len(b) - len(a) })
-	for _, p := range list {
-		x.byFirst[p[0]] = append(x.byFirst[p[0]], []byte(p))
-		x.first[p[0]] = true
-		if len(p) == 1 {
-			x.pairs.addFirst(p[0])
-		} else {
-			x.pairs.add(p[0], p[1])
-		}
-	}
-}
-
 // holdBuffer joins the bytes held back from the previous call with new ones.
 type holdBuffer struct {
 	held    []byte
@@ -234,77 +353,92 @@ func (h *holdBuffer) hold(b []byte) {
 	h.held = append(h.held[:0], b...)
 }
 
-// phraseStage replaces whole phrases, leftmost first and, among phrases
-// starting at the same byte, longest first.
-type phraseStage struct {
-	holdBuffer
-	literalIndex
+// patterns are what a Masker looks for, indexed by first byte, with the
+// byte pairs that may begin one for pairSet.scan.
+type patterns struct {
+	phrases  [256][][]byte // longest first
+	prefixes [256][][]byte // longest first
+	keys     [][]byte      // URL parameter keys, '=' appended
+	first    [256]bool
+	pairs    pairSet
 }
 
-func newPhraseStage(phrases []string) *phraseStage {
-	var list []string
-	for _, p := range phrases {
+func newPatterns(opts MaskOptions) *patterns {
+	x := &patterns{}
+	var phrases []string
+	for _, p := range opts.Phrases {
 		p = strings.TrimSpace(p)
-		if p != "" && !slices.Contains(list, p) {
-			list = append(list, p)
+		if p != "" && !slices.Contains(phrases, p) {
+			phrases = append(phrases, p)
 		}
 	}
-	if len(list) == 0 {
-		return nil
+	x.addLongestFirst(&x.phrases, phrases)
+	var prefixes []string
+	for _, p := range append(slices.Clone(DefaultTokenPrefixes), opts.TokenPrefixes...) {
+		if p != "" && !slices.Contains(prefixes, p) && len(prefixes) < MaxTokenPrefixes {
+			prefixes = append(prefixes, p)
+		}
 	}
-	s := &phraseStage{}
-	s.addLongestFirst(list)
-	return s
+	x.addLongestFirst(&x.prefixes, prefixes)
+	for _, k := range URLParamKeys {
+		x.keys = append(x.keys, []byte(k+"="))
+		lo, up := toLower(k[0]), toUpper(k[0])
+		for _, sep := range []byte{'?', '&'} {
+			x.pairs.add(sep, lo)
+			x.pairs.add(sep, up)
+			x.first[sep] = true
+		}
+	}
+	return x
 }
 
-// matchAt returns the length of the phrase at buf[i:], or pending when a
-// longer phrase could still match once more bytes arrive.
-func (s *phraseStage) matchAt(buf []byte, i int, final bool) (n int, pending bool) {
-	rest := buf[i:]
-	for _, ph := range s.byFirst[buf[i]] {
+// addLongestFirst adds the strings of list (none empty), which it sorts
+// longest first (stable, so equal lengths keep their order), to byFirst.
+func (x *patterns) addLongestFirst(byFirst *[256][][]byte, list []string) {
+	slices.SortStableFunc(list, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range list {
+		byFirst[p[0]] = append(byFirst[p[0]], []byte(p))
+		x.first[p[0]] = true
+		if len(p) == 1 {
+			x.pairs.addFirst(p[0])
+		} else {
+			x.pairs.add(p[0], p[1])
+		}
+	}
+}
+
+// pendingAt reports whether an occurrence starting at rest[0] could still
+// be found once more bytes arrive: rest is shorter than a phrase it begins,
+// or than a prefix or parameter key it begins plus the byte after it.
+func (x *patterns) pendingAt(rest []byte) bool {
+	for _, ph := range x.phrases[rest[0]] {
 		if len(ph) <= len(rest) {
-			if bytes.Equal(rest[:len(ph)], ph) {
-				return len(ph), false
-			}
-			continue
+			break // the rest are no longer
 		}
-		if !final && bytes.HasPrefix(ph, rest) {
-			return 0, true
+		if bytes.HasPrefix(ph, rest) {
+			return true
 		}
 	}
-	return 0, false
-}
-
-func (s *phraseStage) process(dst, src []byte, final bool) []byte {
-	buf := s.join(src)
-	start := 0
-	i := 0
-	for {
-		i = s.pairs.scan(buf, i, &s.first)
-		if i >= len(buf) {
+	if c := rest[0]; c == '?' || c == '&' {
+		r := rest[1:]
+		for _, k := range x.keys {
+			if len(r) <= len(k) && equalFold(r, k[:len(r)]) {
+				return true
+			}
+		}
+	}
+	for _, p := range x.prefixes[rest[0]] {
+		if len(p) < len(rest) {
 			break
 		}
-		n, pending := s.matchAt(buf, i, final)
-		if pending {
-			dst = append(dst, buf[start:i]...)
-			s.hold(buf[i:])
-			return dst
+		if bytes.HasPrefix(p, rest) {
+			return true
 		}
-		if n == 0 {
-			i++
-			continue
-		}
-		dst = append(dst, buf[start:i]...)
-		dst = append(dst, Masked...)
-		i += n
-		start = i
 	}
-	dst = append(dst, buf[start:]...)
-	s.hold(nil)
-	return dst
+	return false
 }
 
-// Kinds of masked runs in sanitizeStage.
+// Kinds of masked runs.
 const (
 	runNone = iota
 	runURLValue
@@ -331,124 +465,6 @@ func inRun(kind int, c byte) bool {
 		return isTokenByte(c)
 	}
 	return isURLValueByte(c)
-}
-
-// sanitizeStage masks URL parameter values and text after token prefixes
-// in a single pass.
-type sanitizeStage struct {
-	holdBuffer
-	// literalIndex holds the token prefixes; the URL parameters' '?' and
-	// '&' are added to its first bytes and pairs.
-	literalIndex
-	keys     [][]byte // '=' appended
-	dropping int      // run being masked at the end of the previous call
-}
-
-func newSanitizeStage(extra []string) *sanitizeStage {
-	s := &sanitizeStage{}
-	for _, k := range URLParamKeys {
-		s.keys = append(s.keys, []byte(k+"="))
-		lo, up := toLower(k[0]), toUpper(k[0])
-		for _, sep := range []byte{'?', '&'} {
-			s.pairs.add(sep, lo)
-			s.pairs.add(sep, up)
-			s.first[sep] = true
-		}
-	}
-	var prefixes []string
-	for _, p := range append(slices.Clone(DefaultTokenPrefixes), extra...) {
-		if p != "" && !slices.Contains(prefixes, p) && len(prefixes) < MaxTokenPrefixes {
-			prefixes = append(prefixes, p)
-		}
-	}
-	s.addLongestFirst(prefixes)
-	return s
-}
-
-// matchAt returns the kind and length of a URL parameter ("?key=") or
-// token prefix at buf[i:], or pending when one could still match once more
-// bytes arrive.
-func (s *sanitizeStage) matchAt(buf []byte, i int, final bool) (kind, n int, pending bool) {
-	rest := buf[i:]
-	if c := rest[0]; c == '?' || c == '&' {
-		r := rest[1:]
-		for _, k := range s.keys {
-			if len(k) <= len(r) {
-				if equalFold(r[:len(k)], k) {
-					return runURLValue, 1 + len(k), false
-				}
-				continue
-			}
-			if !final && equalFold(r, k[:len(r)]) {
-				return runNone, 0, true
-			}
-		}
-	}
-	for _, p := range s.byFirst[rest[0]] {
-		if len(p) <= len(rest) {
-			if bytes.Equal(rest[:len(p)], p) {
-				return runToken, len(p), false
-			}
-			continue
-		}
-		if !final && bytes.HasPrefix(p, rest) {
-			return runNone, 0, true
-		}
-	}
-	return runNone, 0, false
-}
-
-func (s *sanitizeStage) process(dst, src []byte, final bool) []byte {
-	buf := s.join(src)
-	i := 0
-	if s.dropping != runNone {
-		for i < len(buf) && inRun(s.dropping, buf[i]) {
-			i++
-		}
-		if i == len(buf) && !final {
-			s.hold(nil)
-			return dst
-		}
-		s.dropping = runNone
-	}
-	start := i
-	for {
-		i = s.pairs.scan(buf, i, &s.first)
-		if i >= len(buf) {
-			break
-		}
-		kind, n, pending := s.matchAt(buf, i, final)
-		if kind != runNone {
-			j := i + n
-			switch {
-			case j == len(buf) && !final:
-				pending = true
-			case j == len(buf) || !inRun(kind, buf[j]):
-				kind = runNone // nothing follows the prefix: leave it
-			}
-			if kind != runNone && !pending {
-				dst = append(dst, buf[start:j]...)
-				dst = append(dst, Masked...)
-				for j < len(buf) && inRun(kind, buf[j]) {
-					j++
-				}
-				if j == len(buf) && !final {
-					s.dropping = kind
-				}
-				i, start = j, j
-				continue
-			}
-		}
-		if pending {
-			dst = append(dst, buf[start:i]...)
-			s.hold(buf[i:])
-			return dst
-		}
-		i++
-	}
-	dst = append(dst, buf[start:]...)
-	s.hold(nil)
-	return dst
 }
 
 func toLower(c byte) byte {

@@ -2,6 +2,8 @@ package trace_test
 
 import (
 	"bytes"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,10 +23,14 @@ var maskCases = []maskCase{
 	{"phrase", trace.MaskOptions{Phrases: []string{"s3cr3t-value"}}, "pw=s3cr3t-value;", "pw=[MASKED];"},
 	{"phrase twice", trace.MaskOptions{Phrases: []string{"hunter22"}}, "hunter22hunter22 hunter2", "[MASKED][MASKED] hunter2"},
 	{"longest first", trace.MaskOptions{Phrases: []string{"abc", "abcdef"}}, "xabcdefx abcx", "x[MASKED]x [MASKED]x"},
-	{"overlapping, leftmost wins", trace.MaskOptions{Phrases: []string{"cdef", "abcd"}}, "abcdef", "[MASKED]ef"},
+	{"overlapping, union", trace.MaskOptions{Phrases: []string{"cdef", "abcd"}}, "abcdef", "[MASKED]"},
+	{"overlapping, neither inside the other", trace.MaskOptions{Phrases: []string{"abcdef", "defghi"}}, "xabcdefghiy", "x[MASKED]y"},
+	{"overlapping, chain of three", trace.MaskOptions{Phrases: []string{"abcd", "cdef", "efgh"}}, "-abcdefgh-", "-[MASKED]-"},
+	{"overlapping occurrences of one phrase", trace.MaskOptions{Phrases: []string{"abab"}}, "abababx", "[MASKED]x"},
+	{"overlap joins touching ones", trace.MaskOptions{Phrases: []string{"aaaa", "bbbb", "aabb"}}, "aaaabbbb", "[MASKED]"},
 	{"trimmed", trace.MaskOptions{Phrases: []string{"  topsecret\n"}}, "a topsecret b", "a [MASKED] b"},
 	{"empty and blank ignored", trace.MaskOptions{Phrases: []string{"", "  ", "\t"}}, "a  b\t", "a  b\t"},
-	{"duplicates", trace.MaskOptions{Phrases: []string{"dupdup", "dupdup", " dupdup"}}, "dupdupdup", "[MASKED]dup"},
+	{"duplicates", trace.MaskOptions{Phrases: []string{"dupdup", "dupdup", " dupdup"}}, "dupdupdup", "[MASKED]"},
 	{"single byte phrase", trace.MaskOptions{Phrases: []string{"x"}}, "axbx", "a[MASKED]b[MASKED]"},
 	{"phrase at end", trace.MaskOptions{Phrases: []string{"password1"}}, "the end password1", "the end [MASKED]"},
 	{"partial phrase at end", trace.MaskOptions{Phrases: []string{"password1"}}, "the end passwor", "the end passwor"},
@@ -56,6 +62,15 @@ var maskCases = []maskCase{
 
 	{"phrase then token", trace.MaskOptions{Phrases: []string{"mysecretvalue"}}, "glpat-mysecretvalue glpat-other", "glpat-[MASKED] glpat-[MASKED]"},
 	{"phrase inside url", trace.MaskOptions{Phrases: []string{"supersecret"}}, "a?b=supersecret&c", "a?b=[MASKED]&c"},
+	{"phrase covering part of a token", trace.MaskOptions{Phrases: []string{"abc"}}, "glpat-abcdef x", "glpat-[MASKED] x"},
+	{"phrase reaching past a token", trace.MaskOptions{Phrases: []string{"yz tail"}}, "glpat-xyz tail end", "glpat-[MASKED] end"},
+	{"phrase then token prefix", trace.MaskOptions{Phrases: []string{"secret"}}, "secretglpat-xyz", "[MASKED]glpat-[MASKED]"},
+	{"phrase ending inside a token prefix", trace.MaskOptions{Phrases: []string{"key=abcgl"}}, "key=abcglpat-xyz tail", "[MASKED]pat-[MASKED] tail"},
+	{"phrase covering a token prefix", trace.MaskOptions{Phrases: []string{"xglpat"}}, "xglpat-abc", "[MASKED]-[MASKED]"},
+	{"phrase covering a url key", trace.MaskOptions{Phrases: []string{"priv"}}, "u?private_token=abc&x", "u?[MASKED]ate_token=[MASKED]&x"},
+	{"phrase from a url value on", trace.MaskOptions{Phrases: []string{"c&x=1"}}, "u?private_token=abc&x=1 y", "u?private_token=[MASKED] y"},
+	{"prefix inside a prefix", trace.MaskOptions{TokenPrefixes: []string{"gl"}}, "glpat-abc x", "gl[MASKED] x"},
+	{"token ends inside a url value", trace.MaskOptions{}, "?private_token=glpat-abc/def x", "?private_token=[MASKED] x"},
 	{"job token without prefix", trace.MaskOptionsFor(&gitlab.Job{Token: "abcdefgh12345"}), "git clone https://gitlab-ci-token:abcdefgh12345@h/p", "git clone https://gitlab-ci-token:[MASKED]@h/p"},
 }
 
@@ -163,16 +178,148 @@ func splitBy(s string, cuts []byte) []string {
 	return append(parts, s)
 }
 
+// TestMaskerMatchesReference checks the Masker against maskReference on
+// inputs dense with overlapping phrases, token prefixes and URL parameters,
+// each written in a random chunking.
+func TestMaskerMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	pieces := []string{"a", "b", "ab", "gl", "pat-", "glpat-", "glrt-", "?", "&", "private_token=", "X-Amz-Signature=", "=", "-", " ", "/", "\n", "x"}
+	gen := func(n int) string {
+		var sb strings.Builder
+		for range n {
+			sb.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		return sb.String()
+	}
+	for range 3000 {
+		input := gen(r.IntN(24))
+		var opts trace.MaskOptions
+		for range r.IntN(4) {
+			if len(input) > 0 && r.IntN(3) > 0 {
+				i := r.IntN(len(input))
+				opts.Phrases = append(opts.Phrases, input[i:i+1+r.IntN(min(8, len(input)-i))])
+			} else {
+				opts.Phrases = append(opts.Phrases, gen(1+r.IntN(3)))
+			}
+		}
+		if r.IntN(4) == 0 {
+			opts.TokenPrefixes = []string{gen(1)}
+		}
+		cuts := make([]byte, r.IntN(6))
+		for i := range cuts {
+			cuts[i] = byte(r.IntN(256))
+		}
+		want := maskReference(opts, input)
+		if got := maskAll(t, opts, splitBy(input, cuts)...); got != want {
+			t.Fatalf("input %q, phrases %q, prefixes %q, writes %q:\ngot  %q\nwant %q",
+				input, opts.Phrases, opts.TokenPrefixes, splitBy(input, cuts), got, want)
+		}
+	}
+}
+
+// TestMaskerDropsLongRunsAsTheyCome writes a token far longer than any
+// buffer: it is masked as it comes, not held back.
+func TestMaskerDropsLongRunsAsTheyCome(t *testing.T) {
+	var out bytes.Buffer
+	m := trace.NewMasker(&out, trace.MaskOptions{})
+	if _, err := m.Write([]byte("token glpat-")); err != nil {
+		t.Fatal(err)
+	}
+	run := bytes.Repeat([]byte("A1"), 100<<10)
+	for range 5 {
+		if _, err := m.Write(run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := out.String(), "token glpat-[MASKED]"; got != want {
+		t.Fatalf("before the token ends: got %q, want %q", got, want)
+	}
+	if _, err := m.Write([]byte(" done")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), "token glpat-[MASKED] done"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// maskReference is what a Masker must write for input, found the slow and
+// obvious way: mark every byte of every occurrence, then write each run of
+// overlapping occurrences as one [MASKED].
+func maskReference(opts trace.MaskOptions, input string) string {
+	type span struct{ start, end int }
+	var spans []span
+	run := func(start int, in func(byte) bool) {
+		end := start
+		for end < len(input) && in(input[end]) {
+			end++
+		}
+		if end > start {
+			spans = append(spans, span{start, end})
+		}
+	}
+	var prefixes []string
+	for _, p := range append(slices.Clone(trace.DefaultTokenPrefixes), opts.TokenPrefixes...) {
+		if p != "" && !slices.Contains(prefixes, p) && len(prefixes) < trace.MaxTokenPrefixes {
+			prefixes = append(prefixes, p)
+		}
+	}
+	for i := range len(input) {
+		for _, p := range opts.Phrases {
+			if p = strings.TrimSpace(p); p != "" && strings.HasPrefix(input[i:], p) {
+				spans = append(spans, span{i, i + len(p)})
+			}
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(input[i:], p) {
+				run(i+len(p), isTokenByte)
+			}
+		}
+		if input[i] == '?' || input[i] == '&' {
+			for _, k := range trace.URLParamKeys {
+				k += "="
+				if len(input) >= i+1+len(k) && strings.EqualFold(input[i+1:i+1+len(k)], k) {
+					run(i+1+len(k), isURLValueByte)
+				}
+			}
+		}
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.start - b.start })
+	var merged []span
+	for _, s := range spans {
+		if n := len(merged); n > 0 && s.start < merged[n-1].end {
+			merged[n-1].end = max(merged[n-1].end, s.end)
+			continue
+		}
+		merged = append(merged, s)
+	}
+	var sb strings.Builder
+	pos := 0
+	for _, s := range merged {
+		sb.WriteString(input[pos:s.start])
+		sb.WriteString(trace.Masked)
+		pos = s.end
+	}
+	sb.WriteString(input[pos:])
+	return sb.String()
+}
+
 func FuzzMasker(f *testing.F) {
-	f.Add("pw=s3cr3t glpat-abc ?private_token=x", "s3cr3t", "glpat-abc", []byte{3, 7, 1})
-	f.Add("aaaaabaaaab", "aab", "aaaab", []byte{1, 1, 1, 1})
-	f.Add("xx?X-AMZ-SIGNATURE=1&rss_token=2", "", " xx ", []byte{2, 9})
-	f.Fuzz(func(t *testing.T, input, p1, p2 string, cuts []byte) {
-		opts := trace.MaskOptions{Phrases: []string{p1, p2}}
+	f.Add("pw=s3cr3t glpat-abc ?private_token=x", "s3cr3t", "glpat-abc", "", []byte{3, 7, 1})
+	f.Add("aaaaabaaaab", "aab", "aaaab", "", []byte{1, 1, 1, 1})
+	f.Add("xx?X-AMZ-SIGNATURE=1&rss_token=2", "", " xx ", "", []byte{2, 9})
+	f.Add("abcdefghi key=abcglpat-xyz", "abcdef", "defghi", "abc", []byte{4, 4, 4})
+	f.Fuzz(func(t *testing.T, input, p1, p2, prefix string, cuts []byte) {
+		opts := trace.MaskOptions{Phrases: []string{p1, p2}, TokenPrefixes: []string{prefix}}
 		whole := maskAll(t, opts, input)
 		split := maskAll(t, opts, splitBy(input, cuts)...)
 		if split != whole {
 			t.Fatalf("split writes: got %q, want %q (masked at once)", split, whole)
+		}
+		if want := maskReference(opts, input); whole != want {
+			t.Fatalf("got %q, want %q", whole, want)
 		}
 		for _, p := range []string{strings.TrimSpace(p1), strings.TrimSpace(p2)} {
 			if p == "" {
@@ -203,4 +350,8 @@ func FuzzMasker(f *testing.F) {
 func isTokenByte(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' ||
 		c == '.' || c == '_' || c == '=' || c == '-'
+}
+
+func isURLValueByte(c byte) bool {
+	return c > ' ' && c != 0x7f && !strings.ContainsRune("&#\"'<>`", rune(c))
 }

@@ -21,6 +21,7 @@ import (
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 	"gitlab-serverless-runner/pkg/webhook"
 	"gitlab-serverless-runner/templates"
 )
@@ -49,7 +50,7 @@ type Deps struct {
 	Users    runner.UserStore
 	Runners  runner.RunnerStore
 	Jobs     JobLister
-	Sealer   *seal.Sealer
+	Sealer   *seal.Keyring
 	Sessions *auth.Sessions
 	Login    *auth.Login
 	// GitLab returns a client for an instance URL that passed the URL
@@ -58,7 +59,7 @@ type Deps struct {
 	GitLab func(instanceURL string) (GitLab, error)
 	// Resolver resolves GitLab host names for the URL policy; nil means
 	// the system resolver.
-	Resolver Resolver
+	Resolver urlpolicy.Resolver
 	// Invoker starts the poller function (Config.PollerFunction) when
 	// GitLab's job webhook announces a pending job. With both set, the app
 	// serves POST /webhooks/gitlab/:runnerID and runner pages offer a
@@ -76,7 +77,7 @@ type App struct {
 	deps   Deps
 	e      *echo.Echo
 	pages  map[string]*template.Template
-	policy URLPolicy
+	policy urlpolicy.Policy
 	// registrar registers new runners (GitLab, sealing, store, undo).
 	registrar *registrar
 	// gitlabCA builds a client for a runner's GitLab that trusts the
@@ -93,7 +94,7 @@ func NewAuth(cfg Config, logger *slog.Logger) (*auth.Sessions, *auth.Login, erro
 	if cfg.SessionKeys == "" {
 		return nil, nil, errors.New("web: SESSION_KEY is not set")
 	}
-	keys, err := auth.ParseKeys(strings.Split(cfg.SessionKeys, ",")...)
+	keys, err := seal.ParseKeys(cfg.SessionKeys)
 	if err != nil {
 		return nil, nil, fmt.Errorf("web: parse SESSION_KEY: %w", err)
 	}
@@ -131,7 +132,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 	a := &App{
 		cfg:    cfg,
 		deps:   deps,
-		policy: URLPolicy{AllowHTTP: cfg.AllowHTTPGitLab, AllowPrivate: cfg.AllowPrivateGitLab, Resolver: deps.Resolver},
+		policy: urlpolicy.Policy{AllowHTTP: cfg.AllowHTTPGitLab, AllowPrivate: cfg.AllowPrivateGitLab, Resolver: deps.Resolver},
 		log:    deps.Logger,
 	}
 	if a.log == nil {

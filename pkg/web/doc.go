@@ -16,9 +16,10 @@
 // Rules kept here: every runner route looks the runner up by owner (another
 // user's runner is a 404 for every verb); every state-changing request
 // carries the session's CSRF token (403 otherwise), except the webhook,
-// which GitLab authenticates with the runner's secret; GitLab URLs pass a
-// URLPolicy (https only unless allowed, no loopback, private, link-local or
-// metadata addresses, checked on the resolved and the dialled address);
+// which GitLab authenticates with the runner's secret; GitLab URLs pass
+// pkg/urlpolicy (https only unless allowed, no loopback, private,
+// link-local or metadata addresses, checked on the resolved and the
+// dialled address);
 // runner tokens are sealed before they are stored and never rendered or
 // logged; errors shown to users never carry internal error text; a request
 // body above its limit (64 KiB for forms, 1 MiB for a webhook's event) is

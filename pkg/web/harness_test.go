@@ -39,7 +39,7 @@ type env struct {
 	gl       *gitlabtest.Server
 	idp      *devoidc.Provider
 	store    *store.Store
-	sealer   *seal.Sealer
+	sealer   *seal.Keyring
 	sessions *auth.Sessions
 	invoker  *invoketest.Recorder // given to the app when cfg.PollerFunction is set
 	logs     *logtest.Buffer
@@ -70,7 +70,7 @@ func newEnv(t testing.TB, tweak func(*web.Config)) *env {
 		OIDCClientID:       idp.ClientID(),
 		OIDCClientSecret:   idp.ClientSecret(),
 		GitLabURL:          e.gl.URL(),
-		SessionKeys:        auth.GenerateKey(),
+		SessionKeys:        seal.GenerateKey(),
 		MaxRunnersPerUser:  5,
 		AllowHTTPGitLab:    true, // the fake GitLab and the provider are plain HTTP on 127.0.0.1
 		AllowPrivateGitLab: true,

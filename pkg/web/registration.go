@@ -56,7 +56,7 @@ func (e *RegistrationError) Unwrap() error { return e.Err }
 // concurrent use.
 type registrar struct {
 	gitlab  func(instanceURL, caPEM string) (GitLab, error)
-	sealer  *seal.Sealer
+	sealer  *seal.Keyring
 	runners runner.RunnerStore
 	log     *slog.Logger
 	now     func() time.Time
@@ -98,7 +98,7 @@ func (g *registrar) Register(ctx context.Context, reg Registration) error {
 	}
 	now := g.now().UTC()
 	r.GitLabRunnerID, r.TokenObtainedAt, r.TokenExpiresAt = creds.ID, &now, creds.TokenExpiresAt
-	r.SealedToken, err = g.sealer.Seal(r.ID, creds.Token)
+	r.SealedToken, err = g.sealer.Seal(seal.RunnerToken(r.ID), creds.Token)
 	if err == nil {
 		err = g.runners.CreateRunner(ctx, r)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/web"
 )
 
@@ -21,7 +22,7 @@ func (e *env) createDirect(owner, description string) *runner.Runner {
 		SystemID: runner.NewSystemID(), Description: description, Runtime: "provided.al2023",
 		Concurrency: 1, CreationMode: runner.CreationToken,
 	}
-	sealed, err := e.sealer.Seal(r.ID, "glrt-"+strings.Repeat("q", 20))
+	sealed, err := e.sealer.Seal(seal.RunnerToken(r.ID), "glrt-"+strings.Repeat("q", 20))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestDeleteUnregistersFromGitLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		down.ID = runner.NewID()
-		down.SealedToken, _ = e.sealer.Seal(down.ID, "glrt-"+strings.Repeat("q", 20))
+		down.SealedToken, _ = e.sealer.Seal(seal.RunnerToken(down.ID), "glrt-"+strings.Repeat("q", 20))
 		if err := e.store.CreateRunner(context.Background(), &down); err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/templates"
 )
 
@@ -328,7 +329,7 @@ func (a *App) deleteRunner(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	token, err := a.deps.Sealer.Open(r.ID, r.SealedToken)
+	token, err := a.deps.Sealer.Open(seal.RunnerToken(r.ID), r.SealedToken)
 	if err != nil {
 		// Without its token the runner cannot be unregistered; it can still
 		// be removed here, and GitLab forgets it after its token expires.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 func TestCreateWithRunnerToken(t *testing.T) {
@@ -42,7 +43,7 @@ func TestCreateWithRunnerToken(t *testing.T) {
 	if string(r.SealedToken) == glr.Token || strings.Contains(string(r.SealedToken), glr.Token) {
 		t.Errorf("the token is stored in clear")
 	}
-	opened, err := e.sealer.Open(r.ID, r.SealedToken)
+	opened, err := e.sealer.Open(seal.RunnerToken(r.ID), r.SealedToken)
 	if err != nil || opened != glr.Token {
 		t.Errorf("sealed token opens to the pasted token: %v", err)
 	}
@@ -228,7 +229,7 @@ func TestCreateForMe(t *testing.T) {
 		if snap.Type != "project_type" || snap.ProjectID != mine.ID || snap.CreatedBy != "ada" {
 			t.Errorf("GitLab runner = type %s project %d by %s, want project_type %d by ada", snap.Type, snap.ProjectID, snap.CreatedBy, mine.ID)
 		}
-		if tok, err := e.sealer.Open(r.ID, r.SealedToken); err != nil || tok != snap.Token {
+		if tok, err := e.sealer.Open(seal.RunnerToken(r.ID), r.SealedToken); err != nil || tok != snap.Token {
 			t.Errorf("stored token does not open to GitLab's token: %v", err)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gitlab-serverless-runner/pkg/runner"
+	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/webhook"
 )
 
@@ -36,11 +37,6 @@ func (a *App) receiveWebhook(c echo.Context) error {
 	return nil
 }
 
-// sealSecretFor is the additional data a webhook secret is sealed with in
-// the cookie: not the bare runner id, so a sealed runner token can never
-// be opened as a webhook secret, nor the other way round.
-func sealSecretFor(runnerID string) string { return "webhook-secret/" + runnerID }
-
 // secretCookieFor is the cookie that carries the runner's new secret,
 // scoped to that runner's pages. An empty value and maxAge -1 clear it.
 func (a *App) secretCookieFor(runnerID, value string, maxAge int) *http.Cookie {
@@ -67,7 +63,7 @@ func (a *App) newWebhookSecret(c echo.Context) error {
 	if err := a.deps.Runners.UpdateRunner(ctx, r); err != nil {
 		return fmt.Errorf("web: store webhook secret of runner %s: %w", r.ID, err)
 	}
-	sealed, err := a.deps.Sealer.Seal(sealSecretFor(r.ID), secret)
+	sealed, err := a.deps.Sealer.Seal(seal.WebhookSecret(r.ID), secret)
 	if err != nil {
 		return fmt.Errorf("web: seal webhook secret of runner %s: %w", r.ID, err)
 	}
@@ -89,7 +85,7 @@ func (a *App) takeWebhookSecret(c echo.Context, r *runner.Runner) string {
 	if err != nil {
 		return ""
 	}
-	secret, err := a.deps.Sealer.Open(sealSecretFor(r.ID), sealed)
+	secret, err := a.deps.Sealer.Open(seal.WebhookSecret(r.ID), sealed)
 	if err != nil || r.WebhookSecretHash == "" || webhook.HashSecret(secret) != r.WebhookSecretHash {
 		return ""
 	}

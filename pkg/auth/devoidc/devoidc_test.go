@@ -13,6 +13,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/auth"
 	"gitlab-serverless-runner/pkg/auth/devoidc"
+	"gitlab-serverless-runner/pkg/seal"
 )
 
 // signInAll signs a fresh browser in n times against a local app using p
@@ -22,7 +23,7 @@ func signInAll(t *testing.T, p *devoidc.Provider, n int) []string {
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	ring, err := auth.ParseKeys(auth.GenerateKey())
+	ring, err := seal.ParseKeys(seal.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
 	}
