@@ -3,6 +3,10 @@ package checkout_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -244,4 +248,54 @@ func TestGitExtraFlags(t *testing.T) {
 			t.Errorf("error = %v, want one naming GIT_FETCH_EXTRA_FLAGS", err)
 		}
 	})
+}
+
+// TestLFSCredentialsStayOnTheRepositorysHost: the job token goes with the
+// batch request and with downloads from the repository's own host, never
+// to another host a download action names (object storage), which gets
+// only the action's own headers.
+func TestLFSCredentialsStayOnTheRepositorysHost(t *testing.T) {
+	const here, elsewhere = "object on the repository's host", "object in object storage"
+	srv := newGitServer(t, token)
+	storage := newGitServer(t, "") // another host: public, records what it receives
+	storage.other = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, elsewhere) })
+	srv.other = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/info/lfs/objects/batch"):
+			w.Header().Set("Content-Type", "application/vnd.git-lfs+json")
+			fmt.Fprintf(w, `{"transfer":"basic","objects":[
+				{"oid":%q,"size":%d,"actions":{"download":{"href":%q}}},
+				{"oid":%q,"size":%d,"actions":{"download":{"href":%q,"header":{"X-Signed":"yes"}}}}]}`,
+				oidOf(here), len(here), srv.URL+"/objects/here",
+				oidOf(elsewhere), len(elsewhere), storage.URL+"/bucket/elsewhere?X-Amz-Signature=s")
+		case strings.HasSuffix(r.URL.Path, "/objects/here"):
+			io.WriteString(w, here)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	app := srv.newProject(t, "group/app")
+	sha := app.commit("lfs", map[string]string{
+		".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+		"a.bin":          gitlabtest.LFSPointer(here),
+		"b.bin":          gitlabtest.LFSPointer(elsewhere),
+	})
+	app.push("HEAD:refs/heads/main")
+	app.setRef("refs/pipelines/4", sha)
+	dir := filepath.Join(t.TempDir(), "app")
+	if _, err := checkout.Get(context.Background(), checkout.Options{Git: branchJob(app.url(token), "main", sha, 4, 0), Dir: dir}); err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got := files(t, dir); got["a.bin"] != here || got["b.bin"] != elsewhere {
+		t.Errorf("a.bin = %q, b.bin = %q", got["a.bin"], got["b.bin"])
+	}
+	reqs := storage.requests()
+	if len(reqs) != 1 || reqs[0] != "" {
+		t.Errorf("object storage received Authorization headers %q, want one request without", reqs)
+	}
+}
+
+func oidOf(content string) string {
+	sum := sha256.Sum256([]byte(content))
+	return hex.EncodeToString(sum[:])
 }
