@@ -14,12 +14,9 @@ const (
 	StreamWork = 1
 )
 
-// timestampLayout is the time at the head of each line when timestamps
-// are on: UTC with microseconds, as gitlab-runner writes it (FF_TIMESTAMPS).
-const timestampLayout = "2006-01-02T15:04:05.000000Z"
-
 // timestamper starts every line with gitlab-runner's log-line header,
-// "<time> <stream><O|E><' '|'+'>", which GitLab's log viewer turns into a
+// "<time> <stream><O|E><' '|'+'>", the time in UTC with microseconds
+// (2024-06-10T08:58:41.123456Z), which GitLab's log viewer turns into a
 // timestamp per line: the time is when the line's first byte arrived, the
 // stream two hex digits (StreamExecutor, StreamWork) followed by O
 // (standard output; the job's standard error is merged into it to keep the
@@ -31,6 +28,10 @@ type timestamper struct {
 	stream  byte
 	midLine bool
 	buf     []byte
+	// sec and secText cache the formatted date and time up to the second:
+	// lines of the same second only write their microseconds.
+	sec     int64
+	secText []byte
 }
 
 func newTimestamper(w io.Writer, now func() time.Time) *timestamper {
@@ -44,9 +45,14 @@ func (t *timestamper) Write(p []byte) (int, error) {
 	}
 	t.buf = t.buf[:0]
 	rest := p
+	// Every line that starts in p arrived now: one clock reading each.
+	var now time.Time
 	for len(rest) > 0 {
 		if !t.midLine {
-			t.buf = t.header(t.buf)
+			if now.IsZero() {
+				now = t.now()
+			}
+			t.buf = t.header(t.buf, now)
 			t.midLine = true
 		}
 		i := bytes.IndexByte(rest, '\n')
@@ -64,8 +70,19 @@ func (t *timestamper) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *timestamper) header(b []byte) []byte {
+func (t *timestamper) header(b []byte, now time.Time) []byte {
 	const hex = "0123456789abcdef"
-	b = t.now().UTC().AppendFormat(b, timestampLayout)
-	return append(b, ' ', hex[t.stream>>4], hex[t.stream&0x0f], 'O', ' ')
+	now = now.UTC()
+	if sec := now.Unix(); sec != t.sec || t.secText == nil {
+		t.sec, t.secText = sec, now.AppendFormat(t.secText[:0], "2006-01-02T15:04:05.")
+	}
+	b = append(b, t.secText...)
+	us := now.Nanosecond() / 1000
+	var digits [6]byte
+	for i := 5; i >= 0; i-- {
+		digits[i] = byte('0' + us%10)
+		us /= 10
+	}
+	b = append(b, digits[:]...)
+	return append(b, 'Z', ' ', hex[t.stream>>4], hex[t.stream&0x0f], 'O', ' ')
 }

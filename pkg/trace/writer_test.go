@@ -128,8 +128,8 @@ func TestWriterTimestampsEachLine(t *testing.T) {
 	want := "2024-06-10T08:58:41.123456Z 00O Running with runner\n" +
 		"2024-06-10T08:58:42.123456Z 01O first part of a line [MASKED]\n" +
 		"2024-06-10T08:58:43.123456Z 01O second\n" +
-		"2024-06-10T08:58:44.123456Z 01O third without newline\n" +
-		"2024-06-10T08:58:45.123456Z 00O " + trace.ANSIBoldGreen + "Job succeeded" + trace.ANSIReset + "\n"
+		"2024-06-10T08:58:43.123456Z 01O third without newline\n" + // arrived with "second"
+		"2024-06-10T08:58:44.123456Z 00O " + trace.ANSIBoldGreen + "Job succeeded" + trace.ANSIReset + "\n"
 	if got := contents(t, b); got != want {
 		t.Errorf("trace =\n%q\nwant\n%q", got, want)
 	}
