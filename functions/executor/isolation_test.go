@@ -253,3 +253,88 @@ func TestHostileJobCannotReachAnotherJobNorForgeItsOutcome(t *testing.T) {
 		t.Errorf("invocations %+v: want two, in two environments of two tenants", invs)
 	}
 }
+
+// take enqueues a job and takes it as the poller would, returning its
+// executor event (without dispatch data: these tests invoke directly).
+func (d *deployment) take(script ...string) (dispatch.Event, gitlabtest.Job) {
+	d.t.Helper()
+	job := d.gl.EnqueueJob(d.project, gitlabtest.JobSpec{Script: script})
+	c, err := gitlab.New(d.gl.URL(), gitlab.Options{HTTPClient: d.gl.Client()})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	gr := d.gl.Runners()[0]
+	res, err := c.RequestJob(context.Background(), gitlab.JobRequest{Token: gr.Token, SystemID: d.runner.SystemID})
+	if err != nil || res.Job == nil || res.Job.ID != job.ID {
+		d.t.Fatalf("RequestJob() = %+v, %v; want job %d", res, err, job.ID)
+	}
+	return dispatch.Event{GitLabURL: d.gl.URL(), Job: res.Job}, job
+}
+
+// TestOneEnvironmentServesOneJob: whatever routes a second invocation into
+// an environment that ran a job (one tenant id used twice, as sam local
+// or a misconfigured caller could), the executor runs no second job
+// there: it ends the environment without running it, and the invocation
+// fails as a crash would, for the finisher to fail in GitLab.
+func TestOneEnvironmentServesOneJob(t *testing.T) {
+	d := deploy(t, 1)
+	ctx := context.Background()
+	first, firstJob := d.take("echo first job ran")
+	payload, _ := first.Marshal()
+	a, err := d.h.Invoke(ctx, "one-tenant", payload)
+	if err != nil || a.Error != nil || d.gl.Job(firstJob.ID).State != "success" {
+		t.Fatalf("first invocation: %+v, %v; job %s", a, err, d.gl.Job(firstJob.ID).State)
+	}
+	second, secondJob := d.take("echo second job ran")
+	payload, _ = second.Marshal()
+	b, err := d.h.Invoke(ctx, "one-tenant", payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Environment != a.Environment {
+		t.Fatalf("the harness routed the second invocation to %s, not the first's %s: the test proves nothing", b.Environment.ID, a.Environment.ID)
+	}
+	if b.Error == nil || !b.RuntimeExited {
+		t.Errorf("second invocation in a used environment = %s (error %+v, runtime exited %v); want it refused by the executor's exit", b.Payload, b.Error, b.RuntimeExited)
+	}
+	got := d.gl.Job(secondJob.ID)
+	if strings.Contains(string(got.Trace), "second job ran") || got.State == "success" {
+		t.Errorf("the second job ran in the used environment: %s\n%s", got.State, got.Trace)
+	}
+	if !strings.Contains(b.Environment.Logs(), "a second invocation reached an execution environment that already ran a job") {
+		t.Errorf("the executor did not say why it ended the environment:\n%s", b.Environment.Logs())
+	}
+}
+
+// TestWithoutTenantTheEnvironmentEndsAfterItsJob: an invocation without a
+// tenant id (the emulator, sam local) can be followed by any other in the
+// same environment, so the executor ends it once the job is reported; the
+// next job starts in a new process.
+func TestWithoutTenantTheEnvironmentEndsAfterItsJob(t *testing.T) {
+	gl := gitlabtest.New(t)
+	fn := lambdatest.Start(t, lambdatest.Build(t, "./functions/executor"), lambdatest.Options{Env: map[string]string{
+		"EXECUTOR_BUILDS_DIR": filepath.Join(t.TempDir(), "builds"), "EXECUTOR_HOME_DIR": filepath.Join(t.TempDir(), "home"),
+		"ALLOW_HTTP_GITLAB": "true", "ALLOW_PRIVATE_GITLAB": "true", "AWS_REGION": "eu-west-1",
+	}})
+	gr := gl.CreateRunner(gitlabtest.RunnerOptions{})
+	project := gl.CreateProject("group/demo", map[string]string{"README.md": "hi\n"})
+	c, _ := gitlab.New(gl.URL(), gitlab.Options{HTTPClient: gl.Client()})
+	for i := range 2 {
+		job := gl.EnqueueJob(project, gitlabtest.JobSpec{Script: []string{"echo job ran"}})
+		res, err := c.RequestJob(context.Background(), gitlab.JobRequest{Token: gr.Token, SystemID: "s_0123456789ab"})
+		if err != nil || res.Job == nil {
+			t.Fatalf("RequestJob: %+v, %v", res, err)
+		}
+		payload, _ := dispatch.Event{GitLabURL: gl.URL(), Job: res.Job}.Marshal()
+		resp, err := fn.Invoke(context.Background(), payload)
+		if err != nil || resp.FunctionError != "" || !resp.RuntimeExited {
+			t.Fatalf("job %d: response %s, function error %q, runtime exited %v, %v; want the result, then the process ended", i+1, resp.Payload, resp.FunctionError, resp.RuntimeExited, err)
+		}
+		if got := gl.Job(job.ID).State; got != "success" {
+			t.Errorf("job %d = %s, want success", i+1, got)
+		}
+		if n := strings.Count(fn.Logs(), `"msg":"executor: ready"`); n != i+1 {
+			t.Errorf("after job %d the executor started %d times, want %d (one process per job)", i+1, n, i+1)
+		}
+	}
+}

@@ -48,6 +48,7 @@ import (
 	"runtime/debug"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/logging"
@@ -88,7 +89,15 @@ func main() {
 	}
 	log.Info("executor: ready", "version", cfg.Version, "runtime", cfg.Runtime, "cleanup", cfg.Cleanup.String(),
 		"cleanup_rule", cfg.CleanupRule, "builds_dir", cfg.BuildsDir)
+	served := false
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (io.Reader, error) {
+		// One environment serves one job: a job may have left anything
+		// behind in it, and can reach its Runtime API.
+		if served {
+			log.Error("executor: a second invocation reached an execution environment that already ran a job; ending the environment without running it")
+			os.Exit(1)
+		}
+		served = true
 		res, err := x.Handle(ctx, raw)
 		if err != nil {
 			return nil, err
@@ -97,19 +106,34 @@ func main() {
 		if err != nil {
 			return nil, fmt.Errorf("executor: encode the result: %w", err)
 		}
-		return &response{body: bytes.NewReader(b), end: x.Err(), log: log}, nil
+		tenant := ""
+		if lc, ok := lambdacontext.FromContext(ctx); ok {
+			tenant = lc.TenantID
+		}
+		return &response{body: bytes.NewReader(b), end: x.Err(), exit: tenant == "", log: log}, nil
 	})
 }
 
 // response is an invocation's response. The Lambda runtime client closes
 // a response that is an io.Closer after it has posted it and before it
-// asks for the next invocation: when the environment must end, Close ends
-// the process there, with the job reported and before any other job can
-// reach this environment. Lambda then counts the invocation as failed
-// (Runtime.ExitError) and discards the environment.
+// asks for the next invocation, so Close can end the process with the job
+// reported and before another invocation can reach the environment:
+//
+//   - when the clean-up after the job failed (end), with status 1;
+//   - when the invocation came without a tenant id (exit): nothing routes
+//     the next invocation elsewhere (the emulator, sam local), so the
+//     environment ends, and the next invocation starts a new one.
+//
+// An invocation with a tenant id of its own, as the poller sends each
+// dispatch, needs no exit: Lambda routes no other invocation to an
+// environment of that tenant, and exiting would only make Lambda record
+// the invocation as failed (Runtime.ExitError) and drop its result. A
+// second invocation that reaches the environment all the same is refused
+// by the handler above.
 type response struct {
 	body *bytes.Reader
 	end  error
+	exit bool
 	log  *slog.Logger
 }
 
@@ -118,11 +142,15 @@ func (r *response) Read(p []byte) (int, error) { return r.body.Read(p) }
 // ContentType says the response is JSON.
 func (r *response) ContentType() string { return "application/json" }
 
-// Close exits the process when the environment must end.
+// Close ends the process when the environment must end.
 func (r *response) Close() error {
-	if r.end != nil {
-		r.log.Error("executor: ending the execution environment after reporting the job", "error", r.end)
+	switch {
+	case r.end != nil:
+		r.log.Error("executor: ending the execution environment after reporting the job; its clean-up failed", "error", r.end)
 		os.Exit(1)
+	case r.exit:
+		r.log.Info("executor: ending the execution environment after reporting the job (no tenant id routes other invocations away)")
+		os.Exit(0)
 	}
 	return nil
 }

@@ -384,8 +384,8 @@ func TestFailedCleanupEndsTheEnvironment(t *testing.T) {
 		}
 		ok := exited(em.fn)
 		logs := em.fn.Logs()
-		if resp.FunctionError == "" || !ok || !strings.Contains(logs, ending) {
-			t.Errorf("function error %q; want the process to exit with status 1 after the response; logs:\n%s", resp.FunctionError, logs)
+		if !resp.RuntimeExited || !ok || !strings.Contains(logs, ending) {
+			t.Errorf("runtime exited %v; want the process to exit with status 1 after the response; logs:\n%s", resp.RuntimeExited, logs)
 		}
 		if n := strings.Count(logs, ready); n != 1 {
 			t.Errorf("executor started %d times before the next job, want 1", n)
@@ -418,8 +418,8 @@ func TestFailedCleanupEndsTheEnvironment(t *testing.T) {
 		}
 		wantContains(t, got.Trace, "could not be cleaned up, so this job was not run in it")
 		wantNotContains(t, got.Trace, "should not run\n")
-		if !exited(em.fn) || resp.FunctionError == "" {
-			t.Errorf("function error %q; want the process to exit with status 1; logs:\n%s", resp.FunctionError, em.fn.Logs())
+		if !exited(em.fn) || !resp.RuntimeExited {
+			t.Errorf("runtime exited %v; want the process to exit with status 1; logs:\n%s", resp.RuntimeExited, em.fn.Logs())
 		}
 	})
 }

@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gitlab-serverless-runner/pkg/retry"
 )
 
 // Transport settings of the protocol (section 0.5 of the protocol notes).
@@ -143,7 +145,7 @@ func New(instanceURL string, opts Options) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.sleep == nil {
-		c.sleep = sleepContext
+		c.sleep = retry.Sleep
 	}
 	return c, nil
 }
@@ -264,20 +266,6 @@ func defaultUserAgent() string {
 		version = bi.Main.Version
 	}
 	return fmt.Sprintf("gitlab-serverless-runner %s (%s/%s)", version, runtime.GOOS, runtime.GOARCH)
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // newRequestID returns a random UUIDv4 without dashes: 32 hex characters.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/retry"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -217,10 +219,8 @@ func (f *Functions) Ensure(ctx context.Context, v Variant, image string) (Functi
 		}
 		// Another preparation holds the claim: wait for it.
 		waitingFor = fn.State
-		select {
-		case <-ctx.Done():
-			return Function{}, fmt.Errorf("imagefn: wait for %s (%s by another preparation): %w", fn.Name, fn.State, ctx.Err())
-		case <-time.After(f.cfg.PollInterval):
+		if err := retry.Sleep(ctx, f.cfg.PollInterval); err != nil {
+			return Function{}, fmt.Errorf("imagefn: wait for %s (%s by another preparation): %w", fn.Name, fn.State, err)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"gitlab-serverless-runner/pkg/retry"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -105,10 +107,8 @@ func (f *Functions) WaitActive(ctx context.Context, name string) error {
 			return fmt.Errorf("imagefn: function %s is %s: %s (%s)", name, out.State,
 				aws.ToString(out.StateReason), out.StateReasonCode)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("imagefn: wait for %s to be active (state %s): %w", name, out.State, ctx.Err())
-		case <-time.After(f.cfg.PollInterval):
+		if err := retry.Sleep(ctx, f.cfg.PollInterval); err != nil {
+			return fmt.Errorf("imagefn: wait for %s to be active (state %s): %w", name, out.State, err)
 		}
 	}
 }

@@ -16,6 +16,7 @@ package lambdatest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -203,6 +204,13 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) (Response, error)
 		return Response{}, fmt.Errorf("lambdatest: read response: %w", err)
 	}
 	r := Response{StatusCode: resp.StatusCode, Payload: body}
+	// A bootstrap that exits right after posting its response gets 502
+	// with that response: the invocation answered, and its environment
+	// ends (the emulator starts the bootstrap again for the next one).
+	if resp.StatusCode == http.StatusBadGateway && json.Valid(body) && !bytes.Contains(body, []byte(`"errorType"`)) {
+		r.RuntimeExited = true
+		return r, nil
+	}
 	// The emulator answers a timeout with 200 and this text.
 	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(`"errorType"`)) || bytes.HasPrefix(body, []byte("Task timed out after ")) {
 		r.FunctionError = string(body)
@@ -218,6 +226,10 @@ type Response struct {
 	StatusCode    int
 	Payload       []byte
 	FunctionError string
+	// RuntimeExited: the bootstrap ended its process right after posting
+	// Payload (the emulator answers 502 then); the next invocation starts
+	// it again.
+	RuntimeExited bool
 }
 
 func (f *Function) stop() {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"gitlab-serverless-runner/pkg/retry"
+
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
@@ -164,10 +166,8 @@ func (p *Poller) awaitRotation(ctx context.Context, r *runner.Runner) (string, b
 				return t, true
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Sleep(ctx, delay) != nil {
 			return "", false
-		case <-time.After(delay):
 		}
 		delay *= 2
 	}

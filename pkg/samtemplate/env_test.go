@@ -20,36 +20,17 @@ var localOnly = map[string]string{
 
 // keptDefault are variables a function reads whose default is right on
 // Lambda, so the template leaves them unset.
-//
-// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB are read by every function that
-// contacts a user's GitLab; false (only https GitLabs on public addresses)
-// is the safe default until the template passes the AllowHttpGitLab and
-// AllowPrivateGitLab parameters to the scheduler (its sweeper), the poller,
-// the finisher and the executors as it does to the web function.
 var keptDefault = map[string]map[string]string{
 	"./functions/executor": {
-		"ALLOW_HTTP_GITLAB":           "false: https only",
-		"ALLOW_PRIVATE_GITLAB":        "false: public addresses only",
 		"EXECUTOR_BUILDS_DIR":         "/tmp/builds, Lambda's only writable disk",
 		"EXECUTOR_HOME_DIR":           "/tmp/home",
 		"EXECUTOR_KEEPALIVE_INTERVAL": "30s",
 		"EXECUTOR_STATUS_INTERVAL":    "5s",
-		"EXECUTOR_CLEANUP":            "decided by rule and logged (sandbox.ChooseCleanup)",
-	},
-	"./functions/finisher": {
-		"ALLOW_HTTP_GITLAB":    "false: https only",
-		"ALLOW_PRIVATE_GITLAB": "false: public addresses only",
-	},
-	"./functions/scheduler": {
-		"ALLOW_HTTP_GITLAB":    "false: https only",
-		"ALLOW_PRIVATE_GITLAB": "false: public addresses only",
 	},
 	"./functions/poller": {
-		"ALLOW_HTTP_GITLAB":    "false: https only",
-		"ALLOW_PRIVATE_GITLAB": "false: public addresses only",
-		"POLL_WINDOW_SECONDS":  "5 s of short polls per invocation",
-		"PAYLOAD_BUCKET":       "CACHE_BUCKET, under payloads/",
-		"VERSION":              "the version the runner reports to GitLab",
+		"POLL_WINDOW_SECONDS": "5 s of short polls per invocation",
+		"PAYLOAD_BUCKET":      "CACHE_BUCKET, under payloads/",
+		"VERSION":             "the version the runner reports to GitLab",
 	},
 }
 

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"gitlab-serverless-runner/pkg/retry"
 )
 
 // DefaultGrace is how long processes get between SIGTERM and SIGKILL.
@@ -148,7 +150,7 @@ func (s *Sandbox) KillOthers(ctx context.Context, groups ...int) ([]int, error) 
 		if empty = countEmpty(empty, left); empty == 2 {
 			return s.done(killed, 0), nil
 		}
-		sleep(ctx, pollInterval)
+		_ = retry.Sleep(ctx, pollInterval)
 	}
 	deadline = time.Now().Add(s.killTimeout())
 	var left []Process
@@ -290,7 +292,7 @@ func StopGroup(ctx context.Context, pgid int, grace time.Duration) error {
 		if !groupAlive(pgid) {
 			return nil
 		}
-		sleep(ctx, pollInterval)
+		_ = retry.Sleep(ctx, pollInterval)
 	}
 	for range 20 {
 		if err := syscall.Kill(-pgid, syscall.SIGKILL); errors.Is(err, syscall.ESRCH) || !groupAlive(pgid) {
@@ -391,15 +393,6 @@ func makeWritable(path string) {
 		}
 		return nil
 	})
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 func sortedKeys(m map[int]bool) []int {

@@ -17,6 +17,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/envvar"
+	"gitlab-serverless-runner/pkg/retry"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -190,10 +191,8 @@ func (s *Store) runTx(ctx context.Context, build func() *dynamo.WriteTx) error {
 			return err
 		}
 		pause := time.Duration(5+rand.IntN(20*(attempt+1))) * time.Millisecond
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
+		if err := retry.Sleep(ctx, pause); err != nil {
+			return err
 		}
 	}
 	return err

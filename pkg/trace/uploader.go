@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"gitlab-serverless-runner/pkg/retry"
+
 	"gitlab-serverless-runner/pkg/gitlab"
 )
 
@@ -355,7 +357,7 @@ func (u *Uploader) finalUpdate(ctx context.Context, state string, reason gitlab.
 			break
 		}
 		u.log.Warn("trace: final update failed; retrying", "attempt", attempt, "error", err)
-		if werr := sleep(ctx, backoff); werr != nil {
+		if werr := retry.Sleep(ctx, backoff); werr != nil {
 			return fmt.Errorf("trace: final update: wait to retry: %w (last error: %w)", werr, err)
 		}
 		backoff = min(backoff*2, u.cfg.MaxBackoff)
@@ -390,7 +392,7 @@ func (u *Uploader) finalAttempt(ctx context.Context, state string, reason gitlab
 		if d <= 0 {
 			d = u.interval
 		}
-		return sleep(ctx, min(d, u.cfg.MaxInterval))
+		return retry.Sleep(ctx, min(d, u.cfg.MaxInterval))
 	}
 	r, err := gitlab.FinalUpdateWith(ctx, u.cfg.Client, wait, u.cfg.JobID, req, resend)
 	switch {
@@ -430,16 +432,4 @@ func (u *Uploader) sendRest(ctx context.Context) error {
 		mismatches = 0
 	}
 	return nil
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
