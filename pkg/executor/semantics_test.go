@@ -362,13 +362,14 @@ func testAttempts(t *testing.T, mk envMaker) {
 		wantNotContains(t, got.Trace, "should not run\n")
 	})
 	t.Run("EXECUTOR_JOB_SECTION_ATTEMPTS", func(t *testing.T) {
-		// The hook removes the directory the script steps are written to
-		// and leaves a process that restores it half a second later: the
-		// first attempt of step_script cannot start, the second can.
+		// The hook is the session's first script (script-1-…) and
+		// puts a directory where the second, step_script's first attempt,
+		// is to be written: that attempt cannot start, the next (a new
+		// script, script-3) can.
 		ev := e.take(p, gitlabtest.JobSpec{
 			Variables: vars("EXECUTOR_JOB_SECTION_ATTEMPTS", "2"),
 			Hooks: []gitlab.Hook{{Name: "post_get_sources_script", Script: []string{
-				`d="$RUNNER_TEMP_PROJECT_DIR"; setsid sh -c "sleep 0.5; mkdir -m 700 '$d'" >/dev/null 2>&1 </dev/null & rm -rf "$d"`,
+				`mkdir "$RUNNER_TEMP_PROJECT_DIR/script-2-script.sh"`,
 			}}},
 			Script: []string{"echo ran on the second attempt"},
 		})
