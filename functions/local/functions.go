@@ -67,7 +67,7 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 		}
 		defer os.RemoveAll(dir)
 		cfg := s.cfg.Executor
-		cfg.Version, cfg.Runtime = version, runtime
+		cfg.Version, cfg.Runtime, cfg.ReleaseCLI = version, runtime, releaseCLI
 		cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir = filepath.Join(dir, "builds"), filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
 		cfg.Cleanup, cfg.WipeDirs = sandbox.CleanupLocal, nil
 		cfg.BaseEnv = shell.SanitizedBaseEnv(os.Environ(), secretEnv...)

@@ -170,7 +170,16 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 			return Result{Stop: StopRefused}, nil
 		}
 	}
-	client, err := gitlab.New(r.GitLabURL, p.cfg.GitLab)
+	opts := p.cfg.GitLab
+	if r.CAPEM != "" && opts.HTTPClient == nil {
+		// The runner's custom CA, for a GitLab a private CA vouches for.
+		if pool, err := gitlab.CertPool(r.CAPEM); err == nil {
+			opts.RootCAs = pool
+		} else {
+			log.WarnContext(ctx, "the runner's CA holds no certificate; polling with the system's", "error", err)
+		}
+	}
+	client, err := gitlab.New(r.GitLabURL, opts)
 	if err != nil {
 		p.recordError(ctx, r, "The runner's GitLab URL is invalid")
 		return Result{Stop: StopUnavailable}, nil
@@ -378,7 +387,7 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	ev := dispatch.Event{
 		GitLabURL:   client.URL(),
 		Job:         job,
-		Runner:      dispatch.Runner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r)},
+		Runner:      dispatch.Runner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r), ConcurrentID: slot.Index},
 		Cache:       cache,
 		OutputLimit: int64(r.OutputLimitKiB),
 		CAPEM:       r.CAPEM,
