@@ -62,8 +62,14 @@ func TestMakeLocalAsTheREADMESays(t *testing.T) {
 	if err := samtemplate.CleanCopy(root, repo); err != nil {
 		t.Fatal(err)
 	}
+	// The installed tools, as in the repository (a checkout whose tools
+	// are themselves links has them in the copy already).
 	for _, tool := range []string{"node_modules", "venv"} {
-		if err := os.Symlink(filepath.Join(root, ".ci", tool), filepath.Join(repo, ".ci", tool)); err != nil {
+		dst := filepath.Join(repo, ".ci", tool)
+		if err := os.RemoveAll(dst); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(root, ".ci", tool), dst); err != nil {
 			t.Fatal(err)
 		}
 	}
