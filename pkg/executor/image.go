@@ -93,6 +93,9 @@ func (j *jobRun) inImage(cfg shell.Config) shell.Config {
 	cfg.BuildsDir, cfg.HomeDir, cfg.Launcher = j.image.BuildsDir, j.image.HomeDir, j.image.Launcher
 	// Never nil, which would mean this machine's environment.
 	cfg.BaseEnv = append([]string{}, j.image.Env...)
+	// The runner's tools (release-cli) are programs of this machine,
+	// which the image does not contain.
+	cfg.Tools = nil
 	return cfg
 }
 
