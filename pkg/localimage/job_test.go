@@ -48,6 +48,8 @@ func newJobEnv(t testing.TB, im *localimage.Images) *jobEnv {
 			Version: "test", BuildsDir: filepath.Join(root, "builds"), HomeDir: filepath.Join(root, "home"),
 			ScratchDir: t.TempDir(), TraceInterval: 200 * time.Millisecond, DeadlineMargin: time.Second,
 			Images: im, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			// A tool of this machine, which image jobs do not get.
+			ReleaseCLI: "/bin/true",
 		},
 	}
 }
@@ -124,6 +126,8 @@ func TestImageJobRunsAsLambdaWould(t *testing.T) {
 			"echo kept > /tmp/kept && echo kept > $HOME/kept",
 			"mkdir -p dist && echo built > dist/out.txt",
 			"sleep " + tag + " &",
+			`echo "image=$CI_JOB_IMAGE"`,
+			"if command -v release-cli; then echo has-release-cli; fi",
 		},
 		AfterScript: []string{`echo "after: $(cat /tmp/kept) $(cat $HOME/kept) status=$CI_JOB_STATUS uid=$(id -u)"`},
 		Artifacts: []gitlab.Artifact{{Name: "dist", Paths: []string{"dist/"}, When: "on_success",
@@ -160,6 +164,12 @@ func TestImageJobRunsAsLambdaWould(t *testing.T) {
 		if !strings.Contains(trace, want) {
 			t.Errorf("trace lacks %q:\n%s", want, trace)
 		}
+	}
+	if !strings.Contains(trace, "image="+reg.Host+"/jobs/tool:1\n") {
+		t.Errorf("CI_JOB_IMAGE is not the job's image:\n%s", trace)
+	}
+	if strings.Contains(trace, "\nhas-release-cli\n") {
+		t.Errorf("a tool of this machine is on the image job's PATH:\n%s", trace)
 	}
 	if strings.Contains(trace, "\nwrote-the-image\n") {
 		t.Errorf("the job wrote into the image:\n%s", trace)
