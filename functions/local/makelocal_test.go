@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,7 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"gitlab-serverless-runner/pkg/dynamolocal"
+	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
+	"gitlab-serverless-runner/pkg/jobimage/registrytest"
 	"gitlab-serverless-runner/pkg/logtest"
 	"gitlab-serverless-runner/pkg/samtemplate"
 )
@@ -41,7 +44,7 @@ const defaultURL = "http://127.0.0.1:8080"
 // signs in again through the development sign-in, registers a runner for
 // the fake GitLab through the form, sets its job webhook from the runner's
 // page, and runs a job to success, in a directory under the absolute
-// .local.
+// .local, then a job with an image from a test registry, inside it.
 //
 // The default address, 127.0.0.1:8080, may be taken on the machine
 // running the tests (another `make local`, another test). Rather than
@@ -154,6 +157,28 @@ func makeLocalInNetNS(t *testing.T, repo string) {
 		}
 	}
 	b.waitPage(ctx, "/runners/"+id, "#"+strconv.FormatInt(job.ID, 10), `class="badge success"`)
+
+	// A job with an image from a test registry runs inside it, the
+	// binary serving as its steps' init, and the image stays unpacked in
+	// .local.
+	reg := registrytest.New(t, registrytest.Options{})
+	reg.Push(t, "jobs/tool:1", registrytest.BusyboxImage(t, runtime.GOARCH))
+	imageJob := gl.EnqueueJob(proj, gitlabtest.JobSpec{Image: &gitlab.Image{Name: reg.Host + "/jobs/tool:1"},
+		Script: []string{"greet from-make-local", `echo "uid=$(id -u)"`}})
+	if got, err = gl.WaitJob(ctx, imageJob.ID); err != nil {
+		t.Fatalf("WaitJob(%d): %v", imageJob.ID, err)
+	}
+	if got.State != "success" {
+		t.Fatalf("image job ended %s (%q), want success; trace:\n%s", got.State, got.FailureReason, got.Trace)
+	}
+	for _, want := range []string{"hello from greet: from-make-local\n", "uid=993\n"} {
+		if !strings.Contains(string(got.Trace), want) {
+			t.Errorf("image job's trace lacks %q:\n%s", want, got.Trace)
+		}
+	}
+	if roots, err := os.ReadDir(filepath.Join(data, "images")); err != nil || len(roots) != 1 {
+		t.Errorf(".local/images holds %v (%v), want the job's image", roots, err)
+	}
 	second.interrupt(t)
 	gl.AssertNoViolations(t)
 }
