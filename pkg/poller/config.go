@@ -22,6 +22,7 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 		Window:        r.Seconds("POLL_WINDOW_SECONDS"),
 		MaxLongPoll:   r.Seconds("MAX_LONG_POLL_SECONDS"),
 		CacheBucket:   r.String("CACHE_BUCKET"),
+		S3Endpoint:    r.String("S3_ENDPOINT"),
 		PayloadBucket: r.StringOr("PAYLOAD_BUCKET", r.String("CACHE_BUCKET")),
 	}
 	if s := r.String("EXECUTOR_FUNCTIONS"); s != "" {

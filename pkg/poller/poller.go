@@ -64,6 +64,10 @@ type Config struct {
 	// LeaseMargin is added to a job's timeout for its slot lease and
 	// record lease (DefaultLeaseMargin).
 	LeaseMargin time.Duration
+	// S3Endpoint replaces S3's endpoint for the cache and payload buckets
+	// (S3_ENDPOINT), e.g. a local S3-compatible server; read by the
+	// function's main.
+	S3Endpoint string
 	// CacheBucket holds the runners' caches; empty means no cache. Read by
 	// the function's main, which builds Deps.Cache.
 	CacheBucket string
