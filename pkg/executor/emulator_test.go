@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,11 +194,16 @@ func pidFrom(t *testing.T, trace []byte, name string) int {
 // copy alive.
 func warmEnvironmentIsClean(t *testing.T, e *env, hostPIDs bool) {
 	p := project(e, nil)
-	ev := e.take(p, gitlabtest.JobSpec{Script: []string{
-		`setsid sleep 1000 >/dev/null 2>&1 </dev/null & echo "detached=$!"`,
-		`nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo "nohup=$!"`,
-		`export RESPAWN='trap '\''sh -c "$RESPAWN" "respawn-marker-$CI_JOB_ID" & exit 0'\'' TERM; while :; do sleep 0.05; done'`,
-		`setsid sh -c "$RESPAWN" "respawn-marker-$CI_JOB_ID" >/dev/null 2>&1 </dev/null &`,
+	// Processes are told apart by a tag of this call's own in their
+	// command lines: tests run in parallel on one machine, and the
+	// executor may end its environment (and a PID namespace with it) after
+	// the first job, so pids can be reused.
+	tag := gitlab.Variable{Key: "TAG", Value: fmt.Sprintf("left-%d-%d", time.Now().UnixNano(), rand.Int63())}
+	ev := e.take(p, gitlabtest.JobSpec{Variables: []gitlab.Variable{tag}, Script: []string{
+		`setsid sh -c 'sleep 1000; :' "detached-$TAG" >/dev/null 2>&1 </dev/null & echo "detached=$!"`,
+		`nohup sh -c 'sleep 1001; :' "nohup-$TAG" >/dev/null 2>&1 </dev/null & echo "nohup=$!"`,
+		`export RESPAWN='trap '\''sh -c "$RESPAWN" "respawn-$TAG" & exit 0'\'' TERM; while :; do sleep 0.05; done'`,
+		`setsid sh -c "$RESPAWN" "respawn-$TAG" >/dev/null 2>&1 </dev/null &`,
 		`echo left > left-in-project; echo left > "$HOME/left-in-home"; echo left > "$CI_BUILDS_DIR/left-in-builds"`,
 		`echo "pid file" > "$HOME/pid"`,
 		`echo left > "${TMPDIR:-/nonexistent}/left-in-tmp" 2>/dev/null || true`,
@@ -210,13 +216,9 @@ func warmEnvironmentIsClean(t *testing.T, e *env, hostPIDs bool) {
 	detached := pidFrom(t, first.Trace, "detached")
 	nohup := pidFrom(t, first.Trace, "nohup")
 	_, second := e.run(e.take(p, gitlabtest.JobSpec{
-		Variables: []gitlab.Variable{
-			{Key: "PIDS", Value: fmt.Sprintf("%d %d", detached, nohup)},
-			{Key: "MARK", Value: fmt.Sprintf("respawn-marker-%d", ev.Job.ID)},
-		},
+		Variables: []gitlab.Variable{tag},
 		Script: []string{
-			`for p in $PIDS; do if kill -0 "$p" 2>/dev/null; then echo "process $p is still alive"; exit 1; fi; done`,
-			`for d in /proc/[0-9]*; do c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue; case "$c" in *"$MARK"*) echo "respawner alive: $d $c"; exit 3;; esac; done`,
+			`for d in /proc/[0-9]*; do c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue; case "$c" in *"-$TAG"*) echo "left alive: $d $c"; exit 3;; esac; done`,
 			`for f in left-in-project "$HOME/left-in-home" "$HOME/pid" "$CI_BUILDS_DIR/left-in-builds" "${TMPDIR:-/nonexistent}/left-in-tmp"; do if test -e "$f"; then echo "found $f"; exit 2; fi; done`,
 			`echo "home has: $(ls -A "$HOME")"`,
 		},

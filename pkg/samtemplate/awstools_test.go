@@ -2,6 +2,7 @@ package samtemplate_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/samtemplate"
+	"gitlab-serverless-runner/pkg/store"
 )
 
 // AWS's own tools (cfn-lint, the SAM CLI) come from .ci/venv, which
@@ -506,5 +508,87 @@ func TestToolsRunWithoutNetwork(t *testing.T) {
 	}
 	if strings.Join(ifaces, " ") != "lo" {
 		t.Errorf("interfaces in the tools' namespace: %q, want only lo", ifaces)
+	}
+}
+
+// TestSamLocalGuideStartsDynamoDBAndCreatesTheTables runs the DynamoDB
+// steps of docs/sam-local.md as printed, from the repository's root: it
+// starts DynamoDB Local on port 8000 (in a network namespace of its own, so
+// the port is free whatever else runs) and creates the tables with the AWS
+// CLI. Each table must then have the keys and indexes of store.Tables().
+func TestSamLocalGuideStartsDynamoDBAndCreatesTheTables(t *testing.T) {
+	var start, tables []string
+	for _, cmd := range guideCommands(t, "sam-local.md") {
+		switch {
+		case strings.HasPrefix(cmd, "jar=") || strings.HasPrefix(cmd, "java "):
+			start = append(start, cmd)
+		case strings.HasPrefix(cmd, "export AWS_") || strings.HasPrefix(cmd, "ep=") || strings.HasPrefix(cmd, "aws dynamodb create-table"):
+			tables = append(tables, cmd)
+		}
+	}
+	if len(start) != 2 || len(tables) < 2+len(store.Tables()) {
+		t.Fatalf("docs/sam-local.md: DynamoDB Local commands %q, table commands %q; want jar= and java, then export, ep= and a create-table per table", start, tables)
+	}
+	var script strings.Builder
+	script.WriteString("set -e\nip link set lo up\n")
+	script.WriteString(start[0] + "\n" + start[1] + " >/dev/null 2>&1 &\n")
+	script.WriteString("for i in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null && break; sleep 0.1; done\n")
+	for _, cmd := range tables {
+		script.WriteString(cmd + " >/dev/null\n")
+	}
+	for _, spec := range store.Tables() {
+		script.WriteString("aws dynamodb describe-table --endpoint-url $ep --table-name gsr-" + spec.Suffix + " --output json\n")
+	}
+	script.WriteString("kill %1\n")
+
+	env := append(toolEnv(t, toolHome(t, t.TempDir())), "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "--", "bash", "-c", script.String())
+	cmd.Dir, cmd.Env = repoRoot(t), env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the guide's steps failed: %v\n%s", err, stderr.String())
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for _, spec := range store.Tables() {
+		var d struct {
+			Table struct {
+				TableName string
+				KeySchema []struct{ AttributeName, KeyType string }
+				GSIs      []struct {
+					IndexName string
+					KeySchema []struct{ AttributeName, KeyType string }
+				} `json:"GlobalSecondaryIndexes"`
+			}
+		}
+		if err := dec.Decode(&d); err != nil {
+			t.Fatalf("describe-table gsr-%s: %v\n%s", spec.Suffix, err, out)
+		}
+		got := []string{}
+		for _, k := range d.Table.KeySchema {
+			got = append(got, k.KeyType+" "+k.AttributeName)
+		}
+		for _, g := range d.Table.GSIs {
+			parts := []string{g.IndexName}
+			for _, k := range g.KeySchema {
+				parts = append(parts, k.KeyType+" "+k.AttributeName)
+			}
+			got = append(got, "index "+strings.Join(parts, " "))
+		}
+		want := []string{"HASH " + spec.HashKey.Name}
+		if spec.RangeKey.Name != "" {
+			want = append(want, "RANGE "+spec.RangeKey.Name)
+		}
+		for _, idx := range spec.GlobalIndexes {
+			parts := []string{idx.Name, "HASH " + idx.HashKey.Name}
+			if idx.RangeKey.Name != "" {
+				parts = append(parts, "RANGE "+idx.RangeKey.Name)
+			}
+			want = append(want, "index "+strings.Join(parts, " "))
+		}
+		if strings.Join(got, "; ") != strings.Join(want, "; ") {
+			t.Errorf("table gsr-%s made by the guide: %s; want %s", spec.Suffix, strings.Join(got, "; "), strings.Join(want, "; "))
+		}
 	}
 }
