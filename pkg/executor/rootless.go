@@ -11,7 +11,7 @@ import (
 // managers' own refusals to run without root.
 var rootMarkers = [][]byte{
 	[]byte("Read-only file system"),
-	[]byte("are you root?"),                                          // apt, dpkg
+	[]byte("are you root?"),                                         // apt, dpkg
 	[]byte("you cannot perform this operation unless you are root"), // pacman
 	[]byte("You need to be root to perform this command"),           // yum
 	[]byte("has to be run with superuser privileges"),               // dnf

@@ -46,17 +46,18 @@ type Settings struct {
 	// UnusedDays is how long an image function may go unused before the
 	// sweep deletes it (IMAGE_FUNCTION_UNUSED_DAYS, 7 by default).
 	UnusedDays int
-	// ExecutorDir holds the executor binaries (EXECUTOR_BINARIES_DIR,
-	// default $LAMBDA_TASK_ROOT/executors).
+	// ExecutorDir holds the executor binaries ($LAMBDA_TASK_ROOT/executors,
+	// where `make build-PreparerFunction` puts them).
 	ExecutorDir string
 	// PayloadBucket holds events too large to send inline
 	// (PAYLOAD_BUCKET).
 	PayloadBucket string
 }
 
-// passedOn are the executor settings this function gives image functions
-// as it has them.
-var passedOn = []string{"EXECUTOR_MARGIN_SECONDS", "LOG_LEVEL", "ALLOW_HTTP_GITLAB", "ALLOW_PRIVATE_GITLAB"}
+// imageFunctionEnv is what every image function's environment holds
+// besides the settings passed on: every process but the executor is a
+// job's, so the clean-up reaches them all.
+var imageFunctionEnv = map[string]string{"EXECUTOR_CLEANUP": "system"}
 
 // SettingsFromEnv reads the preparation function's settings through lookup
 // (os.LookupEnv when nil): those of Settings, the bounds
@@ -78,15 +79,18 @@ func SettingsFromEnv(lookup envvar.Lookup) (Settings, error) {
 		LogGroup:       r.String("EXECUTOR_LOG_GROUP"),
 		Timeout:        r.Seconds("IMAGE_FUNCTION_TIMEOUT"),
 		UnusedDays:     r.Int("IMAGE_FUNCTION_UNUSED_DAYS", 1),
-		ExecutorDir:    r.StringOr("EXECUTOR_BINARIES_DIR", filepath.Join(r.StringOr("LAMBDA_TASK_ROOT", "."), "executors")),
+		ExecutorDir:    filepath.Join(r.StringOr("LAMBDA_TASK_ROOT", "."), "executors"),
 		PayloadBucket:  r.String("PAYLOAD_BUCKET"),
 		PullThrough:    map[string]string{},
-		Environment:    map[string]string{"EXECUTOR_CLEANUP": "system"},
+		Environment:    map[string]string{},
+	}
+	for k, v := range imageFunctionEnv {
+		s.Environment[k] = v
 	}
 	if s.UnusedDays == 0 {
 		s.UnusedDays = 7
 	}
-	for _, k := range passedOn {
+	for _, k := range []string{"EXECUTOR_MARGIN_SECONDS", "LOG_LEVEL", "ALLOW_HTTP_GITLAB", "ALLOW_PRIVATE_GITLAB"} {
 		if v := r.String(k); v != "" {
 			s.Environment[k] = v
 		}

@@ -260,3 +260,9 @@ func mustJSON(t testing.TB, v any) string {
 }
 
 type dispatchStep = dispatch.Step
+
+// imageJob is a job on image ref for arch running script.
+func imageJob(ref, arch string, script ...string) gitlabtest.JobSpec {
+	return gitlabtest.JobSpec{Image: &gitlab.Image{Name: ref}, Script: script,
+		Variables: []gitlab.Variable{{Key: "LAMBDA_ARCH", Value: arch}, {Key: "LAMBDA_MEMORY", Value: "3008"}}}
+}
