@@ -190,6 +190,9 @@ func TestEveryArchitectureHasItsMakefile(t *testing.T) {
 					t.Errorf("make -n build-%s through arch/%s/Makefile writes nothing into ARTIFACTS_DIR:\n%s", r.ID, arch, cmds)
 				}
 				for _, line := range strings.Split(cmds, "\n") {
+					if strings.Contains(line, `"/artifacts/executors/`) {
+						continue // the preparer's executors: one per architecture, whatever its own
+					}
 					if strings.Contains(line, " build ") && !strings.Contains(line, "GOARCH="+goarch[arch]+" ") {
 						t.Errorf("build-%s through arch/%s/Makefile: want GOARCH=%s in\n%s", r.ID, arch, goarch[arch], line)
 					}
