@@ -94,8 +94,8 @@ type Dispatch struct {
 	// TimeoutSec is the job's timeout (gitlab.Job.Timeout).
 	TimeoutSec int `json:"timeout_sec,omitempty"`
 	// MemoryMB is the memory of the function the job runs on, when the
-	// dispatcher chose it (an image function): the finisher prices a job
-	// whose executor died before reporting its own with it.
+	// dispatcher chose it (an image function's, from LAMBDA_MEMORY); the
+	// executor reports the memory it ran with in its result.
 	MemoryMB int `json:"memory_mb,omitempty"`
 }
 
