@@ -56,7 +56,10 @@ local: deps
 # template's ContextPath), which sets GOARCH_LAMBDA for the template's
 # Architecture parameter and includes this file. `make build` runs every
 # target into build/<LogicalId>/; GOARCH_LAMBDA=amd64 builds for x86_64.
-LAMBDA_GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
+# REVISION is CI_RUNNER_REVISION in jobs (the executor's -X main.buildRevision);
+# empty where there is no git checkout, and the executor falls back.
+REVISION ?= $(shell git rev-parse --short=8 HEAD 2>/dev/null)
+LAMBDA_GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w -X main.buildRevision=$(REVISION)'
 LAMBDA_ARTIFACTS = WebFunction SchedulerFunction PollerFunction FinisherFunction PreparerFunction ExecutorFunction ExecutorPythonFunction ExecutorNodeFunction ExecutorLayer
 EXECUTOR_LAYER_SRC = functions/executor/layer
 
@@ -87,7 +90,7 @@ build-ExecutorFunction:
 # The preparation function, with the executor for each architecture a job
 # may choose (LAMBDA_ARCH): it puts one into every image it derives, as
 # executors/<arch>/executor of its package.
-EXECUTOR_GOBUILD = CGO_ENABLED=0 GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
+EXECUTOR_GOBUILD = CGO_ENABLED=0 GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w -X main.buildRevision=$(REVISION)'
 
 build-PreparerFunction:
 	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/preparer

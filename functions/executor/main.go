@@ -29,6 +29,11 @@
 // A clean-up that fails (executor.Err) ends the environment: the process
 // exits with status 1 right after the job's result is posted, so Lambda
 // discards the environment and starts the next job in a fresh one.
+//
+// Called as release-cli (the name the executor gives it on every job's
+// PATH), the binary is the release-cli command of pkg/releasecli instead:
+// that is how a job's release: step, which GitLab sends as a release-cli
+// command line, creates its release.
 package main
 
 import (
@@ -39,6 +44,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -46,12 +52,16 @@ import (
 
 	"gitlab-serverless-runner/pkg/executor"
 	"gitlab-serverless-runner/pkg/logging"
+	"gitlab-serverless-runner/pkg/releasecli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
 func main() {
+	if filepath.Base(os.Args[0]) == releasecli.Name {
+		os.Exit(releasecli.Main(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, releasecli.Options{Version: productVersion()}))
+	}
 	log := logging.FromEnv(os.Stderr, nil)
 	slog.SetDefault(log)
 	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
@@ -66,7 +76,12 @@ func main() {
 		log.Error("executor: invalid configuration", "error", err)
 		os.Exit(2)
 	}
-	cfg.Version, cfg.Logger = productVersion(), log
+	cfg.Version, cfg.Revision, cfg.Logger = productVersion(), revision(), log
+	if self, err := os.Executable(); err == nil {
+		cfg.ReleaseCLI = self
+	} else {
+		log.Warn("executor: cannot find its own executable; jobs get no release-cli", "error", err)
+	}
 	x, err := executor.New(cfg)
 	if err != nil {
 		log.Error("executor: start", "error", err)
@@ -152,4 +167,25 @@ func productVersion() string {
 		}
 	}
 	return "dev"
+}
+
+// buildRevision is set at build time with -ldflags "-X main.buildRevision=..."
+// (the Makefile sets it to the commit's first 8 characters when it can).
+var buildRevision = ""
+
+// revision is CI_RUNNER_REVISION: the commit the binary was built from,
+// 8 characters as gitlab-runner's revision: the -X value, else the commit
+// Go recorded in the binary, else "unknown".
+func revision() string {
+	if buildRevision != "" {
+		return buildRevision
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 8 {
+				return s.Value[:8]
+			}
+		}
+	}
+	return "unknown"
 }

@@ -1,11 +1,14 @@
 // Command finisher is the on-success and on-failure destination of every
 // executor function: it records each job's outcome, frees its concurrency
-// slot and fails in GitLab the jobs whose executor died.
+// slot, polls the runner again when jobs wait for that slot, and fails in
+// GitLab the jobs whose executor died.
 //
 // Configuration (environment), read by the packages' ConfigFromEnv:
 // finisher.ConfigFromEnv (EXECUTOR_MEMORY_MB: the executors' memory, for
-// the cost of a job whose executor died before reporting its own),
-// store.ConfigFromEnv (tables, DYNAMODB_ENDPOINT), logging (LOG_LEVEL).
+// the cost of a job whose executor died before reporting its own;
+// POLLER_FUNCTION: the poller a freed slot invokes), store.ConfigFromEnv
+// (tables, DYNAMODB_ENDPOINT), logging (LOG_LEVEL), and the endpoint
+// override LAMBDA_ENDPOINT.
 package main
 
 import (
@@ -16,7 +19,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/finisher"
+	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/store"
 )
@@ -49,5 +54,14 @@ func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error)
 		return nil, err
 	}
 	cfg.Logger = logger
+	if cfg.PollerFunction == "" {
+		logger.Warn("no POLLER_FUNCTION: a freed slot waits for the next scheduled poll")
+	} else {
+		awsCfg, err := awsclients.Config(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Invoker = invoke.NewLambda(awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT")), invoke.LambdaConfig{Logger: logger})
+	}
 	return finisher.New(st, cfg), nil
 }

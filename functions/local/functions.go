@@ -67,11 +67,11 @@ func (s *System) executorFunc(name, runtime string) invoke.Func {
 		}
 		defer os.RemoveAll(dir)
 		cfg := s.cfg.Executor
-		cfg.Version, cfg.Runtime = version, runtime
+		cfg.Version, cfg.Runtime, cfg.ReleaseCLI = version, runtime, releaseCLI
 		cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir = filepath.Join(dir, "builds"), filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
 		cfg.Cleanup, cfg.WipeDirs = sandbox.CleanupLocal, nil
 		cfg.BaseEnv = shell.SanitizedBaseEnv(os.Environ(), secretEnv...)
-		cfg.Logger = log.With("job_id", id.Job.ID)
+		cfg.Logger = log // the executor names the job on every line
 		for _, d := range []string{cfg.BuildsDir, cfg.HomeDir, cfg.ScratchDir} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				return nil, fmt.Errorf("local: create job directory: %w", err)

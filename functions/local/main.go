@@ -15,14 +15,27 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"gitlab-serverless-runner/pkg/logging"
+	"gitlab-serverless-runner/pkg/releasecli"
 )
 
 var errUsage = errors.New("local: takes no arguments; configure it with environment variables (see docs/local.md)")
 
+// releaseCLI is the program the in-process executors offer jobs as
+// release-cli: this binary, which answers to that name (main sets it; in
+// tests of Main it stays empty and jobs get none).
+var releaseCLI string
+
 func main() {
+	if filepath.Base(os.Args[0]) == releasecli.Name {
+		os.Exit(releasecli.Main(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, releasecli.Options{Version: version}))
+	}
+	if self, err := os.Executable(); err == nil {
+		releaseCLI = self
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := Main(ctx, os.Args[1:], os.LookupEnv, os.Stdout); err != nil {

@@ -45,9 +45,11 @@ func (s *System) registerPollerAndFinisher(sealer *seal.Keyring, executors map[s
 	}, invoke.FunctionConfig{Timeout: DefaultFunctionLimit})
 
 	// The finisher is not cancelled at shutdown: it records the outcome of
-	// the jobs that shutdown cancelled.
+	// the jobs that shutdown cancelled. A slot it frees polls the runner
+	// again when a poll found every slot held.
 	fcfg := s.cfg.Finisher
 	fcfg.Logger = s.log.With("part", finisherFunction)
+	fcfg.PollerFunction, fcfg.Invoker = pollerFunction, s.inv
 	f := finisher.New(s.store, fcfg)
 	s.inv.Register(finisherFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
 		out, err := f.Handle(ctx, payload)

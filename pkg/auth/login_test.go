@@ -1,7 +1,9 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"net"
 	"net/http"
@@ -70,8 +72,14 @@ func TestSignIn(t *testing.T) {
 			if !got.Expiry.After(time.Now()) || got.Expiry.After(time.Now().Add(time.Hour)) {
 				t.Errorf("token expiry: got %s, want within the next hour", got.Expiry)
 			}
-			if strings.Contains(sessionCookie.Value, got.AccessToken) || strings.Contains(sessionCookie.Value, "ada") {
-				t.Errorf("session cookie holds the token or profile in clear")
+			// Sealed: neither the value nor its base64 decoding holds the
+			// token or the profile. (Two random bytes can spell "ada", so
+			// the profile is looked for whole.)
+			decoded, _ := base64.RawURLEncoding.DecodeString(sessionCookie.Value)
+			for _, clear := range []string{got.AccessToken, got.RefreshToken, "Ada Lovelace", "ada@example.com"} {
+				if strings.Contains(sessionCookie.Value, clear) || bytes.Contains(decoded, []byte(clear)) {
+					t.Errorf("session cookie holds %q in clear", clear)
+				}
 			}
 			if got.CSRF == "" {
 				t.Errorf("CSRF token: got empty, want a token")

@@ -34,3 +34,26 @@ func BenchmarkCloneSmallRepo(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUntracked lists the untracked files of a checkout that a build
+// filled with 10,000 files, ignored ones among them (a node_modules-like
+// tree), as artifacts and caches with untracked: true do.
+func BenchmarkUntracked(b *testing.B) {
+	srv := newGitServer(b, token)
+	p := srv.newProject(b, "group/app")
+	sha := p.commit("app", map[string]string{".gitignore": "node_modules/\n", "main.js": "x\n"})
+	p.push("HEAD:refs/heads/main")
+	p.setRef("refs/pipelines/1", sha)
+	dir := filepath.Join(b.TempDir(), "app")
+	if _, err := checkout.Get(context.Background(), checkout.Options{Git: branchJob(p.url(token), "main", sha, 1, 1), Dir: dir}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 10000 {
+		writeFile(b, dir, fmt.Sprintf("node_modules/pkg%03d/lib/file%02d.js", i/100, i%100), "module.exports = 1\n")
+	}
+	for b.Loop() {
+		if n := len(checkout.Untracked(dir)); n != 10000 {
+			b.Fatalf("untracked = %d, want 10000", n)
+		}
+	}
+}

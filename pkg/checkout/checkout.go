@@ -1,9 +1,12 @@
 // Package checkout owns getting a job's sources into its project directory
 // without a git binary: it clones or fetches the job's refspecs over git's
 // smart HTTP protocol with go-git, checks out the job's commit as a detached
-// HEAD, cleans the worktree and updates submodules, following GitLab
-// Runner's GIT_STRATEGY, GIT_CHECKOUT, GIT_CLEAN_FLAGS and
-// GIT_SUBMODULE_* settings.
+// HEAD, cleans the worktree, downloads Git LFS objects through the LFS
+// batch API (as `git lfs pull` after a checkout) and updates submodules,
+// following GitLab Runner's GIT_STRATEGY, GIT_CHECKOUT, GIT_CLEAN_FLAGS,
+// GIT_FETCH_EXTRA_FLAGS, GIT_LFS_SKIP_SMUDGE and GIT_SUBMODULE_* settings.
+// It also lists a work tree's untracked files, ignored ones included
+// (Untracked), for artifacts and caches with `untracked: true`.
 //
 // The job token travels only as HTTP basic auth on each request, to the
 // repository's own host: it is never written into .git/config and never
@@ -89,6 +92,34 @@ type Options struct {
 	// CleanFlags is GIT_CLEAN_FLAGS; empty means DefaultCleanFlags and
 	// "none" disables cleaning. Supported: -f, -d, -x, -X, -q, -e pattern.
 	CleanFlags string
+	// FetchFlags is GIT_FETCH_EXTRA_FLAGS split on spaces; nil means
+	// DefaultFetchFlags. Those with a go-git meaning are honoured (--prune,
+	// --no-prune, --tags, --no-tags, --depth, --verbose and --progress;
+	// --quiet and --force are what go-git does anyway); the trace names
+	// the others as ignored.
+	FetchFlags []string
+	// SubmoduleUpdateFlags is GIT_SUBMODULE_UPDATE_FLAGS split on spaces:
+	// --remote (check out the tip of the submodule's branch, or of its
+	// default branch, instead of the recorded commit), --recursive,
+	// --depth and --no-fetch are honoured; --init, --force, --checkout and
+	// --quiet are what the update does anyway; the trace names the others
+	// as ignored.
+	SubmoduleUpdateFlags []string
+	// SubmoduleForceHTTPS is GIT_SUBMODULE_FORCE_HTTPS: submodule URLs
+	// that reach the GitLab server over SSH (git@<host>:<path>,
+	// ssh://git@<host>[:<port>]/<path>) are fetched from ServerURL over
+	// HTTPS with the job's credentials, as gitlab-runner's insteadOf rules
+	// do. Without it such a submodule fails with a message naming the
+	// variable.
+	SubmoduleForceHTTPS bool
+	// ServerURL is CI_SERVER_URL ("" means the repository's scheme and
+	// host), SSHHost is CI_SERVER_SHELL_SSH_HOST (or CI_SERVER_HOST) and
+	// SSHPort is CI_SERVER_SHELL_SSH_PORT: what SubmoduleForceHTTPS
+	// rewrites.
+	ServerURL, SSHHost, SSHPort string
+	// LFSSkipSmudge is GIT_LFS_SKIP_SMUDGE: leave Git LFS pointer files as
+	// they are instead of downloading their objects.
+	LFSSkipSmudge bool
 	// CAPEM holds extra PEM certificates to trust for the repository's
 	// HTTPS server, in addition to the system roots.
 	CAPEM []byte
@@ -190,6 +221,9 @@ type getter struct {
 	refspecs []config.RefSpec
 	clean    cleanFlags
 	doClean  bool
+	fetch    fetchFlags
+	sub      submoduleFlags
+	ignored  []string // warnings about flags without a go-git meaning
 }
 
 func newGetter(ctx context.Context, o Options, out io.Writer) (*getter, error) {
@@ -230,6 +264,23 @@ func newGetter(ctx context.Context, o Options, out io.Writer) (*getter, error) {
 	if o.SubmoduleDepth != nil && *o.SubmoduleDepth < 0 {
 		return nil, fmt.Errorf("submodule depth %d is negative", *o.SubmoduleDepth)
 	}
+	fetchArgs := o.FetchFlags
+	if fetchArgs == nil {
+		fetchArgs = DefaultFetchFlags
+	}
+	var ignored []string
+	if g.fetch, ignored, err = parseFetchFlags(fetchArgs); err != nil {
+		return nil, err
+	}
+	for _, f := range ignored {
+		g.ignored = append(g.ignored, fmt.Sprintf("GIT_FETCH_EXTRA_FLAGS: %s is ignored: it has no meaning for this runner's git (go-git)", f))
+	}
+	if g.sub, ignored, err = parseSubmoduleFlags(o.SubmoduleUpdateFlags); err != nil {
+		return nil, err
+	}
+	for _, f := range ignored {
+		g.ignored = append(g.ignored, fmt.Sprintf("GIT_SUBMODULE_UPDATE_FLAGS: %s is ignored: it has no meaning for this runner's git (go-git)", f))
+	}
 	installTransport()
 	if g.ctx, err = withRoundTripper(ctx, o.HTTPClient, o.CAPEM); err != nil {
 		return nil, err
@@ -238,7 +289,13 @@ func newGetter(ctx context.Context, o Options, out io.Writer) (*getter, error) {
 }
 
 func (g *getter) run(dir string, res Result) (Result, error) {
+	for _, w := range g.ignored {
+		fmt.Fprintf(g.out, "WARNING: %s\n", w)
+	}
 	depth := g.o.Git.Depth
+	if g.fetch.depth != nil {
+		depth = *g.fetch.depth
+	}
 	if depth > 0 {
 		fmt.Fprintf(g.out, "Fetching changes with git depth set to %d...\n", depth)
 	} else {
@@ -276,14 +333,19 @@ func (g *getter) run(dir string, res Result) (Result, error) {
 		fmt.Fprintln(g.out, "Created fresh repository.")
 	}
 
-	err = r.FetchContext(g.ctx, &git.FetchOptions{
+	fo := &git.FetchOptions{
 		RemoteName: git.DefaultRemoteName,
 		RefSpecs:   g.refspecs,
 		Depth:      depth,
 		Auth:       g.remote.auth(g.remote.String()),
-		Tags:       git.NoTags,
+		Tags:       g.fetch.tags,
 		Force:      true,
-	})
+		Prune:      g.fetch.prune,
+	}
+	if g.fetch.progress {
+		fo.Progress = g.out
+	}
+	err = r.FetchContext(g.ctx, fo)
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return res, fetchError(g.remote.String(), err)
 	}
@@ -302,6 +364,9 @@ func (g *getter) run(dir string, res Result) (Result, error) {
 		return res, err
 	}
 	res.Commit = g.sha.String()
+	if err := g.lfs(r, dir, g.remote.String(), "the repository"); err != nil {
+		return res, err
+	}
 
 	subs, err := g.submodules(r)
 	res.Submodules = subs
@@ -395,6 +460,15 @@ func (g *getter) checkout(r *git.Repository, sha plumbing.Hash) error {
 		return fmt.Errorf("clean worktree: %w", err)
 	}
 	return nil
+}
+
+// lfs downloads the Git LFS objects of the work tree of r, unless
+// GIT_LFS_SKIP_SMUDGE says not to.
+func (g *getter) lfs(r *git.Repository, root, repoURL, display string) error {
+	if g.o.LFSSkipSmudge {
+		return nil
+	}
+	return g.pullLFS(r, root, repoURL, display)
 }
 
 // fetchError explains a failed fetch from url (without credentials).

@@ -143,7 +143,7 @@ func TestGetChecksOutTheJobCommit(t *testing.T) {
 }
 
 // writeFile creates dir/name with content, making parent directories.
-func writeFile(t *testing.T, dir, name, content string) {
+func writeFile(t testing.TB, dir, name, content string) {
 	t.Helper()
 	f := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {

@@ -32,6 +32,9 @@ type gitServer struct {
 	mu        sync.Mutex
 	authSeen  []string // Authorization headers received, "" when absent
 	pathsSeen []string
+	// other, when set, answers every request that is not git's (such as
+	// the LFS API), after the same authentication.
+	other http.Handler
 }
 
 func newGitServer(t testing.TB, token string) *gitServer {
@@ -74,6 +77,10 @@ func startGitServer(t testing.TB, token string, start func(http.Handler) *httpte
 				http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
 				return
 			}
+		}
+		if s.other != nil && !strings.Contains(r.URL.Path, "/info/refs") && !strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+			s.other.ServeHTTP(w, r)
+			return
 		}
 		backend.ServeHTTP(w, r)
 	}))

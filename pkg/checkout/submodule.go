@@ -23,7 +23,10 @@ func (g *getter) submodules(r *git.Repository) ([]string, error) {
 	if g.o.SubmoduleDepth != nil {
 		depth = *g.o.SubmoduleDepth
 	}
-	recursive := strategy == SubmodulesRecursive
+	if g.sub.depth != nil {
+		depth = *g.sub.depth
+	}
+	recursive := strategy == SubmodulesRecursive || g.sub.recursive
 	msg := "Updating/initializing submodules"
 	if recursive {
 		msg += " recursively"
@@ -64,7 +67,7 @@ func (g *getter) updateSubmodules(r *git.Repository, base *url.URL, depth int, r
 			// Listed in .gitmodules but not a gitlink of this commit.
 			continue
 		}
-		subURL, err := resolveSubmoduleURL(base, c.URL)
+		subURL, err := g.resolveSubmoduleURL(base, c.URL)
 		if err != nil {
 			return fmt.Errorf("submodule %s: %w", p, err)
 		}
@@ -72,14 +75,33 @@ func (g *getter) updateSubmodules(r *git.Repository, base *url.URL, depth int, r
 		if err != nil {
 			return fmt.Errorf("submodule %s: %w", p, err)
 		}
-		if err := g.fetchSubmodule(sr, subURL, entry.Hash, depth); err != nil {
+		target := entry.Hash
+		switch {
+		case g.sub.remote:
+			if target, err = g.remoteTip(sr, subURL, c.Branch, depth); err != nil {
+				return fmt.Errorf("submodule %s: %w", p, err)
+			}
+		case g.sub.noFetch:
+			if _, err := sr.CommitObject(target); err != nil {
+				return fmt.Errorf("submodule %s: commit %s is not in its repository and GIT_SUBMODULE_UPDATE_FLAGS has --no-fetch", p, target)
+			}
+		default:
+			if err := g.fetchSubmodule(sr, subURL, target, depth); err != nil {
+				return fmt.Errorf("submodule %s: %w", p, err)
+			}
+		}
+		if err := g.checkout(sr, target); err != nil {
 			return fmt.Errorf("submodule %s: %w", p, err)
 		}
-		if err := g.checkout(sr, entry.Hash); err != nil {
-			return fmt.Errorf("submodule %s: %w", p, err)
-		}
-		fmt.Fprintf(g.out, "Submodule path '%s': checked out '%s'\n", p, entry.Hash)
+		fmt.Fprintf(g.out, "Submodule path '%s': checked out '%s'\n", p, target)
 		*done = append(*done, p)
+		swt, err := sr.Worktree()
+		if err != nil {
+			return fmt.Errorf("submodule %s: open worktree: %w", p, err)
+		}
+		if err := g.lfs(sr, swt.Filesystem.Root(), subURL, "submodule "+p); err != nil {
+			return fmt.Errorf("submodule %s: %w", p, err)
+		}
 		if recursive {
 			u, err := url.Parse(subURL)
 			if err != nil {
@@ -162,6 +184,40 @@ func (g *getter) fetchSubmodule(sr *git.Repository, subURL string, sha plumbing.
 		return fmt.Errorf("find commit %s in %s: %w", sha, redactURL(subURL), err)
 	}
 	return nil
+}
+
+// remoteTip fetches the tip of the submodule's branch (its .gitmodules
+// branch; "." is the superproject's ref; none is the remote's default
+// branch, HEAD) and returns it, as `git submodule update --remote` does.
+func (g *getter) remoteTip(sr *git.Repository, subURL, branch string, depth int) (plumbing.Hash, error) {
+	if g.sub.noFetch {
+		return plumbing.ZeroHash, errors.New("GIT_SUBMODULE_UPDATE_FLAGS has both --remote and --no-fetch")
+	}
+	src, dst := "HEAD", "refs/remotes/origin/HEAD"
+	switch branch {
+	case "":
+	case ".":
+		branch = g.o.Git.Ref
+		fallthrough
+	default:
+		src, dst = "refs/heads/"+branch, "refs/remotes/origin/"+branch
+	}
+	err := sr.FetchContext(g.ctx, &git.FetchOptions{
+		RemoteName: git.DefaultRemoteName,
+		RefSpecs:   []config.RefSpec{config.RefSpec("+" + src + ":" + dst)},
+		Depth:      depth,
+		Auth:       g.remote.auth(subURL),
+		Tags:       git.NoTags,
+		Force:      true,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return plumbing.ZeroHash, fmt.Errorf("fetch %s of %s (--remote): %w", src, redactURL(subURL), err)
+	}
+	ref, err := sr.Reference(plumbing.ReferenceName(dst), true)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("find %s of %s (--remote): %w", src, redactURL(subURL), err)
+	}
+	return ref.Hash(), nil
 }
 
 // pathSelected applies GIT_SUBMODULE_PATHS pathspecs to a submodule path.

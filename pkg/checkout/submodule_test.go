@@ -237,7 +237,7 @@ func TestGetSubmoduleWithSSHURLFailsClearly(t *testing.T) {
 	app.setRef("refs/pipelines/2", sha)
 	_, err := checkout.Get(context.Background(), checkout.Options{
 		Git: branchJob(app.url(token), "main", sha, 2, 1), Dir: filepath.Join(t.TempDir(), "app"), Submodules: checkout.SubmodulesNormal})
-	want := `submodule lib: URL "git@gitlab.example.com:group/lib.git" is not supported`
+	want := `submodule lib: URL "git@gitlab.example.com:group/lib.git" uses SSH, which this runner cannot use: set GIT_SUBMODULE_FORCE_HTTPS=true`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error: got %v, want it to contain %q", err, want)
 	}

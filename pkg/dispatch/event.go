@@ -58,6 +58,10 @@ type Runner struct {
 	// ShortToken is the first characters of the runner token
 	// (gitlab.ShortToken), CI_RUNNER_SHORT_TOKEN. Never the token itself.
 	ShortToken string `json:"short_token,omitempty"`
+	// ConcurrentID is the job's concurrency slot (0 to the runner's
+	// concurrency minus 1): no other running job of the runner has it.
+	// It is CI_CONCURRENT_ID and CI_CONCURRENT_PROJECT_ID.
+	ConcurrentID int `json:"concurrent_id,omitempty"`
 }
 
 // CacheURLs are the pre-signed URLs of one cache archive. Either may be

@@ -15,6 +15,9 @@ const (
 	PollSchedule PollReason = "schedule"
 	// PollWebhook is GitLab announcing a pending job.
 	PollWebhook PollReason = "webhook"
+	// PollSlotFreed is a finished job's slot freed while an earlier poll
+	// had found every slot held (the runner's poll demand).
+	PollSlotFreed PollReason = "slot_freed"
 )
 
 // Poll is the poller function's input: poll one runner now.

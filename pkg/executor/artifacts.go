@@ -30,7 +30,18 @@ func (j *jobRun) downloadArtifacts(ctx context.Context) (o outcome, ok bool) {
 	j.section("download_artifacts", "Downloading artifacts", func() {
 		for _, d := range deps {
 			j.w.Printf("Downloading artifacts for %s (%d)...\n", d.Name, d.ID)
-			if err := j.downloadOne(ctx, d); err != nil {
+			var err error
+			for attempt := 1; ; attempt++ {
+				err = j.downloadOne(ctx, d)
+				if err == nil || ctx.Err() != nil || attempt >= j.set.artifactAttempts || errors.Is(err, archive.ErrUnsafeEntry) {
+					break
+				}
+				j.w.Warningf("Downloading artifacts from coordinator... failed (attempt %d of %d): %v", attempt, j.set.artifactAttempts, err)
+				if waitAttempt(ctx) != nil {
+					break
+				}
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					o, ok = outcome{reason: gitlab.ReasonScriptFailure}, false
 					return
@@ -73,9 +84,10 @@ func (j *jobRun) downloadOne(ctx context.Context, d gitlab.Dependency) error {
 // result. An upload failure fails the job.
 func (j *jobRun) uploadArtifacts(ctx context.Context, success bool) outcome {
 	var todo []gitlab.Artifact
+	vars := j.sess.Variables()
 	for _, a := range j.job.Artifacts {
 		if whenMatches(a.When, success) {
-			todo = append(todo, a)
+			todo = append(todo, a.Expand(vars))
 		}
 	}
 	if len(todo) == 0 || ctx.Err() != nil {

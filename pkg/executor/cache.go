@@ -54,7 +54,18 @@ func (j *jobRun) restoreCache(ctx context.Context) {
 					continue
 				}
 				j.w.Printf("Checking cache for %s...\n", j.displayKey(k))
-				found, err := j.getCache(ctx, urls.GetURL)
+				var found bool
+				var err error
+				for attempt := 1; ; attempt++ {
+					found, err = j.getCache(ctx, urls.GetURL)
+					if err == nil || ctx.Err() != nil || attempt >= j.set.cacheAttempts {
+						break
+					}
+					j.w.Warningf("Failed to extract cache %s (attempt %d of %d): %v", j.displayKey(k), attempt, j.set.cacheAttempts, err)
+					if waitAttempt(ctx) != nil {
+						break
+					}
+				}
 				switch {
 				case err != nil:
 					j.w.Warningf("Failed to extract cache %s: %v", j.displayKey(k), err)
@@ -82,7 +93,7 @@ func (j *jobRun) getCache(ctx context.Context, url string) (found bool, err erro
 	if err != nil {
 		return false, errors.New("invalid cache URL")
 	}
-	resp, err := j.e.http.Do(req)
+	resp, err := j.http.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("download cache: %w", errors.Unwrap(err))
 	}
@@ -103,7 +114,9 @@ func (j *jobRun) getCache(ctx context.Context, url string) (found bool, err erro
 // matches the job's result; failures only warn.
 func (j *jobRun) archiveCache(ctx context.Context, success bool) {
 	var todo []gitlab.CachePlan
+	vars := j.sess.Variables()
 	for _, c := range j.job.CachePlans() {
+		c = c.Expand(vars)
 		if !c.Push {
 			continue
 		}
@@ -173,7 +186,7 @@ func (j *jobRun) putCache(ctx context.Context, c gitlab.CachePlan, url string) e
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := j.e.http.Do(req)
+	resp, err := j.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("upload cache: %w", errors.Unwrap(err))
 	}

@@ -30,6 +30,16 @@ const (
 type Config struct {
 	// Version is the product version printed at the top of the trace.
 	Version string
+	// Revision is CI_RUNNER_REVISION, the commit the executor was built
+	// from; default "unknown".
+	Revision string
+	// ReleaseCLI is the absolute path of an executable that acts as
+	// release-cli when called by that name (pkg/releasecli; the executor
+	// function's own binary does). It is offered to every job at the end
+	// of its PATH, which is how a job's `release:` step creates its
+	// release. Empty offers none: the release step then fails as on a
+	// runner without release-cli.
+	ReleaseCLI string
 	// Runtime names the Lambda runtime the job runs on, for the trace;
 	// default derived from AWS_EXECUTION_ENV, else DefaultRuntime.
 	Runtime string
@@ -99,6 +109,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Version == "" {
 		c.Version = "dev"
+	}
+	if c.Revision == "" {
+		c.Revision = "unknown"
 	}
 	if c.Runtime == "" {
 		c.Runtime = RuntimeFromEnv(os.Getenv)

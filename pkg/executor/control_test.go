@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -332,4 +333,63 @@ func testRunStepsAreRefused(t *testing.T, mk envMaker) {
 		t.Errorf("job = %s/%s, want failed/runner_configuration_error", got.State, got.FailureReason)
 	}
 	wantContains(t, got.Trace, "does not support")
+}
+
+// TestNothingFollowsARefusedStatusCheck: GitLab answers the job's status
+// check with 403 (the job was canceled outright). No request for the job
+// follows that answer: no trace PATCH from the uploader, no final update,
+// no artifacts. The trace loop is slow here (GitLab asks for a PATCH a
+// minute), so the status check is what hears the 403.
+func TestNothingFollowsARefusedStatusCheck(t *testing.T) {
+	t.Parallel() // mostly waiting for a sleeping job
+	e := newEnv(t, gitlabtest.WithTraceUpdateInterval(60, 60))
+	e.cfg.StatusInterval = 200 * time.Millisecond
+	ev := e.take(project(e, nil), gitlabtest.JobSpec{
+		Script: []string{"sleep 300"}, AfterScript: []string{"echo after"},
+		Artifacts: []gitlab.Artifact{{Paths: []string{"out"}, When: "always"}},
+	})
+	done := e.start(context.Background(), ev)
+	waitTrace(t, e, ev.Job.ID, "$ sleep 300")
+	for range 2 { // canceling, then canceled: the second cancel is a forced one
+		if err := e.srv.CancelJob(ev.Job.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case res := <-done:
+		if res.State != gitlab.StatusCanceled || !res.Reported {
+			t.Errorf("result = %+v, want canceled and reported", res)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the executor did not abort within a minute")
+	}
+
+	jobPath := fmt.Sprintf("/api/v4/jobs/%d", ev.Job.ID)
+	var forJob []gitlabtest.Request
+	for _, r := range e.srv.Requests() {
+		if r.Path == jobPath || strings.HasPrefix(r.Path, jobPath+"/") {
+			forJob = append(forJob, r)
+		}
+	}
+	refused := slices.IndexFunc(forJob, func(r gitlabtest.Request) bool { return r.Status == http.StatusForbidden })
+	if refused < 0 {
+		t.Fatalf("GitLab never answered 403 for the job; requests: %s", describeRequests(forJob))
+	}
+	if r := forJob[refused]; r.Endpoint != gitlabtest.EndpointUpdateJob {
+		t.Errorf("the first 403 answered %s %s, want the status check (PUT %s)", r.Method, r.Path, jobPath)
+	}
+	if after := forJob[refused+1:]; len(after) > 0 {
+		t.Errorf("requests after GitLab's 403: %s", describeRequests(after))
+	}
+	if got := e.srv.Job(ev.Job.ID); got.State != "canceled" {
+		t.Errorf("job = %s, want canceled", got.State)
+	}
+}
+
+func describeRequests(rs []gitlabtest.Request) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s %s → %d", r.Method, r.Path, r.Status))
+	}
+	return strings.Join(out, "; ")
 }

@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -82,7 +83,26 @@ func (em *emulator) env(t testing.TB, opts ...gitlabtest.Option) *env {
 	e.fn = em.fn
 	// The bootstrap is built without -X main.version: "dev-<revision>".
 	e.cfg.Version = "dev"
+	// CI_RUNNER_REVISION is the commit the bootstrap was built from.
+	e.cfg.Revision = buildRevision(t)
 	return e
+}
+
+// buildRevision is the revision the emulated bootstrap reports: the first
+// 8 characters of the commit its build recorded, "unknown" when the build
+// recorded none (as with GOFLAGS=-buildvcs=false).
+func buildRevision(t testing.TB) string {
+	t.Helper()
+	bi, err := buildinfo.ReadFile(lambdatest.Build(t, "./functions/executor"))
+	if err != nil {
+		t.Fatalf("read the bootstrap's build info: %v", err)
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 8 {
+			return s.Value[:8]
+		}
+	}
+	return "unknown"
 }
 
 // TestUnderTheEmulator runs the executor's cases through one warm function.
@@ -120,6 +140,16 @@ func TestUnderTheEmulator(t *testing.T) {
 		{"run steps refused", testRunStepsAreRefused},
 		{"malformed events", testMalformedEvents},
 		{"payload_url", testPayloadURL},
+		{"variables in artifact and cache paths and names", testVariablesInPathsAndNames},
+		{"untracked takes ignored files", testUntrackedTakesIgnoredFiles},
+		{"release keyword", testReleaseKeyword},
+		{"CI_DEBUG_TRACE", testDebugTrace},
+		{"FF_TIMESTAMPS", testTimestamps},
+		{"RUNNER_SCRIPT_TIMEOUT and RUNNER_AFTER_SCRIPT_TIMEOUT", testStageTimeouts},
+		{"attempts", testAttempts},
+		{"predefined variables", testPredefinedVariables},
+		{"custom CA", testCustomCA},
+		{"git: LFS, forced HTTPS submodules, extra flags", testGitSemantics},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, em.env) })
 	}

@@ -2,7 +2,7 @@ package executor
 
 import (
 	"context"
-	"crypto/x509"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,15 +122,18 @@ func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Cli
 	if e.cfg.URLPolicy != nil && e.cfg.HTTPClient == nil {
 		opts.DialContext = e.cfg.URLPolicy.DialContext
 	}
-	if caPEM != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+	if caPEM != "" && opts.HTTPClient == nil {
+		pool, err := gitlab.CertPool(caPEM)
+		if err != nil {
 			return nil, errors.New("executor: ca_pem holds no PEM certificate")
 		}
 		opts.RootCAs = pool
+	} else if caPEM != "" {
+		hc, err := httpClientWithCA(opts.HTTPClient, caPEM)
+		if err != nil {
+			return nil, err
+		}
+		opts.HTTPClient = hc
 	}
 	c, err := gitlab.New(instance, opts)
 	if err != nil {
@@ -195,4 +198,40 @@ func (e *Executor) Run(ctx context.Context, ev dispatch.Event) dispatch.Result {
 	log.Info("executor: job done", "state", res.State, "failure_reason", res.FailureReason,
 		"exit_code", res.ExitCode, "duration_ms", res.DurationMS, "reported", res.Reported)
 	return res
+}
+
+// httpClientWithCA returns base (nil: a client with the default transport)
+// trusting caPEM in addition to the system roots, for every request the
+// executor makes for a job of a runner with a custom CA: the GitLab API
+// (trace, updates, artifacts) and the pre-signed cache URLs. Without a CA
+// it returns base as it is.
+func httpClientWithCA(base *http.Client, caPEM string) (*http.Client, error) {
+	if caPEM == "" {
+		return base, nil
+	}
+	pool, err := gitlab.CertPool(caPEM)
+	if err != nil {
+		return nil, errors.New("executor: ca_pem holds no PEM certificate")
+	}
+	hc := &http.Client{}
+	var rt http.RoundTripper = http.DefaultTransport
+	if base != nil {
+		*hc = *base
+		if base.Transport != nil {
+			rt = base.Transport
+		}
+	}
+	t, ok := rt.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("executor: trust the runner's CA: the HTTP client's transport is a %T, not an *http.Transport", rt)
+	}
+	t = t.Clone()
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	} else {
+		t.TLSClientConfig = t.TLSClientConfig.Clone()
+	}
+	t.TLSClientConfig.RootCAs = pool
+	hc.Transport = t
+	return hc, nil
 }

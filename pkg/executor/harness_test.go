@@ -60,7 +60,7 @@ func newEnvIn(t testing.TB, buildsDir, homeDir string, opts ...gitlabtest.Option
 	t.Helper()
 	opts = append([]gitlabtest.Option{gitlabtest.WithTraceUpdateInterval(1, 1)}, opts...)
 	srv := gitlabtest.New(t, opts...)
-	c, err := gitlab.New(srv.URL(), gitlab.Options{})
+	c, err := gitlab.New(srv.URL(), gitlab.Options{HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +69,8 @@ func newEnvIn(t testing.TB, buildsDir, homeDir string, opts ...gitlabtest.Option
 		runner: srv.CreateRunner(gitlabtest.RunnerOptions{Description: "lambda runner"}),
 		cfg: executor.Config{
 			Version:           "1.2.3",
+			Revision:          testRevision,
+			ReleaseCLI:        testBinary(t),
 			Runtime:           "provided.al2023",
 			BuildsDir:         buildsDir,
 			HomeDir:           homeDir,

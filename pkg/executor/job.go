@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/releasecli"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/shell"
@@ -23,6 +25,9 @@ var errCanceled = errors.New("executor: job canceled in GitLab")
 
 // errAborted is the cause when GitLab no longer accepts the job.
 var errAborted = errors.New("executor: job aborted by GitLab")
+
+// errScriptTimeout ends the script steps at RUNNER_SCRIPT_TIMEOUT.
+var errScriptTimeout = errors.New("executor: script timeout")
 
 // outcome is how the job ends.
 type outcome struct {
@@ -45,6 +50,7 @@ type jobRun struct {
 	start time.Time
 
 	client *gitlab.Client
+	http   *http.Client // pre-signed cache URLs, trusting the runner's CA
 	buf    *trace.Buffer
 	w      *trace.Writer
 	up     *trace.Uploader
@@ -52,6 +58,7 @@ type jobRun struct {
 	sess   *shell.Session
 
 	projectDir string
+	set        settings
 	timeout    time.Duration // the job's timeout
 	// byLambda is true when the invocation's deadline, not the job's
 	// timeout, bounds the job.
@@ -77,6 +84,9 @@ func (j *jobRun) run(ctx context.Context) dispatch.Result {
 	if j.client, err = j.e.client(j.ev.GitLabURL, j.ev.CAPEM, j.log); err != nil {
 		return fail(err)
 	}
+	if j.http, err = httpClientWithCA(j.e.http, j.ev.CAPEM); err != nil {
+		return fail(err)
+	}
 	if j.ev.TwoPhase {
 		r, err := j.client.UpdateJob(ctx, j.job.ID, gitlab.UpdateJobRequest{Token: j.job.Token, State: gitlab.StateRunning})
 		switch {
@@ -94,7 +104,8 @@ func (j *jobRun) run(ctx context.Context) dispatch.Result {
 	if limit <= 0 {
 		limit = dispatch.DefaultOutputLimitKiB
 	}
-	j.w = trace.NewWriter(j.buf, trace.WriterOptions{Mask: trace.MaskOptionsFor(j.job), Limit: limit * 1024})
+	j.w = trace.NewWriter(j.buf, trace.WriterOptions{Mask: trace.MaskOptionsFor(j.job), Limit: limit * 1024,
+		Timestamps: boolVar(j.job.Variables, "FF_TIMESTAMPS")})
 	ucfg := trace.ConfigFor(j.job, j.client, j.buf)
 	ucfg.Interval = j.e.cfg.TraceInterval
 	ucfg.ForceSendInterval = j.e.cfg.KeepAliveInterval
@@ -220,6 +231,10 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	if j.job.Run != "" && len(j.job.Steps) == 0 {
 		j.w.Errorf("This job uses run: (CI steps), which this runner does not support")
 		return outcome{reason: gitlab.ReasonRunnerConfigurationError, message: ": run: steps are not supported"}
+	}
+	var ok bool
+	if j.set, ok = j.readSettings(); !ok {
+		return outcome{reason: gitlab.ReasonRunnerConfigurationError, message: ": invalid job settings"}
 	}
 	o, ok := j.setup(workCtx)
 	if !ok {
@@ -390,7 +405,10 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		runnerVars = append(runnerVars, gitlab.Variable{Key: "CI_RUNNER_SHORT_TOKEN", Value: st, Public: true})
 	}
 	if img := j.job.Image; img != nil && img.Name != "" {
-		runnerVars = append(runnerVars, gitlab.Variable{Key: "CI_JOB_IMAGE", Value: img.Name, Public: true})
+		// As gitlab-runner: the name of the image the job asked for, with
+		// the job's variables expanded (prepare_executor says where the
+		// job runs instead).
+		runnerVars = append(runnerVars, gitlab.Variable{Key: "CI_JOB_IMAGE", Value: j.job.Variables.Expand(img.Name), Public: true, Raw: true})
 	}
 	base := j.e.cfg.BaseEnv
 	if j.ev.Image != nil {
@@ -411,19 +429,31 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 			j.w.Printf("Tools install under %s, the only writable place (%s), and what they install is on PATH\n", j.e.cfg.HomeDir, strings.Join(changed, ", "))
 		}
 	}
+	var tools map[string]string
+	if j.e.cfg.ReleaseCLI != "" {
+		tools = map[string]string{releasecli.Name: j.e.cfg.ReleaseCLI}
+	}
 	cfg := shell.Config{
-		BuildsDir:          j.e.cfg.BuildsDir,
-		ProjectDir:         j.projectDir,
-		HomeDir:            j.e.cfg.HomeDir,
-		BaseEnv:            base,
-		Entrypoint:         j.entrypoint(),
-		KillGrace:          j.e.cfg.KillGrace,
-		AfterScriptTimeout: j.e.cfg.AfterScriptTimeout,
-		JobTimeout:         j.timeout,
-		RunnerVersion:      j.e.cfg.Version,
-		ServerCA:           []byte(j.ev.CAPEM),
-		Disposable:         j.e.cfg.Cleanup != sandbox.CleanupLocal,
-		RunnerVariables:    runnerVars,
+		BuildsDir:           j.e.cfg.BuildsDir,
+		ProjectDir:          j.projectDir,
+		HomeDir:             j.e.cfg.HomeDir,
+		BaseEnv:             base,
+		Entrypoint:          j.entrypoint(),
+		KillGrace:           j.e.cfg.KillGrace,
+		AfterScriptTimeout:  j.set.afterScriptTimeout,
+		JobTimeout:          j.timeout,
+		ConcurrentID:        j.ev.Runner.ConcurrentID,
+		ConcurrentProjectID: j.ev.Runner.ConcurrentID,
+		RunnerVersion:       j.e.cfg.Version,
+		RunnerRevision:      j.e.cfg.Revision,
+		ServerCA:            []byte(j.ev.CAPEM),
+		Disposable:          j.e.cfg.Cleanup != sandbox.CleanupLocal,
+		RunnerVariables:     runnerVars,
+		DebugTrace:          j.set.debugTrace,
+		Tools:               tools,
+	}
+	if p := j.job.Variables.Get("GIT_CLONE_PATH"); p != "" {
+		j.w.Warningf("GIT_CLONE_PATH is ignored: this runner checks every project out in %s", j.projectDir)
 	}
 	var err error
 	if j.sess, err = shell.Open(cfg, j.job.Variables); err != nil {
@@ -452,18 +482,36 @@ func (j *jobRun) cleanupFileVariables() {
 }
 
 // steps runs the script steps (script, release) until one fails, and
-// returns the CI_JOB_STATUS after_script should see.
+// returns the CI_JOB_STATUS after_script should see. RUNNER_SCRIPT_TIMEOUT
+// bounds them together; a step that could not be run at all is tried
+// again up to EXECUTOR_JOB_SECTION_ATTEMPTS times.
 func (j *jobRun) steps(ctx context.Context) (string, outcome) {
+	scriptCtx := ctx
+	if d := j.set.scriptTimeout; d > 0 {
+		var cancel context.CancelFunc
+		scriptCtx, cancel = context.WithTimeoutCause(ctx, d, errScriptTimeout)
+		defer cancel()
+	}
+	out := j.w.Stream(trace.StreamWork)
 	for _, st := range j.job.Steps {
 		if st.Name == gitlab.StepAfterScript {
 			continue
 		}
 		var r shell.Result
-		root := newRootDetector(j.w)
+		root := newRootDetector(out)
 		j.section("step_"+st.Name, fmt.Sprintf("Executing %q stage of the job script", "step_"+st.Name), func() {
-			r = j.sess.Run(ctx, st, root)
-			if r.Outcome == shell.Failed && root.found() != "" {
-				j.w.Errorf(RootHint, root.found())
+			for attempt := 1; ; attempt++ {
+				r = j.sess.Run(scriptCtx, st, root)
+				if r.Outcome == shell.Failed && root.found() != "" {
+					j.w.Errorf(RootHint, root.found())
+				}
+				if r.Outcome != shell.SystemFailure || attempt >= j.set.sectionAttempts || scriptCtx.Err() != nil {
+					return
+				}
+				j.w.Warningf("Executing %q stage of the job script failed (attempt %d of %d): %v", "step_"+st.Name, attempt, j.set.sectionAttempts, r.Err)
+				if waitAttempt(scriptCtx) != nil {
+					return
+				}
 			}
 		})
 		switch r.Outcome {
@@ -474,6 +522,10 @@ func (j *jobRun) steps(ctx context.Context) (string, outcome) {
 		case shell.Canceled:
 			return r.JobStatus(), outcome{reason: gitlab.ReasonJobCanceled, message: ": canceled", canceled: true}
 		case shell.TimedOut:
+			if ctx.Err() == nil && errors.Is(context.Cause(scriptCtx), errScriptTimeout) {
+				return r.JobStatus(), outcome{reason: gitlab.ReasonJobExecutionTimeout,
+					message: fmt.Sprintf(": script timeout: the script ran longer than RUNNER_SCRIPT_TIMEOUT (%s)", j.set.scriptTimeout)}
+			}
 			return r.JobStatus(), j.timeoutOutcome()
 		default:
 			return shell.StatusFailed, outcome{reason: gitlab.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): run step %s: %v", st.Name, r.Err)}
@@ -499,7 +551,7 @@ func (j *jobRun) afterScript(ctx context.Context, status string) (r shell.Result
 			j.w.Warningf("after_script skipped: no time left before the job's deadline")
 			return
 		}
-		r, ran = j.sess.RunAfterScript(ctx, script, status, j.w), true
+		r, ran = j.sess.RunAfterScript(ctx, script, status, j.w.Stream(trace.StreamWork)), true
 	})
 	return r, ran
 }

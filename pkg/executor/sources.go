@@ -12,6 +12,7 @@ import (
 	"gitlab-serverless-runner/pkg/checkout"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/shell"
+	"gitlab-serverless-runner/pkg/trace"
 )
 
 // Failures before the script are reported as gitlab-runner reports them:
@@ -26,7 +27,7 @@ func (j *jobRun) hook(ctx context.Context, name string) (outcome, bool) {
 		if h.Name != name || len(h.Script) == 0 {
 			continue
 		}
-		r := j.sess.Run(ctx, gitlab.Step{Name: name, Script: h.Script}, j.w)
+		r := j.sess.Run(ctx, gitlab.Step{Name: name, Script: h.Script}, j.w.Stream(trace.StreamWork))
 		if r.Outcome != shell.Succeeded {
 			return outcome{reason: gitlab.ReasonScriptFailure, exitCode: r.ExitCode, message: fmt.Sprintf(": %s failed: %v", name, r.Err)}, false
 		}

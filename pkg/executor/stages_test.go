@@ -364,12 +364,19 @@ type s3 struct {
 	mu      sync.Mutex
 	objects map[string][]byte
 	gets    []string
-	srv     *httptest.Server
+	// failGets is how many GETs of an existing object are answered 500
+	// before it is served.
+	failGets int
+	srv      *httptest.Server
 }
 
-func newS3(t *testing.T) *s3 {
+func newS3(t *testing.T) *s3 { return startS3(t, httptest.NewServer) }
+
+// startS3 starts the stand-in with start (httptest.NewTLSServer for HTTPS
+// with httptest's certificate).
+func startS3(t *testing.T, start func(http.Handler) *httptest.Server) *s3 {
 	s := &s3{objects: map[string][]byte{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("X-Amz-Signature") == "" {
 			http.Error(w, "missing signature", http.StatusForbidden)
 			return
@@ -382,6 +389,11 @@ func newS3(t *testing.T) *s3 {
 			b, ok := s.objects[r.URL.Path]
 			if !ok {
 				http.Error(w, "NoSuchKey", http.StatusNotFound)
+				return
+			}
+			if s.failGets > 0 {
+				s.failGets--
+				http.Error(w, "InternalError", http.StatusInternalServerError)
 				return
 			}
 			w.Write(b)

@@ -2,10 +2,11 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
-	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/trace"
 )
 
 // DefaultStatusInterval is how often the executor asks GitLab for the job's
@@ -44,8 +45,11 @@ func (s *remoteStatus) isAborted() bool {
 // watchStatus starts the status check: every StatusInterval a keep-alive
 // update (PUT state=running with the trace's current checksum and size, as
 // gitlab-runner sends it) whose Job-Status answer says whether the job was
-// canceled. It returns a function that stops the check and waits for it,
-// so that no running update can follow the final one.
+// canceled. The uploader sends it (trace.Uploader.CheckStatus), one
+// request at a time with its own: once GitLab answers that the job is
+// over, neither sends anything more. It returns a function that stops the
+// check and waits for it, so that no running update can follow the final
+// one.
 func (j *jobRun) watchStatus(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -62,27 +66,23 @@ func (j *jobRun) watchStatus(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 			}
-			r, err := j.client.UpdateJob(ctx, j.job.ID, gitlab.UpdateJobRequest{
-				Token:  j.job.Token,
-				State:  gitlab.StateRunning,
-				Output: gitlab.JobOutput{Checksum: j.buf.Checksum(), Bytesize: j.buf.Size()},
-			})
+			err := j.up.CheckStatus(ctx)
 			switch {
-			case err != nil && gitlab.AbortsJob(err):
-				j.log.Warn("executor: GitLab refuses the job's status check; aborting", "error", err)
+			case errors.Is(err, trace.ErrAborted):
+				j.log.Info("executor: the job is over in GitLab; aborting")
 				j.remote.abort()
+				return
+			case errors.Is(err, trace.ErrFinished):
 				return
 			case err != nil:
 				if ctx.Err() == nil {
 					j.log.Warn("executor: check the job's status", "error", err)
 				}
-			case r.Aborted():
-				j.log.Info("executor: the job ended in GitLab; aborting", "job_status", r.JobStatus)
-				j.remote.abort()
-				return
-			case r.Canceling():
-				j.log.Info("executor: GitLab asks to cancel the job")
+			}
+			select {
+			case <-j.up.Canceling():
 				j.remote.cancel()
+			default:
 			}
 		}
 	}()

@@ -3,7 +3,10 @@
 // success and on failure), records the job's outcome, duration and memory,
 // frees the runner's concurrency slot, and fails the job in GitLab when the
 // executor crashed, was killed at Lambda's time limit or ended without
-// reporting, so that no job is left running in GitLab.
+// reporting, so that no job is left running in GitLab. A freed slot whose
+// runner has jobs waiting (a poll found every slot held: the runner's poll
+// demand) starts a poll of the runner at once, so a burst of jobs drains
+// at the speed of its jobs rather than one wave per scheduled poll.
 //
 // A record is only trusted once it matches the store: the job must be a
 // running job of that runner, and the slot token the poller put in the
@@ -58,6 +61,12 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives one line per record; nil discards.
 	Logger *slog.Logger
+	// PollerFunction is the poller function a freed slot invokes when its
+	// runner has a poll demand (POLLER_FUNCTION); empty, or a nil
+	// Invoker, leaves freed slots to the next scheduled poll.
+	PollerFunction string
+	// Invoker invokes PollerFunction.
+	Invoker invoke.Invoker
 }
 
 // Finisher closes jobs from destination records. It is safe for concurrent
@@ -68,12 +77,12 @@ type Finisher struct {
 	log  *slog.Logger
 }
 
-// ConfigFromEnv reads EXECUTOR_MEMORY_MB and the URL policy's
-// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.ConfigFromEnv)
-// through lookup (os.LookupEnv when nil).
+// ConfigFromEnv reads EXECUTOR_MEMORY_MB, POLLER_FUNCTION and the URL
+// policy's ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB
+// (urlpolicy.ConfigFromEnv) through lookup (os.LookupEnv when nil).
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
-	cfg := Config{DefaultMemoryMB: r.Int("EXECUTOR_MEMORY_MB", 128)}
+	cfg := Config{DefaultMemoryMB: r.Int("EXECUTOR_MEMORY_MB", 128), PollerFunction: r.String("POLLER_FUNCTION")}
 	policy, err := urlpolicy.ConfigFromEnv(lookup)
 	if err != nil {
 		r.Fail(err)
@@ -160,7 +169,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 		if duplicate {
 			// A record delivered again after its job was closed: the
 			// first delivery may have failed before it freed the slot.
-			return out, f.release(ctx, d)
+			return out, f.release(ctx, log, d)
 		}
 		return out, nil
 	}
@@ -223,7 +232,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	case err != nil:
 		return out, fmt.Errorf("finisher: record job %d of runner %s: %w", d.JobID, d.RunnerID, err)
 	}
-	if err := f.release(ctx, d); err != nil {
+	if err := f.release(ctx, log, d); err != nil {
 		return out, err
 	}
 	log.InfoContext(ctx, "job finished", "state", out.State, "failure_reason", out.FailureReason,
@@ -370,11 +379,41 @@ func (f *Finisher) client(instance, caPEM string) (*gitlab.Client, error) {
 
 // release frees the dispatch's slot, only while the dispatch's token holds
 // it: when the lease ran out and another poll took the slot, this frees
-// nothing and the new holder keeps it.
-func (f *Finisher) release(ctx context.Context, d dispatch.Dispatch) error {
+// nothing and the new holder keeps it. Then it polls the runner again if
+// a poll had found every slot held.
+func (f *Finisher) release(ctx context.Context, log *slog.Logger, d dispatch.Dispatch) error {
 	slot := runner.Slot{RunnerID: d.RunnerID, Index: d.SlotIndex, Token: d.SlotToken}
 	if err := f.jobs.ReleaseSlot(ctx, slot); err != nil {
 		return fmt.Errorf("finisher: release slot %d of runner %s: %w", d.SlotIndex, d.RunnerID, err)
 	}
+	f.pollAgain(ctx, log, d.RunnerID)
 	return nil
+}
+
+// pollAgain takes the runner's poll demand and, if there was one, starts
+// a poll to fill the freed slot. It runs after the slot is freed, never
+// before: a poll that records its demand after this took none looks for a
+// slot once more and finds this one (runner.JobStore.TakePollDemand). A
+// failure here loses no job, only time: the scheduled poll takes over.
+func (f *Finisher) pollAgain(ctx context.Context, log *slog.Logger, runnerID string) {
+	if f.cfg.PollerFunction == "" || f.cfg.Invoker == nil {
+		return
+	}
+	demand, err := f.jobs.TakePollDemand(ctx, runnerID)
+	if err != nil {
+		log.WarnContext(ctx, "cannot read the runner's poll demand; waiting jobs start at the next scheduled poll", "error", err)
+		return
+	}
+	if !demand {
+		return
+	}
+	ev := dispatch.Poll{RunnerID: runnerID, Reason: dispatch.PollSlotFreed}
+	if err := f.cfg.Invoker.Invoke(ctx, f.cfg.PollerFunction, ev.Marshal(), invoke.Options{}); err != nil {
+		log.WarnContext(ctx, "cannot start a poll for the freed slot; waiting jobs start at the next freed slot or scheduled poll", "error", err)
+		if err := f.jobs.RecordPollDemand(context.WithoutCancel(ctx), runnerID); err != nil {
+			log.WarnContext(ctx, "cannot put the poll demand back", "error", err)
+		}
+		return
+	}
+	log.InfoContext(ctx, "poll started for the freed slot")
 }

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/dispatch"
+	"gitlab-serverless-runner/pkg/finisher"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/invoke/invoketest"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -55,6 +57,9 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 		return succeed(ctx, c, ev, 10)
 	}, 0)
 	ctx := context.Background()
+	// A freed slot would poll the runner again: forged records must not.
+	polls := &invoketest.Recorder{}
+	w.finisher = finisher.New(w.store, finisher.Config{DefaultMemoryMB: 3008, GitLab: w.glOpts, PollerFunction: "poller", Invoker: polls})
 
 	finished := w.run() // a job run to its end
 	p := w.gl.CreateProject("group/other", map[string]string{"README.md": "hi\n"})
@@ -110,6 +115,9 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 		{"finished job, wrong slot token", forge(func(d *dispatch.Dispatch) { d.JobID = finished.ID }), false, false},
 		{"finished job, the slot token that holds the slot now", forge(func(d *dispatch.Dispatch) { d.JobID, d.SlotToken = finished.ID, real.SlotToken }), false, false},
 	}
+	// The running job's poll found the runner's one slot held: a demand
+	// waits for the slot, which only the job's own record may free.
+	pollsBefore := len(polls.Calls())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			requests := len(w.gl.Requests())
@@ -129,6 +137,9 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 			if w.slotFree() {
 				t.Error("the running job's slot was freed")
 			}
+			if got := len(polls.Calls()); got != pollsBefore {
+				t.Errorf("poller invocations = %d, want %d: a forged record started a poll", got, pollsBefore)
+			}
 			if got := w.gl.Job(job.ID); got.State != "running" {
 				t.Errorf("running job in GitLab = %s, want running", got.State)
 			}
@@ -146,6 +157,9 @@ func TestFinisherIgnoresForgedRecords(t *testing.T) {
 	}
 	if !w.slotFree() {
 		t.Error("slot still held after the job's own record")
+	}
+	if got := len(polls.Calls()); got != pollsBefore+1 {
+		t.Errorf("poller invocations after the job's own record = %d, want %d: its freed slot polls for the waiting demand", got, pollsBefore+1)
 	}
 	w.gl.AssertNoViolations(t)
 }

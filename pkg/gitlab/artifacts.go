@@ -197,7 +197,7 @@ func (c *Client) DownloadArtifacts(ctx context.Context, jobID int64, jobToken st
 		// Done, final, or failed while streaming (w may hold bytes).
 		return n, err
 	}
-	c.log.WarnContext(ctx, "direct artifact download failed, asking GitLab to serve it", "job_id", jobID, "error", err)
+	c.log.WarnContext(ctx, "direct artifact download failed, asking GitLab to serve it", "artifacts_job_id", jobID, "error", err)
 	return c.download(ctx, jobID, jobToken, false, w)
 }
 

@@ -75,3 +75,36 @@ func (j *Job) CacheKey(key string) string {
 	}
 	return j.Variables.Expand(key)
 }
+
+// Expand returns the cache plan with the variables expanded in its paths,
+// as gitlab-runner expands them before archiving: `paths: [$APP/vendor]`.
+// vs are the job's variables as its environment has them (the runner's
+// own, such as CI_PROJECT_DIR, included). The key and policy are left as
+// CachePlans made them.
+func (p CachePlan) Expand(vs Variables) CachePlan {
+	p.Paths = vs.expandAll(p.Paths)
+	return p
+}
+
+// Expand returns the artifact with the variables expanded in its name,
+// paths and exclude patterns, as gitlab-runner expands them:
+// `name: $CI_JOB_NAME`, `paths: [$APP/dist]`. vs are the job's variables
+// as its environment has them (the runner's own included).
+func (a Artifact) Expand(vs Variables) Artifact {
+	a.Name = vs.Expand(a.Name)
+	a.Paths = vs.expandAll(a.Paths)
+	a.Exclude = vs.expandAll(a.Exclude)
+	return a
+}
+
+// expandAll expands each of ss into a new slice; nil stays nil.
+func (vs Variables) expandAll(ss []string) []string {
+	if ss == nil {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = vs.Expand(s)
+	}
+	return out
+}

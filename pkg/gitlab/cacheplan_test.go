@@ -56,3 +56,25 @@ func TestCacheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestExpandPathsAndNames(t *testing.T) {
+	vs := gitlab.Variables{
+		{Key: "APP", Value: "web"},
+		{Key: "CI_PROJECT_DIR", Value: "/builds/group/demo"},
+		{Key: "CI_JOB_NAME", Value: "build"},
+	}
+	a := gitlab.Artifact{Name: "$CI_JOB_NAME-${APP}", Paths: []string{"$APP/dist", "$CI_PROJECT_DIR/out", "plain"}, Exclude: []string{"$APP/dist/*.map"}, When: "$APP"}
+	got := a.Expand(vs)
+	want := gitlab.Artifact{Name: "build-web", Paths: []string{"web/dist", "/builds/group/demo/out", "plain"}, Exclude: []string{"web/dist/*.map"}, When: "$APP"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Artifact.Expand = %+v, want %+v", got, want)
+	}
+	if a.Paths[0] != "$APP/dist" {
+		t.Errorf("Expand changed the artifact it was called on: %q", a.Paths[0])
+	}
+	job := &gitlab.Job{Cache: []gitlab.Cache{{Key: "$APP", Paths: []string{"$APP/node_modules"}, Policy: "pull"}}, Variables: vs}
+	p := job.CachePlans()[0].Expand(vs)
+	if !reflect.DeepEqual(p.Paths, []string{"web/node_modules"}) || p.Key != "$APP" || !reflect.DeepEqual(p.Keys, []string{"$APP"}) || !p.Pull {
+		t.Errorf("CachePlan.Expand = %+v, want paths expanded and the key as written", p)
+	}
+}

@@ -1,5 +1,7 @@
-// Package logtest captures the logs of code under test: a buffer that
-// loggers shared by many goroutines write to while the test reads it.
+// Package logtest captures and checks the logs of code under test: a
+// buffer that loggers shared by many goroutines write to while the test
+// reads it, and RepeatedKeys, which finds an attribute written twice on
+// one JSON log line.
 package logtest
 
 import (

@@ -7,6 +7,10 @@
 // job's gitlab.CachePlan) and hands the job to the executor function of the
 // runner's runtime as a dispatch.Event. Every path out ends with the job
 // handed over or failed in GitLab, and with the runner's health recorded.
+// A poll that finds every slot held, or stops before GitLab said it had no
+// more jobs, records the runner's poll demand, which the next freed slot
+// takes to poll again (see runner.JobStore.TakePollDemand for why no
+// freed slot is missed).
 //
 // It also defines the feature map advertised to GitLab (Features).
 package poller

@@ -176,7 +176,16 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 			return Result{Stop: StopRefused}, nil
 		}
 	}
-	client, err := gitlab.New(r.GitLabURL, p.cfg.GitLab)
+	opts := p.cfg.GitLab
+	if r.CAPEM != "" && opts.HTTPClient == nil {
+		// The runner's custom CA, for a GitLab a private CA vouches for.
+		if pool, err := gitlab.CertPool(r.CAPEM); err == nil {
+			opts.RootCAs = pool
+		} else {
+			log.WarnContext(ctx, "the runner's CA holds no certificate; polling with the system's", "error", err)
+		}
+	}
+	client, err := gitlab.New(r.GitLabURL, opts)
 	if err != nil {
 		p.recordError(ctx, r, "The runner's GitLab URL is invalid")
 		return Result{Stop: StopUnavailable}, nil
@@ -203,29 +212,46 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 	lastUpdate := r.LastUpdate
 	var res Result
 	contacted := false
+	// gotJob: GitLab's last answer was a job, so more may be waiting.
+	gotJob := false
 	defer func() {
 		if contacted && res.Stop != StopForbidden && res.Stop != StopUnavailable {
 			p.recordContact(ctx, r)
 		}
 		log.InfoContext(ctx, "poll finished", "jobs", res.Jobs, "failed", res.Failed, "stop", res.Stop)
 	}()
+	// stopUnsure ends a poll that stopped before GitLab said it had no
+	// more jobs: the demand is remembered, so the next freed slot polls.
+	stopUnsure := func(stop string) (Result, error) {
+		res.Stop = stop
+		if err := p.d.Jobs.RecordPollDemand(ctx, r.ID); err != nil {
+			log.WarnContext(ctx, "cannot record the poll demand; the next scheduled poll takes the jobs left", "error", err)
+		}
+		return res, nil
+	}
 	for {
 		if pollCtx.Err() != nil {
+			if gotJob {
+				return stopUnsure(StopWindow)
+			}
 			res.Stop = StopWindow
 			return res, nil
 		}
-		slot, ok, err := p.d.Jobs.AcquireSlot(ctx, r.ID, max(r.Concurrency, 1), window+time.Minute)
+		slot, ok, err := p.acquire(ctx, r, window+time.Minute)
 		if err != nil {
-			return res, fmt.Errorf("poller: poll runner %s: acquire slot: %w", r.ID, err)
+			return res, fmt.Errorf("poller: poll runner %s: %w", r.ID, err)
 		}
 		if !ok {
-			res.Stop = StopNoSlot
+			res.Stop = StopNoSlot // the demand is recorded (acquire)
 			return res, nil
 		}
 		jr, err := client.RequestJob(pollCtx, gitlab.JobRequest{Token: token, SystemID: r.SystemID, LastUpdate: lastUpdate, Info: info})
 		if err != nil {
 			p.release(ctx, log, slot)
 			if pollCtx.Err() != nil && ctx.Err() == nil {
+				if gotJob {
+					return stopUnsure(StopWindow)
+				}
 				res.Stop = StopWindow // a long poll held past the window
 				return res, nil
 			}
@@ -233,6 +259,7 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 			return res, nil
 		}
 		contacted = true
+		gotJob = jr.Job != nil
 		if jr.LastUpdate != "" && jr.LastUpdate != lastUpdate {
 			lastUpdate = jr.LastUpdate
 			if err := p.d.Runners.SetLastUpdate(ctx, r.ID, lastUpdate); err != nil {
@@ -241,9 +268,9 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		}
 		switch {
 		case jr.Conflict:
+			// GitLab could not hand out a job this time; jobs may wait.
 			p.release(ctx, log, slot)
-			res.Stop = StopConflict
-			return res, nil
+			return stopUnsure(StopConflict)
 		case jr.Job == nil:
 			p.release(ctx, log, slot)
 			if !longPoll {
@@ -260,6 +287,28 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		}
 		if err != nil {
 			return res, err
+		}
+	}
+}
+
+// acquire takes a free concurrency slot of r for lease. When every slot
+// is held it records the runner's poll demand and then looks once more: a
+// finisher that freed a slot between the first look and the record found
+// no demand to act on, so this poll must find that slot
+// (runner.JobStore.TakePollDemand). ok is false when every slot is still
+// held; the demand then waits for the next freed slot.
+func (p *Poller) acquire(ctx context.Context, r *runner.Runner, lease time.Duration) (runner.Slot, bool, error) {
+	concurrency := max(r.Concurrency, 1)
+	for attempt := 0; ; attempt++ {
+		slot, ok, err := p.d.Jobs.AcquireSlot(ctx, r.ID, concurrency, lease)
+		if err != nil {
+			return slot, false, fmt.Errorf("acquire slot: %w", err)
+		}
+		if ok || attempt == 1 {
+			return slot, ok, nil
+		}
+		if err := p.d.Jobs.RecordPollDemand(ctx, r.ID); err != nil {
+			return slot, false, fmt.Errorf("record poll demand: %w", err)
 		}
 	}
 }
@@ -351,7 +400,7 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	ev := dispatch.Event{
 		GitLabURL:   client.URL(),
 		Job:         job,
-		Runner:      dispatch.Runner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r)},
+		Runner:      dispatch.Runner{ID: r.GitLabRunnerID, Description: r.Description, ShortToken: p.shortToken(r), ConcurrentID: slot.Index},
 		Cache:       cache,
 		OutputLimit: int64(r.OutputLimitKiB),
 		CAPEM:       r.CAPEM,

@@ -2,6 +2,7 @@ package poller_test
 
 import (
 	"context"
+	"encoding/pem"
 	"regexp"
 	"strings"
 	"sync"
@@ -359,5 +360,50 @@ func TestEventCarriesRunnerSettings(t *testing.T) {
 	ev := calls[0].Event
 	if ev.CAPEM != pem || ev.OutputLimit != 8192 {
 		t.Errorf("event ca_pem, output_limit = %q, %d; want the runner's %q, 8192", ev.CAPEM, ev.OutputLimit, pem)
+	}
+}
+
+// TestPollTrustsTheRunnersCA: a runner whose GitLab a private CA vouches
+// for is polled with that CA (the executor then uses it for the rest).
+func TestPollTrustsTheRunnersCA(t *testing.T) {
+	e := newEnv(t, gitlabtest.WithTLS())
+	e.glOpts.HTTPClient = nil // the system's roots, as in production
+	e.poller = e.newPoller(e.inv)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.gl.Certificate().Raw}))
+	without, _ := e.addRunner(1, nil)
+	e.enqueue(gitlabtest.JobSpec{})
+	e.poll(without)
+	if n := len(executorCalls(t, e.inv)); n != 0 {
+		t.Fatalf("executor invocations without the CA = %d, want 0", n)
+	}
+	with, _ := e.addRunner(1, func(r *runner.Runner) { r.CAPEM = ca })
+	e.poll(with)
+	calls := executorCalls(t, e.inv)
+	if len(calls) != 1 || calls[0].Event.CAPEM != ca {
+		t.Fatalf("executor invocations with the CA = %+v, want one carrying the CA", calls)
+	}
+}
+
+// TestConcurrentIDIsTheSlot: CI_CONCURRENT_ID (the event's
+// runner.concurrent_id) is the job's slot, so no two running jobs of a
+// runner share it.
+func TestConcurrentIDIsTheSlot(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.addRunner(3, nil)
+	for range 3 {
+		e.enqueue(gitlabtest.JobSpec{})
+	}
+	e.poll(r)
+	calls := executorCalls(t, e.inv)
+	if len(calls) != 3 {
+		t.Fatalf("executor invocations = %d, want 3", len(calls))
+	}
+	seen := map[int]bool{}
+	for _, c := range calls {
+		id := c.Event.Runner.ConcurrentID
+		if id != c.Event.Dispatch.SlotIndex || seen[id] || id < 0 || id >= 3 {
+			t.Errorf("concurrent ids %v, then %d (slot %d): want each slot once, 0 to 2", seen, id, c.Event.Dispatch.SlotIndex)
+		}
+		seen[id] = true
 	}
 }

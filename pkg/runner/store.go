@@ -90,6 +90,21 @@ type JobStore interface {
 	// ReleaseSlotOfJob frees the runner's slot index if it still holds
 	// jobID, whoever holds its token.
 	ReleaseSlotOfJob(ctx context.Context, runnerID string, index int, jobID int64) error
+	// RecordPollDemand notes that a poll found every slot of the runner
+	// held while jobs may wait in GitLab (a job event, or a poll that was
+	// still getting jobs). Recording it again leaves one demand.
+	RecordPollDemand(ctx context.Context, runnerID string) error
+	// TakePollDemand removes the runner's poll demand and reports whether
+	// there was one; of concurrent takers exactly one gets true. Whoever
+	// frees a slot takes it and, if there was one, polls the runner.
+	//
+	// Together the two close the lost wake-up between a poll that finds
+	// no slot and a finisher that frees one: the poll records the demand
+	// and then looks for a slot once more; the finisher frees its slot and
+	// then takes the demand. Both reads are strongly consistent, so at
+	// least one of them sees the other's write: the poll finds the freed
+	// slot, or the finisher finds the demand.
+	TakePollDemand(ctx context.Context, runnerID string) (bool, error)
 	// ListJobs returns up to limit of the runner's jobs, newest first.
 	ListJobs(ctx context.Context, runnerID string, limit int) ([]*Job, error)
 }

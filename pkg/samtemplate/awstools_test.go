@@ -351,6 +351,79 @@ func TestCfnLint(t *testing.T) {
 	}
 }
 
+// samTransform expands a SAM template into plain CloudFormation with AWS's
+// SAM translator (the one cfn-lint and sam deploy use), local code paths
+// replaced by an S3 location as sam package would.
+const samTransform = `import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+tpl = yaml_parse(open(sys.argv[1]).read())
+for res in tpl.get("Resources", {}).values():
+    props = res.get("Properties") or {}
+    for key in ("CodeUri", "ContentUri"):
+        if key in props:
+            props[key] = "s3://artifacts-bucket/code.zip"
+json.dump(transform(tpl, {}, NoManagedPolicies()), open(sys.argv[2], "w"), indent=1)
+`
+
+// cfn-lint skips a circular dependency through a SAM resource (its rule
+// E3004 says so: the transform may split it), and the template's likeliest
+// cycle runs through roles SAM generates: the finisher invokes the poller,
+// the poller the executors, and each executor's role may invoke its
+// destination, the finisher. So the template is linted once more after
+// AWS's SAM translator has expanded it, where every rule applies: nothing
+// is reported. The same run shows that the finisher naming the poller by
+// !Ref, the obvious way, is reported there as E3004.
+func TestCfnLintAfterSAMTransform(t *testing.T) {
+	root := repoRoot(t)
+	venvTool(t, "cfn-lint")
+	python := venvTool(t, "python")
+	dir := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join(root, "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := loadTemplate(t)
+	name := samtemplate.Path(function(t, tpl, "FinisherFunction").Properties, "Environment", "Variables", "POLLER_FUNCTION")
+	if samtemplate.RefName(name) == "PollerFunction" {
+		t.Fatalf("the finisher's POLLER_FUNCTION is !Ref PollerFunction: a cycle through the executors' roles")
+	}
+	cyclic := regexp.MustCompile(`(?m)^(\s+POLLER_FUNCTION: ).*$`).ReplaceAll(raw, []byte("${1}!Ref PollerFunction"))
+	script := filepath.Join(dir, "transform.py")
+	for name, b := range map[string][]byte{"transform.py": []byte(samTransform), "template.yaml": raw, "cyclic.yaml": cyclic} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := append(toolEnv(t, toolHome(t, dir)), "AWS_DEFAULT_REGION=us-east-1")
+	for _, name := range []string{"template", "cyclic"} {
+		out, err := offline(dir, env, python+" "+script+" "+name+".yaml "+name+".json")
+		if err != nil {
+			t.Fatalf("SAM translator on %s.yaml: %v\n%s", name, err, out)
+		}
+	}
+	out, _ := offline(dir, env, "cfn-lint --include-checks I -- template.json cyclic.json")
+	findings := map[string][]string{}
+	lines := strings.Split(out, "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		file, _, ok := strings.Cut(lines[i+1], ":")
+		if ok && lines[i] != "" {
+			findings[file] = append(findings[file], lines[i])
+		}
+	}
+	if f := findings["template.json"]; len(f) > 0 {
+		t.Errorf("cfn-lint on the transformed template:\n%s", strings.Join(f, "\n"))
+	}
+	if got := strings.Join(findings["cyclic.json"], "\n"); !strings.Contains(got, "E3004") || !strings.Contains(got, "FinisherFunction") {
+		t.Errorf("cfn-lint did not report the cycle of a finisher naming the poller by !Ref; its output:\n%s", out)
+	}
+}
+
 // Every command of the guides that needs neither an AWS account, Docker
 // nor a server runs as printed on a clean copy of the repository: the
 // version check of the first step, sam validate --lint and every sam build.
@@ -512,7 +585,7 @@ func TestToolsRunWithoutNetwork(t *testing.T) {
 }
 
 // TestSamLocalGuideStartsDynamoDBAndCreatesTheTables runs the DynamoDB
-// steps of docs/sam-local.md as printed, from the repository's root: it
+// steps of docs/sam-local.md as printed, as from the repository's root: it
 // starts DynamoDB Local on port 8000 (in a network namespace of its own, so
 // the port is free whatever else runs) and creates the tables with the AWS
 // CLI. Each table must then have the keys and indexes of store.Tables().
@@ -542,8 +615,18 @@ func TestSamLocalGuideStartsDynamoDBAndCreatesTheTables(t *testing.T) {
 	script.WriteString("kill %1\n")
 
 	env := append(toolEnv(t, toolHome(t, t.TempDir())), "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+	// A directory standing for the repository's root (DynamoDB Local writes
+	// its metadata file there): the guide's commands find the jar under
+	// .ci/node_modules.
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, ".ci"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(repoRoot(t), ".ci", "node_modules"), filepath.Join(dir, ".ci", "node_modules")); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "--", "bash", "-c", script.String())
-	cmd.Dir, cmd.Env = repoRoot(t), env
+	cmd.Dir, cmd.Env = dir, env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -1,7 +1,11 @@
 package samtemplate_test
 
 import (
+	"fmt"
+	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -294,7 +298,10 @@ func TestLeastPrivilege(t *testing.T) {
 			"Allow ecr:BatchImportUpstreamImage,ecr:CreateRepository on arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${ImageCachePrefix}-*",
 			"Allow s3:GetObject,s3:PutObject on ${CacheBucket.Arn}/payloads/*",
 		},
-		"FinisherFunction":       {"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:SlotsTable"},
+		"FinisherFunction": {
+			"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:SlotsTable",
+			"LambdaInvokePolicy:" + render(function(t, tpl, "PollerFunction").Properties["FunctionName"]),
+		},
 		"ExecutorFunction":       nil,
 		"ExecutorPythonFunction": nil,
 		"ExecutorNodeFunction":   nil,
@@ -404,6 +411,111 @@ func TestEveryParameterIsInOneGroup(t *testing.T) {
 		if count[name] != 1 {
 			t.Errorf("parameter %s is in %d groups, want 1", name, count[name])
 		}
+	}
+}
+
+// evalName evaluates a function name made of Fn::Join, Fn::Select,
+// Fn::Split and the pseudo parameters AWS::StackName and AWS::StackId, as
+// CloudFormation would for a stack of that id.
+func evalName(t *testing.T, v any, stackID string) string {
+	t.Helper()
+	var eval func(v any) any
+	eval = func(v any) any {
+		switch v := v.(type) {
+		case string, int, float64:
+			return v
+		case []any:
+			out := make([]any, len(v))
+			for i, e := range v {
+				out[i] = eval(e)
+			}
+			return out
+		case map[string]any:
+			if len(v) != 1 {
+				break
+			}
+			for fn, arg := range v {
+				args, _ := eval(arg).([]any)
+				switch fn {
+				case "Ref":
+					switch arg {
+					case "AWS::StackId":
+						return stackID
+					case "AWS::StackName":
+						return strings.Split(stackID, "/")[1]
+					}
+				case "Fn::Join":
+					if len(args) == 2 {
+						var parts []string
+						for _, p := range args[1].([]any) {
+							parts = append(parts, p.(string))
+						}
+						return strings.Join(parts, args[0].(string))
+					}
+				case "Fn::Split":
+					if len(args) == 2 {
+						var out []any
+						for _, p := range strings.Split(args[1].(string), args[0].(string)) {
+							out = append(out, p)
+						}
+						return out
+					}
+				case "Fn::Select":
+					if len(args) == 2 {
+						i, _ := strconv.Atoi(fmt.Sprint(args[0]))
+						return args[1].([]any)[i]
+					}
+				}
+			}
+		}
+		t.Fatalf("cannot evaluate %s", render(v))
+		return nil
+	}
+	s, ok := eval(v).(string)
+	if !ok {
+		t.Fatalf("%s is not a string", render(v))
+	}
+	return s
+}
+
+// The finisher invokes the poller, whose !Ref would close the cycle
+// finisher → poller → executors → their destination, the finisher
+// (TestCfnLintAfterSAMTransform shows it): the poller's name is set, built
+// from the stack's id, and the finisher's variable and policy build the
+// same name without referring to the poller. Lambda takes names of up to
+// 64 characters of letters, digits, - and _: the name is one whatever the
+// stack's name (up to 128 characters), and two stacks get two names.
+func TestFinisherNamesThePollerWithoutACycle(t *testing.T) {
+	tpl := loadTemplate(t)
+	name := function(t, tpl, "PollerFunction").Properties["FunctionName"]
+	fin := function(t, tpl, "FinisherFunction")
+	if got := samtemplate.Path(fin.Properties, "Environment", "Variables", "POLLER_FUNCTION"); !reflect.DeepEqual(got, name) {
+		t.Errorf("finisher POLLER_FUNCTION = %s, want the poller's FunctionName %s", render(got), render(name))
+	}
+	if got := policies(t, fin); !slices.Contains(got, "LambdaInvokePolicy:"+render(name)) {
+		t.Errorf("finisher policies %q do not allow invoking %s", got, render(name))
+	}
+	for _, r := range tpl.References() {
+		if strings.HasPrefix(r.Path, "Resources.FinisherFunction.") && r.Name == "PollerFunction" {
+			t.Errorf("%s refers to PollerFunction", r.Path)
+		}
+	}
+	lambdaName := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	seen := map[string]bool{}
+	long := strings.Repeat("a-very-long-stack-name-", 5) + "12345678" // 123 characters
+	for _, stack := range []struct{ name, id string }{
+		{"sam-app", "6e4f5f30-0f6c-11ef-9f5a-0a1b2c3d4e5f"},
+		{"sam-app", "0b0e7e10-0f6d-11ef-8a3b-06f1e2d3c4b5"}, // deleted and created again
+		{long, "9c1d2e30-0f6d-11ef-b1c2-0e9f8a7b6c5d"},
+	} {
+		got := evalName(t, name, "arn:aws:cloudformation:eu-west-1:123456789012:stack/"+stack.name+"/"+stack.id)
+		if !lambdaName.MatchString(got) {
+			t.Errorf("stack %s (%d characters): poller name %q (%d characters) is no Lambda function name", stack.name, len(stack.name), got, len(got))
+		}
+		if seen[got] {
+			t.Errorf("two stacks get the poller name %q", got)
+		}
+		seen[got] = true
 	}
 }
 

@@ -137,7 +137,7 @@ func (s *Session) run(ctx context.Context, name string, commands []string, statu
 	}
 	s.runs++
 	path := filepath.Join(s.tempDir, fmt.Sprintf("script-%d-%s.sh", s.runs, fileSafe(name)))
-	if err := os.WriteFile(path, []byte(Script(s.shellKind, commands)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(script(s.shellKind, commands, s.cfg.DebugTrace)), 0o600); err != nil {
 		return Result{Outcome: SystemFailure, Err: fmt.Errorf("shell: write %s script: %w", name, err)}
 	}
 	defer os.Remove(path)

@@ -20,12 +20,21 @@ const (
 // "# collapsed multi-line command", as the runner does. Blank commands are
 // skipped.
 func Script(shell string, commands []string) string {
+	return script(shell, commands, false)
+}
+
+// script is Script, with shell tracing (`set -o xtrace`, CI_DEBUG_TRACE)
+// from the first command on when xtrace is set.
+func script(shell string, commands []string, xtrace bool) string {
 	var b strings.Builder
 	b.WriteString("if [ -f \"$GITLAB_ENV\" ]; then set -a; . \"$GITLAB_ENV\"; set +a; fi\n")
 	if shell == Sh {
 		b.WriteString("set -e\n")
 	} else {
 		b.WriteString("set -eo pipefail\n")
+	}
+	if xtrace {
+		b.WriteString("set -o xtrace\n")
 	}
 	for _, c := range commands {
 		if strings.TrimSpace(c) == "" {

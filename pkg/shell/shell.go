@@ -105,6 +105,15 @@ type Config struct {
 	// sends scripts on standard input). Entrypoint[0] without a slash is
 	// looked up in the job's PATH.
 	Entrypoint []string
+	// DebugTrace turns on shell tracing (`set -o xtrace`) in every step,
+	// as gitlab-runner does for CI_DEBUG_TRACE; the trace's masking still
+	// applies to what it prints.
+	DebugTrace bool
+	// Tools are programs the runner offers the job under a command name
+	// (name → absolute path of the executable, e.g. "release-cli"): Open
+	// links each into a directory at the end of every step's PATH, so a
+	// program of the same name that the job's own PATH has comes first.
+	Tools map[string]string
 }
 
 // Session is one job's prepared environment: Open writes its files, Run and
@@ -166,11 +175,31 @@ func Open(cfg Config, vars gitlab.Variables) (*Session, error) {
 			return nil, fmt.Errorf("shell: write file variable %s: %w", f.key, err)
 		}
 	}
+	toolsDir := ""
+	if len(cfg.Tools) > 0 {
+		toolsDir = filepath.Join(cfg.TempDir, "bin")
+		if err := os.MkdirAll(toolsDir, 0o700); err != nil {
+			return nil, fmt.Errorf("shell: create tools directory: %w", err)
+		}
+		for name, target := range cfg.Tools {
+			if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || !filepath.IsAbs(target) {
+				return nil, fmt.Errorf("shell: offer tool %q: want a command name and an absolute path", name)
+			}
+			link := filepath.Join(toolsDir, name)
+			_ = os.Remove(link)
+			if err := os.Symlink(target, link); err != nil {
+				return nil, fmt.Errorf("shell: offer tool %s: %w", name, err)
+			}
+		}
+	}
 	envPath := filepath.Join(cfg.TempDir, gitlabEnvFile)
 	if err := os.WriteFile(envPath, nil, 0o600); err != nil {
 		return nil, fmt.Errorf("shell: create GITLAB_ENV file: %w", err)
 	}
 	s.env = mergeEnv(base, resolved.env)
+	if toolsDir != "" {
+		s.env = appendPath(s.env, toolsDir)
+	}
 
 	s.shellKind, s.shellPath, err = pickShell(cfg.Shell, lookupEnv(base, "PATH"))
 	if err != nil {
@@ -217,6 +246,34 @@ func (s *Session) variableList(job gitlab.Variables) gitlab.Variables {
 // Env returns the environment every step gets, CI_JOB_STATUS excepted (it
 // is added per step).
 func (s *Session) Env() []string { return append([]string(nil), s.env...) }
+
+// Variables returns the environment every step gets as variables, each
+// value as the job sees it (expanded once; a file variable's value is its
+// file's path): what gitlab-runner expands `$NAME` against in artifact and
+// cache settings.
+func (s *Session) Variables() gitlab.Variables {
+	vs := make(gitlab.Variables, 0, len(s.env))
+	for _, kv := range s.env {
+		k, v, _ := strings.Cut(kv, "=")
+		vs = append(vs, gitlab.Variable{Key: k, Value: v})
+	}
+	return vs
+}
+
+// appendPath adds dir at the end of env's PATH.
+func appendPath(env []string, dir string) []string {
+	for i, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			if v == "" {
+				env[i] = "PATH=" + dir
+			} else {
+				env[i] = "PATH=" + v + string(filepath.ListSeparator) + dir
+			}
+			return env
+		}
+	}
+	return append(env, "PATH="+dir)
+}
 
 // Shell returns the shell the steps run in: Bash or Sh.
 func (s *Session) Shell() string { return s.shellKind }

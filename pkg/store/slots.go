@@ -44,7 +44,7 @@ func (s *Store) AcquireSlot(ctx context.Context, runnerID string, concurrency in
 	}
 	busy := make(map[int]bool, len(held))
 	for _, it := range held {
-		if it.LeaseMS > now.UnixMilli() {
+		if it.Slot >= 0 && it.LeaseMS > now.UnixMilli() {
 			busy[it.Slot] = true
 		}
 	}
@@ -124,6 +124,50 @@ func (s *Store) ReleaseSlotOfJob(ctx context.Context, runnerID string, index int
 		return fmt.Errorf("store: release slot %d of runner %s: %w", index, runnerID, err)
 	}
 	return nil
+}
+
+// demandSlot is the sort key of a runner's poll-demand item: it lives in
+// the slots table beside the slots it waits for, where the poller and the
+// finisher already read and write, and is no slot (AcquireSlot counts only
+// slots 0 and up).
+const demandSlot = -1
+
+// demandItem records that a poll of the runner found every slot held.
+type demandItem struct {
+	RunnerID string `dynamo:"runner_id,hash"`
+	Slot     int    `dynamo:"slot,range"`
+	AtMS     int64  `dynamo:"demand_at_ms"` // unix milliseconds
+	Expires  int64  `dynamo:"expires_at"`   // TTL: unix seconds
+}
+
+// RecordPollDemand notes that a poll of the runner found every slot held
+// while jobs may be waiting in GitLab. The next freed slot takes it
+// (TakePollDemand) and polls again. Recording it twice leaves one demand.
+// After slotRetention the table's TTL drops a demand no freed slot took;
+// the scheduled polls have long covered it by then.
+func (s *Store) RecordPollDemand(ctx context.Context, runnerID string) error {
+	now := s.now()
+	item := demandItem{RunnerID: runnerID, Slot: demandSlot, AtMS: now.UnixMilli(), Expires: now.Add(slotRetention).Unix()}
+	if err := s.slots.Put(item).Run(ctx); err != nil {
+		return fmt.Errorf("store: record poll demand of runner %s: %w", runnerID, err)
+	}
+	return nil
+}
+
+// TakePollDemand removes the runner's poll demand and reports whether
+// there was one. The removal is conditional, so of concurrent takers
+// exactly one gets true.
+func (s *Store) TakePollDemand(ctx context.Context, runnerID string) (bool, error) {
+	err := s.slots.Delete("runner_id", runnerID).Range("slot", demandSlot).
+		If("attribute_exists('runner_id')").
+		Run(ctx)
+	if dynamo.IsCondCheckFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: take poll demand of runner %s: %w", runnerID, err)
+	}
+	return true, nil
 }
 
 func newToken() string {

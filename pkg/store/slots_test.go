@@ -146,3 +146,70 @@ func TestExpiredLeaseFreesSlot(t *testing.T) {
 		t.Errorf("AcquireSlot after release = %v, %v; want the slot", ok, err)
 	}
 }
+
+// TestPollDemand: a demand recorded (once or many times) is taken once, by
+// exactly one of concurrent takers; it is no slot, so a runner with a
+// demand still has all its slots; runners' demands are separate.
+func TestPollDemand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Config{})
+
+	if ok, err := s.TakePollDemand(ctx, "r1"); err != nil || ok {
+		t.Fatalf("TakePollDemand with none recorded = %v, %v; want false", ok, err)
+	}
+	for range 3 {
+		if err := s.RecordPollDemand(ctx, "r1"); err != nil {
+			t.Fatalf("RecordPollDemand: %v", err)
+		}
+	}
+	// The demand item shares the slots' table and key: it takes no slot.
+	var held []runner.Slot
+	for {
+		slot, ok, err := s.AcquireSlot(ctx, "r1", 2, time.Hour)
+		if err != nil {
+			t.Fatalf("AcquireSlot: %v", err)
+		}
+		if !ok {
+			break
+		}
+		held = append(held, slot)
+	}
+	if len(held) != 2 {
+		t.Errorf("slots taken beside a demand = %d, want 2", len(held))
+	}
+	if ok, err := s.TakePollDemand(ctx, "r2"); err != nil || ok {
+		t.Errorf("TakePollDemand(r2) = %v, %v; want false: r1's demand is r1's", ok, err)
+	}
+
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			ok, err := s.TakePollDemand(ctx, "r1")
+			if err != nil {
+				t.Errorf("TakePollDemand: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := wins.Load(); got != 1 {
+		t.Errorf("concurrent takers of one demand that got it: %d, want 1", got)
+	}
+	// Releasing slots leaves no demand behind, and taking the demand
+	// released no slot.
+	if _, ok, _ := s.AcquireSlot(ctx, "r1", 2, time.Hour); ok {
+		t.Errorf("taking the demand freed a slot")
+	}
+	for _, slot := range held {
+		if err := s.ReleaseSlot(ctx, slot); err != nil {
+			t.Fatalf("ReleaseSlot: %v", err)
+		}
+	}
+	if ok, err := s.TakePollDemand(ctx, "r1"); err != nil || ok {
+		t.Errorf("TakePollDemand after it was taken = %v, %v; want false", ok, err)
+	}
+}

@@ -82,7 +82,13 @@ func BenchmarkMasker(b *testing.B) {
 
 // BenchmarkWriter writes 100 MB through mask, limit (set above 100 MB) and
 // the file-backed buffer, and reports the peak heap seen while writing.
-func BenchmarkWriter(b *testing.B) {
+func BenchmarkWriter(b *testing.B) { benchWriter(b, false) }
+
+// BenchmarkWriterTimestamps is BenchmarkWriter with a timestamp on every
+// line (FF_TIMESTAMPS).
+func BenchmarkWriterTimestamps(b *testing.B) { benchWriter(b, true) }
+
+func benchWriter(b *testing.B, timestamps bool) {
 	chunk := logChunk(1 << 20)
 	b.SetBytes(benchTotal)
 	var peak uint64
@@ -98,8 +104,9 @@ func BenchmarkWriter(b *testing.B) {
 			b.Fatal(err)
 		}
 		w := trace.NewWriter(buf, trace.WriterOptions{
-			Mask:  trace.MaskOptions{Phrases: benchPhrases},
-			Limit: 2 * benchTotal,
+			Mask:       trace.MaskOptions{Phrases: benchPhrases},
+			Limit:      3 * benchTotal,
+			Timestamps: timestamps,
 		})
 		writeChunks(b, w, chunk, benchTotal, sample)
 		if err := w.Close(); err != nil {

@@ -79,7 +79,9 @@ type UploaderConfig struct {
 	// MinBackoff and MaxBackoff bound the wait between final attempts,
 	// doubling from MinBackoff.
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 *slog.Logger
+	// Logger is the job's logger, which names the job: the uploader adds
+	// no attribute of its own.
+	Logger *slog.Logger
 }
 
 // ConfigFor fills the job's fields of an UploaderConfig.
@@ -95,14 +97,20 @@ func ConfigFor(job *gitlab.Job, client JobClient, src Source) UploaderConfig {
 }
 
 // Uploader sends a job's trace to GitLab while the job runs and its final
-// state when it ends. Start begins the periodic PATCHes; Canceling and
-// Aborted report what GitLab says about the job; exactly one of Success or
-// Fail ends it. Its methods are safe for concurrent use.
+// state when it ends. Start begins the periodic PATCHes; CheckStatus asks
+// for the job's status in between; Canceling and Aborted report what
+// GitLab says about the job; exactly one of Success or Fail ends it. Once
+// an answer says the job is aborted, no further request is sent. Its
+// methods are safe for concurrent use.
 type Uploader struct {
 	cfg UploaderConfig
 	log *slog.Logger
 
-	// Owned by the loop goroutine while it runs, by the final update after.
+	// reqMu is held while a request for the job is decided and sent (the
+	// loop's PATCH and keep-alive, CheckStatus, the final update): one at
+	// a time, and none after an answer that aborts the job.
+	reqMu sync.Mutex
+	// Guarded by reqMu.
 	offset   int64
 	interval time.Duration
 	lastSent time.Time
@@ -146,7 +154,7 @@ func NewUploader(cfg UploaderConfig) (*Uploader, error) {
 	}
 	return &Uploader{
 		cfg:       cfg,
-		log:       log.With("job_id", cfg.JobID),
+		log:       log,
 		interval:  min(cfg.Interval, cfg.MaxInterval),
 		lastSent:  time.Now(),
 		stop:      make(chan struct{}),
@@ -228,6 +236,8 @@ func (u *Uploader) loop(ctx context.Context) {
 			return
 		case <-u.stop:
 			return
+		case <-u.aborted:
+			return
 		case <-t.C:
 		}
 		if !u.tick(ctx) {
@@ -240,6 +250,11 @@ func (u *Uploader) loop(ctx context.Context) {
 // tick sends the next chunk and, when nothing was sent for a while, a
 // keep-alive update. It reports whether to carry on.
 func (u *Uploader) tick(ctx context.Context) bool {
+	u.reqMu.Lock()
+	defer u.reqMu.Unlock()
+	if u.IsAborted() {
+		return false
+	}
 	r, sent, err := u.patchNext(ctx)
 	switch {
 	case err != nil:
@@ -265,14 +280,50 @@ func (u *Uploader) tick(ctx context.Context) bool {
 	return u.touch(ctx)
 }
 
-// touch sends state running with the trace's checksum and size.
-func (u *Uploader) touch(ctx context.Context) bool {
-	cs := u.cfg.Trace.Checksum()
-	r, err := u.cfg.Client.UpdateJob(ctx, u.cfg.JobID, gitlab.UpdateJobRequest{
+// CheckStatus asks GitLab for the job's status now, with the keep-alive
+// update (state running with the trace's checksum and size, as
+// gitlab-runner sends it), for a caller that must notice a cancel sooner
+// than the trace's interval would. The answer reaches Canceling and
+// Aborted as the loop's answers do. Once the job is aborted it sends
+// nothing and returns ErrAborted; once the final update has begun,
+// ErrFinished. Any other error is the request's: the job goes on.
+func (u *Uploader) CheckStatus(ctx context.Context) error {
+	u.reqMu.Lock()
+	defer u.reqMu.Unlock()
+	select {
+	case <-u.stop:
+		return ErrFinished
+	default:
+	}
+	if u.IsAborted() {
+		return ErrAborted
+	}
+	r, err := u.cfg.Client.UpdateJob(ctx, u.cfg.JobID, u.keepAlive())
+	switch {
+	case err != nil && u.observeErr(err):
+		return ErrAborted
+	case err != nil:
+		return fmt.Errorf("trace: check the job's status: %w", err)
+	case u.observe(r.Canceling(), r.Aborted(), r.JobStatus):
+		return ErrAborted
+	}
+	u.lastSent = time.Now()
+	return nil
+}
+
+// keepAlive is the update that keeps the job alive: state running with
+// the trace's checksum and size.
+func (u *Uploader) keepAlive() gitlab.UpdateJobRequest {
+	return gitlab.UpdateJobRequest{
 		Token:  u.cfg.JobToken,
 		State:  gitlab.StatusRunning,
-		Output: gitlab.JobOutput{Checksum: cs, Bytesize: u.cfg.Trace.Size()},
-	})
+		Output: gitlab.JobOutput{Checksum: u.cfg.Trace.Checksum(), Bytesize: u.cfg.Trace.Size()},
+	}
+}
+
+// touch sends state running with the trace's checksum and size.
+func (u *Uploader) touch(ctx context.Context) bool {
+	r, err := u.cfg.Client.UpdateJob(ctx, u.cfg.JobID, u.keepAlive())
 	if err != nil {
 		if u.observeErr(err) {
 			return false
@@ -333,6 +384,8 @@ func (u *Uploader) final(ctx context.Context, state string, reason gitlab.Failur
 		close(u.stop)
 		u.startOnce.Do(func() { close(u.loopDone) }) // never started: no loop to wait for
 		<-u.loopDone
+		u.reqMu.Lock()
+		defer u.reqMu.Unlock()
 		err = u.finalUpdate(ctx, state, reason, exitCode)
 	})
 	return err

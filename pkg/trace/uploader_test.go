@@ -494,3 +494,57 @@ func TestUploaderTouchesWhenIdle(t *testing.T) {
 		t.Errorf("keep-alive sent before the trace")
 	}
 }
+
+// TestCheckStatusRefusedStopsEverything: a status check answered 403
+// aborts the job; from then on the uploader sends nothing, neither its
+// loop's PATCHes nor the final update, and a second check sends nothing
+// either. A canceling answer only marks the job canceling.
+func TestCheckStatusRefusedStopsEverything(t *testing.T) {
+	g := newFakeGitLab()
+	g.update = func(n int, req gitlab.UpdateJobRequest) (gitlab.UpdateJobResult, error) {
+		if n == 0 {
+			return gitlab.UpdateJobResult{JobStatus: gitlab.StatusCanceling}, nil
+		}
+		return gitlab.UpdateJobResult{JobStatus: gitlab.StatusCanceled}, fmt.Errorf("update job: %w", gitlab.ErrForbidden)
+	}
+	buf := newBuffer(t)
+	// The loop's next PATCH is an hour away: only the checks talk.
+	u := newUploader(t, g.client(), buf, func(c *trace.UploaderConfig) { c.Interval, c.MaxInterval = time.Hour, time.Hour })
+	u.Start(t.Context())
+	write(t, buf, "Running with gitlab-serverless-runner\n")
+
+	if err := u.CheckStatus(t.Context()); err != nil {
+		t.Fatalf("CheckStatus (canceling) = %v, want nil", err)
+	}
+	select {
+	case <-u.Canceling():
+	default:
+		t.Error("Canceling is not closed after a canceling answer")
+	}
+	if u.IsAborted() {
+		t.Error("aborted after a canceling answer")
+	}
+	if err := u.CheckStatus(t.Context()); !errors.Is(err, trace.ErrAborted) {
+		t.Fatalf("CheckStatus (403) = %v, want ErrAborted", err)
+	}
+	if !u.IsAborted() {
+		t.Error("not aborted after a 403")
+	}
+	_, patches, updates := g.snapshot()
+	if err := u.CheckStatus(t.Context()); !errors.Is(err, trace.ErrAborted) {
+		t.Errorf("CheckStatus after the 403 = %v, want ErrAborted", err)
+	}
+	if err := u.Fail(t.Context(), gitlab.ReasonJobCanceled, 0); !errors.Is(err, trace.ErrAborted) {
+		t.Errorf("Fail after the 403 = %v, want ErrAborted", err)
+	}
+	_, patchesAfter, updatesAfter := g.snapshot()
+	if len(patchesAfter) != len(patches) || len(updatesAfter) != len(updates) {
+		t.Errorf("after the 403: %d PATCHes and %d PUTs more, want none", len(patchesAfter)-len(patches), len(updatesAfter)-len(updates))
+	}
+	if len(updates) != 2 || updates[0].State != gitlab.StatusRunning || updates[0].Output.Bytesize != 38 {
+		t.Errorf("updates = %+v, want two keep-alives with the trace's size", updates)
+	}
+	if err := u.CheckStatus(t.Context()); !errors.Is(err, trace.ErrAborted) && !errors.Is(err, trace.ErrFinished) {
+		t.Errorf("CheckStatus after Fail = %v, want ErrAborted or ErrFinished", err)
+	}
+}

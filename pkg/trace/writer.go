@@ -3,6 +3,7 @@ package trace
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 )
@@ -13,8 +14,12 @@ type WriterOptions struct {
 	Mask MaskOptions
 	// Limit is the output limit in bytes (DefaultLimit if <= 0).
 	Limit int64
-	// Now is the clock for section markers (time.Now if nil).
+	// Now is the clock for section markers and timestamps (time.Now if
+	// nil).
 	Now func() time.Time
+	// Timestamps starts every line with its time, as gitlab-runner does
+	// when the job sets FF_TIMESTAMPS (see Writer.Stream).
+	Timestamps bool
 }
 
 // Writer is what the executor writes job output to: a Masker feeding a
@@ -23,19 +28,52 @@ type WriterOptions struct {
 type Writer struct {
 	mu     sync.Mutex
 	masker *Masker
+	stamp  *timestamper // nil without timestamps
 	limit  *Limit
 	buf    *Buffer
 	now    func() time.Time
 }
 
-// NewWriter returns a Writer appending to buf.
+// NewWriter returns a Writer appending to buf: a Masker, then (with
+// Timestamps) the line timestamps, then the Limit, then buf.
 func NewWriter(buf *Buffer, opts WriterOptions) *Writer {
 	l := NewLimit(buf, opts.Limit)
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Writer{masker: NewMasker(l, opts.Mask), limit: l, buf: buf, now: now}
+	w := &Writer{limit: l, buf: buf, now: now}
+	var next io.Writer = l
+	if opts.Timestamps {
+		w.stamp = newTimestamper(l, now)
+		next = w.stamp
+	}
+	w.masker = NewMasker(next, opts.Mask)
+	return w
+}
+
+// Stream returns a writer into the trace whose lines are marked as stream
+// id (StreamWork for a script's output) when timestamps are on; without
+// them it is the Writer itself. A line that another stream's write
+// completes keeps the stream it started with.
+func (w *Writer) Stream(id int) io.Writer {
+	if w.stamp == nil || id == StreamExecutor {
+		return w
+	}
+	return streamWriter{w: w, id: byte(id)}
+}
+
+type streamWriter struct {
+	w  *Writer
+	id byte
+}
+
+func (s streamWriter) Write(p []byte) (int, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.stamp.stream = s.id
+	defer func() { s.w.stamp.stream = StreamExecutor }()
+	return s.w.masker.Write(p)
 }
 
 // Write masks p and appends it to the trace, up to the output limit. It

@@ -107,3 +107,41 @@ func TestSectionName(t *testing.T) {
 		}
 	}
 }
+
+func TestWriterTimestampsEachLine(t *testing.T) {
+	b := newBuffer(t)
+	clock := time.Date(2024, 6, 10, 8, 58, 40, 123456789, time.UTC)
+	now := func() time.Time { clock = clock.Add(time.Second); return clock }
+	w := trace.NewWriter(b, trace.WriterOptions{Mask: trace.MaskOptions{Phrases: []string{"verysecret"}}, Now: now, Timestamps: true})
+	w.Printf("Running with runner\n")
+	script := w.Stream(trace.StreamWork)
+	for _, s := range []string{"first part ", "of a line very", "secret\nsecond\nthird without newline"} {
+		if _, err := io.WriteString(script, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Printf("\n")
+	w.Notef("Job succeeded")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := "2024-06-10T08:58:41.123456Z 00O Running with runner\n" +
+		"2024-06-10T08:58:42.123456Z 01O first part of a line [MASKED]\n" +
+		"2024-06-10T08:58:43.123456Z 01O second\n" +
+		"2024-06-10T08:58:43.123456Z 01O third without newline\n" + // arrived with "second"
+		"2024-06-10T08:58:44.123456Z 00O " + trace.ANSIBoldGreen + "Job succeeded" + trace.ANSIReset + "\n"
+	if got := contents(t, b); got != want {
+		t.Errorf("trace =\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestWriterWithoutTimestamps(t *testing.T) {
+	b := newBuffer(t)
+	w := trace.NewWriter(b, trace.WriterOptions{})
+	w.Printf("a\n")
+	io.WriteString(w.Stream(trace.StreamWork), "b\n")
+	w.Close()
+	if got := contents(t, b); got != "a\nb\n" {
+		t.Errorf("trace = %q, want no timestamps", got)
+	}
+}

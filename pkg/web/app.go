@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html/template"
@@ -79,8 +80,11 @@ type App struct {
 	policy urlpolicy.Policy
 	// registrar registers new runners (GitLab, sealing, store, undo).
 	registrar *registrar
-	hook      *webhook.Handler // nil when webhooks are off
-	log       *slog.Logger
+	// gitlabCA builds a client for a runner's GitLab that trusts the
+	// runner's custom CA; nil when Deps.GitLab was given.
+	gitlabCA func(instanceURL, caPEM string) (GitLab, error)
+	hook     *webhook.Handler // nil when webhooks are off
+	log      *slog.Logger
 }
 
 // NewAuth builds the sessions and the OIDC sign-in from cfg: the session
@@ -139,8 +143,15 @@ func New(cfg Config, deps Deps) (*App, error) {
 		a.deps.GitLab = func(instanceURL string) (GitLab, error) {
 			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
 		}
+		a.gitlabCA = func(instanceURL, caPEM string) (GitLab, error) {
+			hc, err := withCA(a.policy.HTTPClient(), caPEM)
+			if err != nil {
+				return nil, err
+			}
+			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
+		}
 	}
-	a.registrar = &registrar{gitlab: a.deps.GitLab, sealer: deps.Sealer, runners: deps.Runners, log: a.log, now: time.Now}
+	a.registrar = &registrar{gitlab: a.gitlabFor, sealer: deps.Sealer, runners: deps.Runners, log: a.log, now: time.Now}
 	if deps.Invoker != nil && cfg.PollerFunction == "" {
 		return nil, errors.New("web: build app: an invoker is given but no poller function (POLLER_FUNCTION) to invoke")
 	}
@@ -469,4 +480,31 @@ func (a *App) funcs() template.FuncMap {
 // GB × price per GB-second.
 func JobCost(billed time.Duration, memoryMB int, pricePerGBSecond float64) float64 {
 	return billed.Seconds() * float64(memoryMB) / 1024 * pricePerGBSecond
+}
+
+// gitlabFor returns a client for a runner's GitLab, trusting its custom
+// CA (caPEM) besides the system's when it has one.
+func (a *App) gitlabFor(instanceURL, caPEM string) (GitLab, error) {
+	if caPEM == "" || a.gitlabCA == nil {
+		return a.deps.GitLab(instanceURL)
+	}
+	return a.gitlabCA(instanceURL, caPEM)
+}
+
+// withCA returns hc with its transport trusting caPEM besides the system
+// roots.
+func withCA(hc *http.Client, caPEM string) (*http.Client, error) {
+	pool, err := gitlab.CertPool(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("web: trust the runner's CA: %w", err)
+	}
+	t, ok := hc.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("web: trust the runner's CA: transport is a %T", hc.Transport)
+	}
+	t = t.Clone()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	out := *hc
+	out.Transport = t
+	return &out, nil
 }

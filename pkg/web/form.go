@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -24,6 +25,9 @@ const (
 	maxTags        = 50
 	maxTagLength   = 50
 	maxTokenLength = 255
+	// maxOutputLimitKiB bounds a runner's output limit: the trace is kept
+	// on the function's /tmp until the job ends, beside the job's files.
+	maxOutputLimitKiB = 100 << 10
 )
 
 var (
@@ -53,6 +57,8 @@ type runnerForm struct {
 	Runtime        string
 	Concurrency    string
 	LongPoll       string
+	OutputLimit    string
+	CAPEM          string
 	Paused         bool
 	Version        string
 	// Errors maps a field name to the message shown next to it; "form"
@@ -85,6 +91,8 @@ func readForm(v url.Values) runnerForm {
 		Runtime:        strings.TrimSpace(v.Get("runtime")),
 		Concurrency:    strings.TrimSpace(v.Get("concurrency")),
 		LongPoll:       strings.TrimSpace(v.Get("long_poll")),
+		OutputLimit:    strings.TrimSpace(v.Get("output_limit")),
+		CAPEM:          strings.TrimSpace(strings.ReplaceAll(v.Get("ca_pem"), "\r\n", "\n")),
 		Paused:         on("paused"),
 		Version:        strings.TrimSpace(v.Get("version")),
 	}
@@ -96,6 +104,11 @@ type appSettings struct {
 	Concurrency int
 	LongPoll    int
 	Paused      bool
+	// OutputLimitKiB is gitlab-runner's output_limit; 0 is the default.
+	OutputLimitKiB int
+	// CAPEM are the certificates trusted for the runner's GitLab besides
+	// the system's; "" for none.
+	CAPEM string
 }
 
 // checkAppSettings validates the fields the app owns.
@@ -115,6 +128,21 @@ func (f *runnerForm) checkAppSettings(cfg Config) appSettings {
 			f.fail("long_poll", "Enter a whole number of seconds from 0 to "+strconv.Itoa(cfg.MaxLongPollSeconds)+".")
 		}
 		s.LongPoll = lp
+	}
+	if f.OutputLimit != "" {
+		n, err := strconv.Atoi(f.OutputLimit)
+		if err != nil || n < 1 || n > maxOutputLimitKiB {
+			f.fail("output_limit", "Enter a whole number of KiB from 1 to "+strconv.Itoa(maxOutputLimitKiB)+", or leave it empty for GitLab Runner's 4096.")
+		}
+		s.OutputLimitKiB = n
+	}
+	if f.CAPEM != "" {
+		if err := gitlab.CheckCAPEM(f.CAPEM); err != nil {
+			f.fail("ca_pem", err.Error())
+			// A private key pasted by mistake is not shown back.
+			f.CAPEM = ""
+		}
+		s.CAPEM = f.CAPEM
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,7 +55,7 @@ func (e *RegistrationError) Unwrap() error { return e.Err }
 // when it cannot be stored, so nothing is left half made. Safe for
 // concurrent use.
 type registrar struct {
-	gitlab  func(instanceURL string) (GitLab, error)
+	gitlab  func(instanceURL, caPEM string) (GitLab, error)
 	sealer  *seal.Keyring
 	runners runner.RunnerStore
 	log     *slog.Logger
@@ -68,7 +69,7 @@ type registrar struct {
 // internal error.
 func (g *registrar) Register(ctx context.Context, reg Registration) error {
 	r := reg.Runner
-	gl, err := g.gitlab(r.GitLabURL)
+	gl, err := g.gitlab(r.GitLabURL, r.CAPEM)
 	if err != nil {
 		return fmt.Errorf("web: build GitLab client: %w", err)
 	}
@@ -132,7 +133,10 @@ func (g *registrar) undo(ctx context.Context, gl GitLab, r *runner.Runner, token
 func gitlabFailure(mode, instance string, err error) (status int, field, msg string) {
 	var ge *gitlab.Error
 	errors.As(err, &ge)
+	var unknownCA x509.UnknownAuthorityError
 	switch {
+	case errors.As(err, &unknownCA):
+		return http.StatusUnprocessableEntity, "ca_pem", "GitLab at " + instance + " has a certificate no trusted authority signed. If a private CA signed it, paste that CA's certificate under Custom CA certificates."
 	case errors.Is(err, gitlab.ErrForbidden) && mode == modeCreate:
 		return http.StatusUnprocessableEntity, "project_id", "GitLab refused to create the runner: you need the Maintainer role in this project, and your sign-in must allow creating runners."
 	case errors.Is(err, gitlab.ErrForbidden):

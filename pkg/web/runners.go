@@ -184,6 +184,7 @@ func (a *App) createRunner(c echo.Context) error {
 		SystemID: runner.NewSystemID(), Description: gs.Description,
 		Runtime: as.Runtime, Concurrency: as.Concurrency, Paused: as.Paused,
 		LongPollSeconds: as.LongPoll, CreationMode: f.Mode,
+		OutputLimitKiB: as.OutputLimitKiB, CAPEM: as.CAPEM,
 	}
 	reg := Registration{Mode: f.Mode, Token: f.Token, Runner: r, Settings: gitlab.RunnerSettings{
 		Description: gs.Description, Tags: gs.Tags, RunUntagged: gs.RunUntagged,
@@ -255,11 +256,15 @@ func (a *App) showRunner(c echo.Context) error {
 }
 
 func editForm(r *runner.Runner) runnerForm {
-	return runnerForm{
+	f := runnerForm{
 		Runtime: r.Runtime, Concurrency: strconv.Itoa(r.Concurrency),
 		LongPoll: strconv.Itoa(r.LongPollSeconds), Paused: r.Paused,
-		Version: strconv.FormatInt(r.Version, 10),
+		Version: strconv.FormatInt(r.Version, 10), CAPEM: r.CAPEM,
 	}
+	if r.OutputLimitKiB > 0 {
+		f.OutputLimit = strconv.Itoa(r.OutputLimitKiB)
+	}
+	return f
 }
 
 func (a *App) editRunner(c echo.Context) error {
@@ -296,6 +301,7 @@ func (a *App) updateRunner(c echo.Context) error {
 		return a.renderEdit(c, http.StatusUnprocessableEntity, r, f)
 	}
 	r.Runtime, r.Concurrency, r.LongPollSeconds, r.Paused = as.Runtime, as.Concurrency, as.LongPoll, as.Paused
+	r.OutputLimitKiB, r.CAPEM = as.OutputLimitKiB, as.CAPEM
 	r.Version = version
 	if err := a.deps.Runners.UpdateRunner(c.Request().Context(), r); err != nil {
 		if runner.ErrorCode(err) == runner.ECONFLICT {
@@ -328,7 +334,7 @@ func (a *App) deleteRunner(c echo.Context) error {
 		// Without its token the runner cannot be unregistered; it can still
 		// be removed here, and GitLab forgets it after its token expires.
 		a.log.ErrorContext(ctx, "delete runner: open token", "runner_id", r.ID, "request_id", requestID(c), "error", err)
-	} else if gl, gerr := a.deps.GitLab(r.GitLabURL); gerr != nil {
+	} else if gl, gerr := a.gitlabFor(r.GitLabURL, r.CAPEM); gerr != nil {
 		return fmt.Errorf("web: build GitLab client: %w", gerr)
 	} else {
 		if r.CreationMode == modeToken {

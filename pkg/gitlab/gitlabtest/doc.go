@@ -31,6 +31,11 @@
 //     Clones need HTTP basic auth gitlab-ci-token:<token of a job running
 //     on the project> (or on a project allowed by AllowJobTokenFrom).
 //
+// It also serves what jobs call besides the runner API: the Releases API
+// (POST and GET /api/v4/projects/:id/releases with a job token, see
+// Releases and AddMilestone) and the Git LFS batch API with its object
+// downloads (CommitLFS stores a project's LFS objects).
+//
 // Besides the runner API it serves what the product's web side needs from
 // GitLab: GET /api/v4/user and GET /api/v4/projects for users made with
 // AddUser (PAT or OAuth bearer token), and job webhooks (AddJobHook) that

@@ -31,6 +31,7 @@ type Project struct {
 	current     string          // branch checked out in work
 	lightweight map[string]bool // tags made by Tag
 	allowed     map[int64]bool  // projects whose job tokens may read this one (guarded by srv.mu)
+	milestones  []string        // titles (guarded by srv.mu)
 }
 
 // AllowJobTokenFrom lets jobs of project other clone this project with their
@@ -303,9 +304,16 @@ func (p *Project) Tag(name, ref string) string {
 // the new sha.
 func (p *Project) AddSubmodule(dir string, sub *Project) string {
 	p.srv.t.Helper()
+	return p.AddSubmoduleURL(dir, sub, strings.Repeat("../", strings.Count(p.Path, "/")+1)+sub.Path+".git")
+}
+
+// AddSubmoduleURL is AddSubmodule with the URL written in .gitmodules as
+// given, such as an SSH URL ("git@host:group/lib.git") that a job can only
+// fetch over HTTPS with GIT_SUBMODULE_FORCE_HTTPS.
+func (p *Project) AddSubmoduleURL(dir string, sub *Project, url string) string {
+	p.srv.t.Helper()
 	subSHA := sub.SHA()
 	sub.AllowJobTokenFrom(p)
-	url := strings.Repeat("../", strings.Count(p.Path, "/")+1) + sub.Path + ".git"
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.current != p.DefaultBranch {
@@ -367,7 +375,11 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, pass, ok := r.BasicAuth()
-	if !ok || user != "gitlab-ci-token" || !s.gitTokenAllowed(projectPath, pass) {
+	tokenOK := ok && user == "gitlab-ci-token" && s.gitTokenAllowed(projectPath, pass)
+	if s.serveLFS(w, r, projectPath, r.URL.Path[i+len(".git/"):], tokenOK) {
+		return
+	}
+	if !tokenOK {
 		w.Header().Set("WWW-Authenticate", `Basic realm="GitLab"`)
 		http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
 		return

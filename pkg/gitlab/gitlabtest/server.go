@@ -34,8 +34,12 @@ const (
 	EndpointObjectStorage    = "GET /objects/{key...}"
 	EndpointCurrentUser      = "GET /api/v4/user"
 	EndpointProjects         = "GET /api/v4/projects"
-	EndpointGit              = "git"     // git smart HTTP, any project
-	EndpointUnknown          = "unknown" // any other path (answered 404)
+	EndpointCreateRelease    = "POST /api/v4/projects/{id}/releases"
+	EndpointListReleases     = "GET /api/v4/projects/{id}/releases"
+	EndpointLFSBatch         = "lfs batch"  // POST <project>.git/info/lfs/objects/batch
+	EndpointLFSObject        = "lfs object" // GET <project>.git/gitlab-lfs/objects/<oid>
+	EndpointGit              = "git"        // git smart HTTP, any project
+	EndpointUnknown          = "unknown"    // any other path (answered 404)
 )
 
 // Config steers the fake. The zero value gives GitLab's defaults; tests
@@ -152,6 +156,8 @@ type Server struct {
 	hookCh            chan hookEvent
 	hookDone          chan struct{}
 	deliveries        []HookDelivery
+	releases          []Release
+	lfsObjects        map[int64]map[string][]byte // project id -> oid -> content
 	closed            bool
 }
 
@@ -206,6 +212,8 @@ func New(t testing.TB, opts ...Option) *Server {
 	s.route(mux, EndpointObjectStorage, s.handleObjectStorage)
 	s.route(mux, EndpointCurrentUser, s.handleCurrentUser)
 	s.route(mux, EndpointProjects, s.handleProjects)
+	s.route(mux, EndpointCreateRelease, s.handleCreateRelease)
+	s.route(mux, EndpointListReleases, s.handleListReleases)
 	s.route(mux, "/", s.handleFallback)
 
 	s.hs = httptest.NewUnstartedServer(mux)
@@ -420,7 +428,12 @@ func (s *Server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 		endpoint := pattern
 		if pattern == "/" {
 			endpoint = EndpointUnknown
-			if strings.Contains(r.URL.Path, ".git/") {
+			switch {
+			case strings.Contains(r.URL.Path, ".git/info/lfs/"):
+				endpoint = EndpointLFSBatch
+			case strings.Contains(r.URL.Path, ".git/gitlab-lfs/objects/"):
+				endpoint = EndpointLFSObject
+			case strings.Contains(r.URL.Path, ".git/"):
 				endpoint = EndpointGit
 			}
 		}

@@ -1,0 +1,61 @@
+package gitlab
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// MaxCAPEM bounds a runner's custom CA bundle: a few certificates.
+const MaxCAPEM = 64 << 10
+
+// CheckCAPEM checks a runner's custom CA as a person pastes it: one or
+// more PEM "CERTIFICATE" blocks, each a certificate that parses, and
+// nothing else (a private key pasted by mistake is refused, so it is
+// never stored). Its errors are sentences for the person.
+func CheckCAPEM(data string) error {
+	if len(data) > MaxCAPEM {
+		return fmt.Errorf("The CA certificates are larger than %d KiB.", MaxCAPEM>>10)
+	}
+	rest := []byte(strings.TrimSpace(data))
+	if len(rest) == 0 {
+		return errors.New("Paste the CA certificate in PEM form (-----BEGIN CERTIFICATE----- …).")
+	}
+	n := 0
+	for len(bytes.TrimSpace(rest)) > 0 {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		switch {
+		case block == nil:
+			if n == 0 {
+				return errors.New("This is not PEM: paste the CA certificate as it begins with -----BEGIN CERTIFICATE-----.")
+			}
+			return fmt.Errorf("Certificate %d is followed by text that is not PEM.", n)
+		case strings.Contains(block.Type, "PRIVATE KEY"):
+			return errors.New("This is a private key, not a certificate: paste only the CA certificate. Nothing was saved.")
+		case block.Type != "CERTIFICATE":
+			return fmt.Errorf("A %q block is not a certificate: paste only CERTIFICATE blocks.", block.Type)
+		}
+		n++
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("Certificate %d does not parse: %v.", n, err)
+		}
+	}
+	return nil
+}
+
+// CertPool returns the system's certificate pool with the PEM certificates
+// of data added: what a runner with a custom CA trusts.
+func CertPool(data string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM([]byte(data)) {
+		return nil, errors.New("gitlab: custom CA: no PEM certificate found")
+	}
+	return pool, nil
+}
