@@ -195,13 +195,16 @@ func (p *Preparer) Handle(ctx context.Context, raw json.RawMessage) (Outcome, er
 	if err != nil {
 		return out, fmt.Errorf("preparer: job %d: %w", d.JobID, err)
 	}
+	stopKeepAlive := func() {}
 	if ev.TwoPhase {
-		stopKeepAlive := p.keepAlive(work, log, client, ev.Job, func() { cancel(errAborted) })
-		defer stopKeepAlive()
+		stopKeepAlive = p.keepAlive(work, log, client, ev.Job, func() { cancel(errAborted) })
 	}
-
 	im, fn, perr := p.prepare(work, log, ev)
 	out.Image = im
+	// No keep-alive may follow the executor's acceptance or the job's
+	// final update: the last one was at most KeepAlive ago, well within
+	// GitLab's two minutes.
+	stopKeepAlive()
 	if perr == nil {
 		perr = p.handOver(work, ev, im, fn)
 	}
