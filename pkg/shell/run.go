@@ -147,6 +147,21 @@ func (s *Session) run(ctx context.Context, name string, commands []string, statu
 		args = []string{"--noprofile", "--norc", path}
 	}
 	cmd := exec.Command(s.shellPath, args...)
+	if ep := s.cfg.Entrypoint; len(ep) > 0 {
+		bin := ep[0]
+		if !strings.Contains(bin, "/") {
+			if p := lookPath(bin, lookupEnv(s.env, "PATH")); p != "" {
+				bin = p
+			}
+		}
+		argv := append([]string{s.shellPath}, args...)
+		cmd = exec.Command(bin, append(append([]string(nil), ep[1:]...), argv...)...)
+		quoted := make([]string, len(argv))
+		for i, a := range argv {
+			quoted[i] = quote(a)
+		}
+		cmd.Stdin = strings.NewReader("exec " + strings.Join(quoted, " ") + "\n")
+	}
 	cmd.Dir = s.cfg.ProjectDir
 	cmd.Env = append(withoutKey(s.env, "CI_JOB_STATUS"), "CI_JOB_STATUS="+status)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
