@@ -60,7 +60,7 @@ local: deps
 # empty where there is no git checkout, and the executor falls back.
 REVISION ?= $(shell git rev-parse --short=8 HEAD 2>/dev/null)
 LAMBDA_GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w -X main.buildRevision=$(REVISION)'
-LAMBDA_ARTIFACTS = WebFunction SchedulerFunction PollerFunction FinisherFunction ExecutorFunction ExecutorPythonFunction ExecutorNodeFunction ExecutorLayer
+LAMBDA_ARTIFACTS = WebFunction SchedulerFunction PollerFunction FinisherFunction PreparerFunction ExecutorFunction ExecutorPythonFunction ExecutorNodeFunction ExecutorLayer
 EXECUTOR_LAYER_SRC = functions/executor/layer
 
 .PHONY: $(addprefix build-,$(LAMBDA_ARTIFACTS))
@@ -86,6 +86,16 @@ build-FinisherFunction:
 
 build-ExecutorFunction:
 	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/executor
+
+# The preparation function, with the executor for each architecture a job
+# may choose (LAMBDA_ARCH): it puts one into every image it derives, as
+# executors/<arch>/executor of its package.
+EXECUTOR_GOBUILD = CGO_ENABLED=0 GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w -X main.buildRevision=$(REVISION)'
+
+build-PreparerFunction:
+	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/preparer
+	GOARCH=arm64 $(EXECUTOR_GOBUILD) -o "$(ARTIFACTS_DIR)/executors/arm64/executor" ./functions/executor
+	GOARCH=amd64 $(EXECUTOR_GOBUILD) -o "$(ARTIFACTS_DIR)/executors/x86_64/executor" ./functions/executor
 
 # Managed runtimes: the executor comes from ExecutorLayer through
 # AWS_LAMBDA_EXEC_WRAPPER; the function's own code is a handler that only

@@ -61,7 +61,7 @@ func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Invoker = invoke.NewLambda(awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT")), invoke.LambdaConfig{Logger: logger})
+		cfg.Invoker = invoke.NewLambda(awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(nil)), invoke.LambdaConfig{Logger: logger})
 	}
 	return finisher.New(st, cfg), nil
 }

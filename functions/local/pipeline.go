@@ -18,6 +18,9 @@ import (
 func (s *System) registerPollerAndFinisher(sealer *seal.Keyring, executors map[string]string) error {
 	pcfg := s.cfg.Poller
 	pcfg.ExecutorFunctions = executors
+	// Jobs with an image run in it in the executors (package localimage):
+	// there is no preparation function to hand them to.
+	pcfg.PreparerFunction = ""
 	if pcfg.Version == "" {
 		pcfg.Version = version
 	}

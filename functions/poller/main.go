@@ -73,12 +73,12 @@ func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	s3c := awsclients.S3(awsCfg, os.Getenv("S3_ENDPOINT"))
+	s3c := awsclients.S3(awsCfg, cfg.S3Endpoint)
 	lcfg := invoke.LambdaConfig{Logger: logger, KeyPrefix: "payloads/"}
 	if cfg.PayloadBucket != "" {
 		lcfg.Payloads = invoke.NewS3Payloads(s3c, cfg.PayloadBucket, 0)
 	}
-	inv := invoke.NewLambda(awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT")), lcfg)
+	inv := invoke.NewLambda(awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(lookup)), lcfg)
 	deps := poller.Deps{Runners: st, Jobs: st, Sealer: sealer, Invoker: inv, Logger: logger}
 	if cfg.CacheBucket != "" {
 		deps.Cache = poller.NewS3Presigner(s3c, cfg.CacheBucket)

@@ -93,7 +93,7 @@ func setup(ctx context.Context, logger *slog.Logger) (tick, error) {
 		return tick{}, err
 	}
 	cfg.Logger = logger
-	inv := invoke.NewLambda(awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT")), invoke.LambdaConfig{Logger: logger})
+	inv := invoke.NewLambda(awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(lookup)), invoke.LambdaConfig{Logger: logger})
 	sch, err := scheduler.New(st, inv, cfg)
 	if err != nil {
 		return tick{}, err

@@ -73,7 +73,7 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		lc := awsclients.Lambda(awsCfg, os.Getenv("LAMBDA_ENDPOINT"))
+		lc := awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(lookup))
 		deps.Invoker = invoke.NewLambda(lc, invoke.LambdaConfig{Logger: logger})
 	} else {
 		logger.Warn("POLLER_FUNCTION is not set: GitLab job webhooks are off")

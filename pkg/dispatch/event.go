@@ -38,6 +38,9 @@ type Event struct {
 	// event: the payload was above Lambda's asynchronous limit. Only
 	// Dispatch stays beside it (see Fetch).
 	PayloadURL string `json:"payload_url,omitempty"`
+	// Image is what the preparation function did for a job with
+	// `image:`; nil for a job on a runtime's executor.
+	Image *Image `json:"image,omitempty"`
 	// Dispatch is the poller's bookkeeping for the finisher; the executor
 	// does not read it.
 	Dispatch Dispatch `json:"dispatch,omitzero"`
@@ -94,6 +97,10 @@ type Dispatch struct {
 	StartedAt time.Time `json:"started_at"`
 	// TimeoutSec is the job's timeout (gitlab.Job.Timeout).
 	TimeoutSec int `json:"timeout_sec,omitempty"`
+	// MemoryMB is the memory of the function the job runs on, when the
+	// dispatcher chose it (an image function's, from LAMBDA_MEMORY); the
+	// executor reports the memory it ran with in its result.
+	MemoryMB int `json:"memory_mb,omitempty"`
 }
 
 // ErrInvalidEvent marks an event that cannot be run. Its messages say which

@@ -219,7 +219,8 @@ func testImageAndServicesLine(t *testing.T, mk envMaker) {
 	if got.State != "success" {
 		t.Fatalf("job = %s", got.State)
 	}
-	wantContains(t, got.Trace, `WARNING: This job asks for image "golang:1.23" and service "postgres:16", but containers cannot run on AWS Lambda: the job runs directly on the function's provided.al2023 runtime.`)
+	wantContains(t, got.Trace, `WARNING: This job asks for image "golang:1.23", but this runner does not run images: the job runs directly on the function's provided.al2023 runtime.`,
+		`WARNING: services: (postgres:16) cannot run on AWS Lambda: the job runs without them.`)
 }
 
 func TestOutputLimit(t *testing.T) { testOutputLimit(t, inProcess) }

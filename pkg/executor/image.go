@@ -33,6 +33,9 @@ type PreparedImage struct {
 	// Env is the steps' base environment (the image's own variables,
 	// such as its PATH), in place of Config.BaseEnv.
 	Env []string
+	// Entrypoint is the image's own ENTRYPOINT: the steps run through it
+	// unless the job sets image:entrypoint, as gitlab-runner runs them.
+	Entrypoint []string
 	// BuildsDir and HomeDir replace Config's for the job: directories of
 	// this machine that the steps see at the same paths, so what the
 	// executor checks out, restores and uploads is what the job sees.
@@ -51,10 +54,10 @@ var ErrImage = errors.New("the job's image cannot be used")
 // done before anything is written to the job's directories, which the
 // image's preparation chooses.
 func (j *jobRun) prepareImage(ctx context.Context) (outcome, bool) {
-	img := j.job.Image
-	if j.e.cfg.Images == nil || img == nil || img.Name == "" {
+	if !j.localImage() {
 		return outcome{}, true
 	}
+	img := j.job.Image
 	var (
 		p   *PreparedImage
 		err error
@@ -83,20 +86,33 @@ func (j *jobRun) buildsDir() string {
 	return j.e.cfg.BuildsDir
 }
 
-// inImage returns cfg for a job whose steps run in its image: the image's
-// directories, base environment and launcher. Without an image it returns
-// cfg as it is.
+// inImage returns cfg for a job whose steps run in its image on this
+// machine: the image's directories and launcher (setup takes the image's
+// environment and entrypoint). Without one it returns cfg as it is.
 func (j *jobRun) inImage(cfg shell.Config) shell.Config {
 	if j.image == nil {
 		return cfg
 	}
 	cfg.BuildsDir, cfg.HomeDir, cfg.Launcher = j.image.BuildsDir, j.image.HomeDir, j.image.Launcher
-	// Never nil, which would mean this machine's environment.
-	cfg.BaseEnv = append([]string{}, j.image.Env...)
 	// The runner's tools (release-cli) are programs of this machine,
 	// which the image does not contain.
 	cfg.Tools = nil
 	return cfg
+}
+
+// homeDir is the job's HOME: its image's, or Config's.
+func (j *jobRun) homeDir() string {
+	if j.image != nil {
+		return j.image.HomeDir
+	}
+	return j.e.cfg.HomeDir
+}
+
+// localImage reports whether the job runs in its image on this machine
+// (Config.Images), known before the image is prepared.
+func (j *jobRun) localImage() bool {
+	img := j.job.Image
+	return j.e.cfg.Images != nil && img != nil && img.Name != ""
 }
 
 // releaseImage removes what the image's preparation made for the job.

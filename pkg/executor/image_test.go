@@ -1,159 +1,130 @@
 package executor_test
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"gitlab-serverless-runner/pkg/executor"
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
-	"gitlab-serverless-runner/pkg/shell"
 )
 
-// fakeImages is an executor.ImageRunner whose behaviour the test sets.
-type fakeImages struct {
-	prepare func(ctx context.Context, job *gitlab.Job, w io.Writer) (*executor.PreparedImage, error)
-	mu      sync.Mutex
-	calls   int
+// imageEvent takes a job with image ref and makes it the event the
+// preparer sends to the image's function.
+func imageEvent(e *env, spec gitlabtest.JobSpec, entrypoint []string) dispatch.Event {
+	if spec.Image == nil {
+		spec.Image = &gitlab.Image{Name: "registry.example.com/tools/builder:2"}
+	}
+	ev := e.take(project(e, nil), spec)
+	ev.Image = &dispatch.Image{
+		Ref: spec.Image.Name, Digest: "sha256:" + strings.Repeat("ab", 32), Platform: "linux/amd64",
+		Arch: "x86_64", MemoryMB: 3008, StorageMB: 2048, Function: "gsr-img-0123456789abcdef0123",
+		Entrypoint: entrypoint, Prepared: true,
+		Steps: []dispatch.Step{{Name: "resolve", Detail: "sha256:abab for linux/amd64", DurationMS: 420},
+			{Name: "derive", DurationMS: 35}, {Name: "push", Detail: "layers: 2 mounted, 1 uploaded", DurationMS: 1250},
+			{Name: "function", DurationMS: 8200}},
+	}
+	return ev
 }
 
-func (f *fakeImages) PrepareImage(ctx context.Context, job *gitlab.Job, w io.Writer) (*executor.PreparedImage, error) {
-	f.mu.Lock()
-	f.calls++
-	f.mu.Unlock()
-	return f.prepare(ctx, job, w)
-}
-
-// countingLauncher runs steps on this machine and counts them.
-type countingLauncher struct {
-	shell.Direct
-	mu   sync.Mutex
-	runs int
-}
-
-func (l *countingLauncher) Run(ctx context.Context, c shell.Command) error {
-	l.mu.Lock()
-	l.runs++
-	l.mu.Unlock()
-	return l.Direct.Run(ctx, c)
-}
-
-// A job with an image runs its steps through the image's launcher, in the
-// directories and base environment the image's preparation gives, after a
-// prepare_image section; what the preparation made is released at the
-// end, after the artifacts were uploaded.
-func TestImageJobRunsThroughItsPreparation(t *testing.T) {
+// A job on its image's function: the preparation is the trace's first
+// section, with each step's time; the job gets CI_JOB_IMAGE, its tools
+// install under its home with their bin folders on PATH, and services get
+// one line.
+func TestAJobOnItsImageFunction(t *testing.T) {
 	e := newEnv(t)
-	imageDir := t.TempDir()
-	launcher := &countingLauncher{}
-	var released bool
-	var artifactsAtRelease int
-	var jobID int64
-	e.cfg.Images = &fakeImages{prepare: func(ctx context.Context, job *gitlab.Job, w io.Writer) (*executor.PreparedImage, error) {
-		fmt.Fprintf(w, "Resolved %s for the test\n", job.Image.Name)
-		return &executor.PreparedImage{
-			Launcher:  launcher,
-			Env:       []string{"PATH=" + os.Getenv("PATH"), "IMAGE_ONLY=from the image"},
-			BuildsDir: filepath.Join(imageDir, "builds"), HomeDir: filepath.Join(imageDir, "home"),
-			Release: func() {
-				released = true
-				artifactsAtRelease = len(e.srv.Job(jobID).Artifacts)
-			},
-		}, nil
-	}}
-	t.Setenv("HOST_ONLY", "from the host")
-	ev := e.take(project(e, nil), gitlabtest.JobSpec{
-		Image:       &gitlab.Image{Name: "registry.example/tools:1"},
-		Script:      []string{`echo "dir=$CI_PROJECT_DIR home=$HOME image=$IMAGE_ONLY host=$HOST_ONLY"`, "cat README.md", "echo out > out.txt"},
-		AfterScript: []string{"echo after in $PWD"},
-		Artifacts:   []gitlab.Artifact{{Name: "out", Paths: []string{"out.txt"}, When: "on_success", ArtifactType: "archive", ArtifactFormat: "zip"}},
-	})
-	jobID = ev.Job.ID
-	_, got := e.run(ev)
-	if got.State != "success" {
-		t.Fatalf("job %s (%q), want success; trace:\n%s", got.State, got.FailureReason, got.Trace)
+	ev := imageEvent(e, gitlabtest.JobSpec{
+		Script: []string{
+			`echo "image=$CI_JOB_IMAGE"`, `echo "gopath=$GOPATH"`, `echo "path=$PATH"`,
+			`mkdir -p "$GOPATH/bin" && printf '#!/bin/sh\necho go-installed tool ran\n' > "$GOPATH/bin/gotool" && chmod +x "$GOPATH/bin/gotool"`, `gotool`,
+		},
+		Services: []gitlab.Image{{Name: "postgres:16"}, {Name: "redis:7"}},
+	}, nil)
+	res, got := e.run(ev)
+	if got.State != "success" || res.State != "success" {
+		t.Fatalf("job = %s; trace:\n%s", got.State, got.Trace)
 	}
-	project := filepath.Join(imageDir, "builds", "group", "demo")
-	wantContains(t, got.Trace, ":prepare_image\r\x1b[0K", "Preparing the image registry.example/tools:1",
-		"Resolved registry.example/tools:1 for the test\n",
-		"dir="+project+" home="+filepath.Join(imageDir, "home")+" image=from the image host=\n",
-		"hello\n", "after in "+project+"\n")
-	wantNotContains(t, got.Trace, "containers cannot run")
-	if launcher.runs != 2 {
-		t.Errorf("the image's launcher ran %d steps, want 2 (script, after_script)", launcher.runs)
+	trace := string(got.Trace)
+	wantContains(t, got.Trace,
+		"section_start:", "prepare_image", "Preparing the image registry.example.com/tools/builder:2 for AWS Lambda",
+		"Function gsr-img-0123456789abcdef0123: x86_64, 3008 MB memory, 2048 MB of /tmp",
+		"push         1.25s  layers: 2 mounted, 1 uploaded", "Prepared in 9.90s",
+		"Using the image registry.example.com/tools/builder:2 on AWS Lambda (function gsr-img-0123456789abcdef0123)",
+		"WARNING: services: (postgres:16, redis:7) cannot run on AWS Lambda: the job runs without them.",
+		"image=registry.example.com/tools/builder:2",
+		"gopath="+filepath.Join(e.homeDir(), "go"), "go-installed tool ran")
+	if i, k := strings.Index(trace, "prepare_image"), strings.Index(trace, "prepare_executor"); i < 0 || k < i {
+		t.Errorf("prepare_image is not before prepare_executor:\n%s", trace)
 	}
-	if !released || artifactsAtRelease != 1 {
-		t.Errorf("released %v with %d artifacts uploaded, want released after the upload", released, artifactsAtRelease)
+	if !strings.Contains(trace, "path="+filepath.Join(e.homeDir(), ".local", "bin")+":") {
+		t.Errorf("the user's bin folders are not first on PATH:\n%s", trace)
 	}
-	e.srv.AssertNoViolations(t)
+	wantNotContains(t, got.Trace, "does not run images")
 }
 
-// A job without an image runs on this machine as before; the image runner
-// is not asked.
-func TestJobWithoutImageIgnoresTheImageRunner(t *testing.T) {
-	e := newEnv(t)
-	f := &fakeImages{prepare: func(context.Context, *gitlab.Job, io.Writer) (*executor.PreparedImage, error) {
-		return nil, errors.New("must not be called")
-	}}
-	e.cfg.Images = f
-	_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"echo dir=$CI_BUILDS_DIR"}}))
-	if got.State != "success" || f.calls != 0 {
-		t.Fatalf("job %s, image runner called %d times; want success without a call; trace:\n%s", got.State, f.calls, got.Trace)
+// The image's entrypoint runs the scripts unless image:entrypoint replaces
+// it; [""] means none.
+func TestTheImageEntrypoint(t *testing.T) {
+	wrapper := filepath.Join(t.TempDir(), "docker-entrypoint.sh")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"the image's entrypoint ran\"\nexec \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	wantContains(t, got.Trace, "dir="+e.cfg.BuildsDir+"\n")
-	wantNotContains(t, got.Trace, "prepare_image")
-}
-
-// imageError is an error the job's image causes.
-type imageError string
-
-func (e imageError) Error() string        { return string(e) }
-func (e imageError) Is(target error) bool { return target == executor.ErrImage }
-
-// An image the job cannot use fails it with image_pull_failure and the
-// reason; a failure of the machine is a system failure. Neither checks
-// out the sources.
-func TestImagePreparationFailures(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "other.sh")
+	if err := os.WriteFile(other, []byte("#!/bin/sh\necho \"the job's entrypoint ran\"\nexec \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
-		name       string
-		err        error
-		wantReason gitlab.FailureReason
-		wantTrace  string
+		name      string
+		override  []string
+		want, not string
 	}{
-		// GitLab does not list image_pull_failure: it arrives as its
-		// compatible reason, and only the trace tells the two apart.
-		{"unusable image", imageError(`failed to pull image "registry.example/nope:1": not found`),
-			gitlab.ReasonImagePullFailure.For(gitlabtest.FailureReasons), `ERROR: Job failed: failed to pull image "registry.example/nope:1": not found` + "\x1b"},
-		{"machine failure", errors.New("cannot create the image cache"),
-			"runner_system_failure", "ERROR: Job failed (system failure): prepare the image registry.example/nope:1: cannot create the image cache"},
+		{"the image's", nil, "the image's entrypoint ran", "the job's entrypoint ran"},
+		{"image:entrypoint", []string{other}, "the job's entrypoint ran", "the image's entrypoint ran"},
+		{`image:entrypoint [""]`, []string{""}, "", "entrypoint ran"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.cfg.Images = &fakeImages{prepare: func(context.Context, *gitlab.Job, io.Writer) (*executor.PreparedImage, error) {
-				return nil, tt.err
-			}}
-			res, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{
-				Image: &gitlab.Image{Name: "registry.example/nope:1"}, Script: []string{"echo never-runs"},
-			}))
-			if got.State != "failed" || got.FailureReason != tt.wantReason || res.FailureReason != tt.wantReason {
-				t.Fatalf("job %s (%q), result %q; want failed (%s); trace:\n%s", got.State, got.FailureReason, res.FailureReason, tt.wantReason, got.Trace)
+			ev := imageEvent(e, gitlabtest.JobSpec{Image: &gitlab.Image{Name: "app:1", Entrypoint: tt.override}, Script: []string{"echo script ran"}}, []string{wrapper})
+			_, got := e.run(ev)
+			if got.State != "success" {
+				t.Fatalf("job = %s; trace:\n%s", got.State, got.Trace)
 			}
-			wantContains(t, got.Trace, ":prepare_image\r\x1b[0K", tt.wantTrace)
-			wantNotContains(t, got.Trace, "get_sources", "never-runs\n")
-			if errors.Is(tt.err, executor.ErrImage) {
-				wantNotContains(t, got.Trace, "system failure")
+			wantContains(t, got.Trace, "script ran")
+			if tt.want != "" {
+				wantContains(t, got.Trace, tt.want)
 			}
-			if strings.Count(string(got.Trace), "ERROR:") != 1 {
-				t.Errorf("trace has %d ERROR lines, want 1:\n%s", strings.Count(string(got.Trace), "ERROR:"), got.Trace)
-			}
-			e.srv.AssertNoViolations(t)
+			wantNotContains(t, got.Trace, tt.not)
 		})
 	}
 }
+
+// A job that fails because it needs root gets a line saying why and what
+// to do instead.
+func TestAJobThatNeedsRootIsToldWhy(t *testing.T) {
+	e := newEnv(t)
+	ev := imageEvent(e, gitlabtest.JobSpec{Script: []string{
+		`echo "E: Could not open lock file /var/lib/dpkg/lock-frontend - open (30: Read-only file system)" >&2`, `exit 100`}}, nil)
+	_, got := e.run(ev)
+	if got.State != "failed" || got.FailureReason != gitlab.ReasonScriptFailure {
+		t.Fatalf("job = %s (%s)", got.State, got.FailureReason)
+	}
+	wantContains(t, got.Trace, `ERROR: This job needs root or a writable root file system (it printed "Read-only file system"). On AWS Lambda a job runs as a non-root user on a read-only root file system, and only /tmp is writable`,
+		"Use an image that already has what the job installs")
+	// A failure for another reason says nothing of root.
+	e = newEnv(t)
+	_, got = e.run(imageEvent(e, gitlabtest.JobSpec{Script: []string{"exit 1"}}, nil))
+	wantNotContains(t, got.Trace, "needs root")
+}
+
+// LAMBDA_* variables choose an image job's function; on a runtime's
+// function they are said to do nothing.
+func TestComputeVariablesWithoutAnImage(t *testing.T) {
+	e := newEnv(t)
+	_, got := e.run(e.take(project(e, nil), gitlabtest.JobSpec{Script: []string{"true"},
+		Variables: []gitlab.Variable{{Key: "LAMBDA_MEMORY", Value: "4096"}}}))
+	wantContains(t, got.Trace, "WARNING: LAMBDA_MEMORY choose the function of a job with image: only")
+}
+
+func (e *env) homeDir() string { return e.cfg.HomeDir }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -312,7 +313,8 @@ func (j *jobRun) section(name, header string, fn func()) {
 	fn()
 }
 
-// prepare writes the trace's header and the prepare_executor section.
+// prepare writes the trace's header, the prepare_image section of a job
+// on its image's function and the prepare_executor section.
 func (j *jobRun) prepare() {
 	desc := j.ev.Runner.Description
 	if desc == "" {
@@ -322,30 +324,91 @@ func (j *jobRun) prepare() {
 		desc += " " + st
 	}
 	j.w.Printf("Running with gitlab-serverless-runner %s on %s\n", j.e.cfg.Version, desc)
+	if im := j.ev.Image; im != nil {
+		j.section("prepare_image", fmt.Sprintf("Preparing the image %s for AWS Lambda", im.Ref), func() { j.imageReport(im) })
+	}
 	j.section("prepare_executor", `Preparing the "lambda" executor`, func() {
 		fn := os.Getenv("AWS_LAMBDA_FUNCTION_NAME")
-		if fn != "" {
+		switch {
+		case j.ev.Image != nil:
+			j.w.Printf("Using the image %s on AWS Lambda (function %s)\n", j.ev.Image.Ref, j.ev.Image.Function)
+		case j.localImage():
+			j.w.Printf("Using the image %s, run on this machine as AWS Lambda would run it\n", j.job.Image.Name)
+		case fn != "":
 			j.w.Printf("Using AWS Lambda runtime %s (function %s)\n", j.e.cfg.Runtime, fn)
-		} else {
+		default:
 			j.w.Printf("Using AWS Lambda runtime %s\n", j.e.cfg.Runtime)
 		}
-		var asked []string
-		if img := j.job.Image; img != nil && img.Name != "" && j.e.cfg.Images == nil {
-			asked = append(asked, fmt.Sprintf("image %q", img.Name))
+		if img := j.job.Image; img != nil && img.Name != "" && j.ev.Image == nil && !j.localImage() {
+			j.w.Warningf("This job asks for image %q, but this runner does not run images: the job runs directly on the function's %s runtime.", img.Name, j.e.cfg.Runtime)
 		}
-		for _, s := range j.job.Services {
-			if s.Name != "" {
-				asked = append(asked, fmt.Sprintf("service %q", s.Name))
+		if j.ev.Image == nil && !j.localImage() {
+			var set []string
+			for _, k := range []string{"LAMBDA_MEMORY", "LAMBDA_EPHEMERAL_STORAGE", "LAMBDA_ARCH"} {
+				if j.job.Variables.Get(k) != "" {
+					set = append(set, k)
+				}
+			}
+			if len(set) > 0 {
+				j.w.Warningf("%s choose the function of a job with image: only; this job runs on the %s runtime's function as it is.", strings.Join(set, ", "), j.e.cfg.Runtime)
 			}
 		}
-		if len(asked) > 0 {
-			j.w.Warningf("This job asks for %s, but containers cannot run on AWS Lambda: the job runs directly on the function's %s runtime.", strings.Join(asked, " and "), j.e.cfg.Runtime)
+		var services []string
+		for _, s := range j.job.Services {
+			if s.Name != "" {
+				services = append(services, s.Name)
+			}
+		}
+		if len(services) > 0 {
+			j.w.Warningf("services: (%s) cannot run on AWS Lambda: the job runs without them.", strings.Join(services, ", "))
 		}
 	})
 }
 
-// setup prepares the job's image when it runs in one, and opens the job's
-// shell session: directories, variables, file variables.
+// imageReport writes what the preparation of the job's image did.
+func (j *jobRun) imageReport(im *dispatch.Image) {
+	j.w.Printf("Image %s, %s for %s\n", im.Ref, im.Digest, im.Platform)
+	j.w.Printf("Function %s: %s, %d MB memory, %d MB of /tmp\n", im.Function, im.Arch, im.MemoryMB, im.StorageMB)
+	var total int64
+	for _, st := range im.Steps {
+		total += st.DurationMS
+		j.w.Printf("  %-9s %7.2fs  %s\n", st.Name, float64(st.DurationMS)/1000, st.Detail)
+	}
+	if im.Prepared {
+		j.w.Printf("Prepared in %.2fs; the next jobs on this image start at once\n", float64(total)/1000)
+	} else {
+		j.w.Printf("The image's function was ready (%.2fs)\n", float64(total)/1000)
+	}
+	for _, n := range im.Notes {
+		j.w.Printf("%s\n", n)
+	}
+}
+
+// entrypoint is the entrypoint a job's scripts run through in its image,
+// as gitlab-runner chooses it: image:entrypoint when the job sets it
+// ([""] or [] for none), else the image's own.
+func (j *jobRun) entrypoint() []string {
+	var own []string
+	switch {
+	case j.ev.Image != nil:
+		own = j.ev.Image.Entrypoint
+	case j.image != nil:
+		own = j.image.Entrypoint
+	default:
+		return nil
+	}
+	if img := j.job.Image; img != nil && img.Entrypoint != nil {
+		if len(img.Entrypoint) == 0 || len(img.Entrypoint) == 1 && strings.TrimSpace(img.Entrypoint[0]) == "" {
+			return nil
+		}
+		return img.Entrypoint
+	}
+	return own
+}
+
+// setup prepares the job's image when it runs in one on this machine,
+// and opens the job's shell session: directories, variables, file
+// variables.
 func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 	if o, ok := j.prepareImage(ctx); !ok {
 		return o, false
@@ -361,6 +424,30 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		// job runs instead).
 		runnerVars = append(runnerVars, gitlab.Variable{Key: "CI_JOB_IMAGE", Value: j.job.Variables.Expand(img.Name), Public: true, Raw: true})
 	}
+	base := j.e.cfg.BaseEnv
+	if j.image != nil {
+		// The image's own environment; never nil, which would mean this
+		// machine's.
+		base = append([]string{}, j.image.Env...)
+	}
+	if j.ev.Image != nil || j.image != nil {
+		// In the job's image, tools install under the writable home.
+		if base == nil {
+			base = shell.SanitizedBaseEnv(os.Environ())
+		}
+		var changed []string
+		base, changed = shell.ToolEnv(base, j.homeDir(), filepath.Dir(j.homeDir()), func(name string) bool {
+			for _, v := range j.job.Variables {
+				if v.Key == name {
+					return true
+				}
+			}
+			return false
+		})
+		if len(changed) > 0 {
+			j.w.Printf("Tools install under %s, the only writable place (%s), and what they install is on PATH\n", j.homeDir(), strings.Join(changed, ", "))
+		}
+	}
 	var tools map[string]string
 	if j.e.cfg.ReleaseCLI != "" {
 		tools = map[string]string{releasecli.Name: j.e.cfg.ReleaseCLI}
@@ -369,7 +456,8 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		BuildsDir:           j.e.cfg.BuildsDir,
 		ProjectDir:          j.projectDir,
 		HomeDir:             j.e.cfg.HomeDir,
-		BaseEnv:             j.e.cfg.BaseEnv,
+		BaseEnv:             base,
+		Entrypoint:          j.entrypoint(),
 		KillGrace:           j.e.cfg.KillGrace,
 		AfterScriptTimeout:  j.set.afterScriptTimeout,
 		JobTimeout:          j.timeout,
@@ -389,6 +477,12 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 	var err error
 	if j.sess, err = shell.Open(j.inImage(cfg), j.job.Variables); err != nil {
 		return outcome{reason: gitlab.ReasonRunnerSystemFailure, message: fmt.Sprintf(" (system failure): prepare the job environment: %v", err)}, false
+	}
+	if j.ev.Image != nil {
+		if _, err := os.Stat(j.sess.ShellPath()); err != nil {
+			j.w.Errorf("The image %s has no shell: the job's scripts run with bash or /bin/sh from the image, and it has neither. Use an image with a shell (for a distroless image, its debug variant).", j.ev.Image.Ref)
+			return outcome{reason: gitlab.ReasonScriptFailure, message: ": the image has no shell"}, false
+		}
 	}
 	return outcome{}, ctx.Err() == nil
 }
@@ -423,9 +517,13 @@ func (j *jobRun) steps(ctx context.Context) (string, outcome) {
 			continue
 		}
 		var r shell.Result
+		root := newRootDetector(out)
 		j.section("step_"+st.Name, fmt.Sprintf("Executing %q stage of the job script", "step_"+st.Name), func() {
 			for attempt := 1; ; attempt++ {
-				r = j.sess.Run(scriptCtx, st, out)
+				r = j.sess.Run(scriptCtx, st, root)
+				if r.Outcome == shell.Failed && root.found() != "" {
+					j.w.Errorf(RootHint, root.found())
+				}
 				if r.Outcome != shell.SystemFailure || attempt >= j.set.sectionAttempts || scriptCtx.Err() != nil {
 					return
 				}

@@ -57,6 +57,9 @@ type Config struct {
 	Timeout time.Duration
 	// Environment is the functions' environment.
 	Environment map[string]string
+	// LogGroup, when set, receives the functions' logs (JSON), as the
+	// template's executors log to theirs.
+	LogGroup string
 	// Table is the records table (CreateTable).
 	Table string
 	// CreateLease is how long a preparation may hold a variant's claim

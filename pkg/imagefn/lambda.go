@@ -19,7 +19,7 @@ func (f *Functions) functionInput(fn Function) *lambda.CreateFunctionInput {
 	for k, v := range f.cfg.Environment {
 		env[k] = v
 	}
-	return &lambda.CreateFunctionInput{
+	in := &lambda.CreateFunctionInput{
 		FunctionName:     aws.String(fn.Name),
 		PackageType:      lambdatypes.PackageTypeImage,
 		Code:             &lambdatypes.FunctionCode{ImageUri: aws.String(fn.Image)},
@@ -38,6 +38,10 @@ func (f *Functions) functionInput(fn Function) *lambda.CreateFunctionInput {
 			"gitlab-serverless-runner:executor": fn.Executor,
 		},
 	}
+	if f.cfg.LogGroup != "" {
+		in.LoggingConfig = &lambdatypes.LoggingConfig{LogFormat: lambdatypes.LogFormatJson, LogGroup: aws.String(f.cfg.LogGroup)}
+	}
+	return in
 }
 
 // createFunction creates the claimed variant's function (or adopts one of

@@ -3,6 +3,8 @@ package invoke
 import (
 	"context"
 	"errors"
+
+	"gitlab-serverless-runner/pkg/envvar"
 )
 
 // Invoker starts a function asynchronously: Invoke returns once the
@@ -33,3 +35,10 @@ type Options struct {
 // ErrUnknownFunction is returned (wrapped) for a function that does not
 // exist.
 var ErrUnknownFunction = errors.New("invoke: unknown function")
+
+// EndpointFromEnv reads LAMBDA_ENDPOINT through lookup (os.LookupEnv when
+// nil): the Lambda API to invoke functions through instead of AWS's, such
+// as `sam local start-lambda`; "" means AWS.
+func EndpointFromEnv(lookup envvar.Lookup) string {
+	return envvar.New(lookup).String("LAMBDA_ENDPOINT")
+}

@@ -99,8 +99,10 @@ func (im *Images) PrepareImage(ctx context.Context, job *gitlab.Job, w io.Writer
 			fmt.Fprintf(w, "LAMBDA_ARCH=%s is not followed in local mode: jobs run on this machine's architecture, %s\n", asked, arch)
 		}
 	}
-	if len(job.Image.Entrypoint) > 0 {
-		fmt.Fprintf(w, "image:entrypoint is not run in local mode: the steps run in the image's shell directly\n")
+	for _, k := range []string{"LAMBDA_MEMORY", "LAMBDA_EPHEMERAL_STORAGE"} {
+		if job.Variables.Get(k) != "" {
+			fmt.Fprintf(w, "%s is not applied in local mode: the job has this machine's memory and disk\n", k)
+		}
 	}
 	creds, err := credentials(job.Variables)
 	if err != nil {
@@ -148,10 +150,11 @@ func (im *Images) PrepareImage(ctx context.Context, job *gitlab.Job, w io.Writer
 			{Source: filepath.Join(dir, "tmp"), Target: "/tmp"},
 			{Source: filepath.Join(dir, "job"), Target: filepath.Join(dir, "job")},
 		}},
-		Env:       env,
-		BuildsDir: filepath.Join(dir, "job", "builds"),
-		HomeDir:   filepath.Join(dir, "job", "home"),
-		Release:   func() { _ = os.RemoveAll(dir) },
+		Env:        env,
+		Entrypoint: res.Config.Config.Entrypoint,
+		BuildsDir:  filepath.Join(dir, "job", "builds"),
+		HomeDir:    filepath.Join(dir, "job", "home"),
+		Release:    func() { _ = os.RemoveAll(dir) },
 	}, nil
 }
 

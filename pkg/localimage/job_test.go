@@ -10,9 +10,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/executor"
@@ -127,6 +130,7 @@ func TestImageJobRunsAsLambdaWould(t *testing.T) {
 			"mkdir -p dist && echo built > dist/out.txt",
 			"sleep " + tag + " &",
 			`echo "image=$CI_JOB_IMAGE"`,
+			`echo "gopath=$GOPATH"`,
 			"if command -v release-cli; then echo has-release-cli; fi",
 		},
 		AfterScript: []string{`echo "after: $(cat /tmp/kept) $(cat $HOME/kept) status=$CI_JOB_STATUS uid=$(id -u)"`},
@@ -164,6 +168,10 @@ func TestImageJobRunsAsLambdaWould(t *testing.T) {
 		if !strings.Contains(trace, want) {
 			t.Errorf("trace lacks %q:\n%s", want, trace)
 		}
+	}
+	if home := strings.TrimSuffix(project, "/builds/group/demo") + "/home"; !strings.Contains(trace, "gopath="+home+"/go\n") ||
+		!strings.Contains(trace, "Tools install under "+home+", the only writable place") {
+		t.Errorf("the image rules did not point the tools at the job's home:\n%s", trace)
 	}
 	if !strings.Contains(trace, "image="+reg.Host+"/jobs/tool:1\n") {
 		t.Errorf("CI_JOB_IMAGE is not the job's image:\n%s", trace)
@@ -225,4 +233,69 @@ func zipHas(t *testing.T, a gitlabtest.UploadedArtifact, name, content string) b
 		}
 	}
 	return false
+}
+
+// The image's entrypoint runs the steps, as gitlab-runner runs them in an
+// image, unless image:entrypoint replaces it ([""]: none).
+func TestImageEntrypoint(t *testing.T) {
+	reg := registrytest.New(t, registrytest.Options{})
+	base := registrytest.BusyboxImage(t, runtime.GOARCH)
+	img, err := mutate.AppendLayers(base, registrytest.Layer(t, registrytest.Entry{
+		Name: "usr/local/bin/entry.sh", Mode: 0o755,
+		Body: []byte("#!/bin/sh\necho \"the image's entrypoint ran as $(id -u)\"\nexport FROM_ENTRYPOINT=yes\nexec \"$@\"\n"),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Entrypoint = []string{"entry.sh"}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	reg.Push(t, "jobs/with-entrypoint:1", img)
+	e := newJobEnv(t, newImages(t))
+	for _, tt := range []struct {
+		name       string
+		entrypoint []string
+		want, not  string
+	}{
+		{"the image's", nil, "the image's entrypoint ran as 993\n", ""},
+		{"none", []string{""}, "", "the image's entrypoint ran"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := e.run(t, gitlabtest.JobSpec{
+				Image:  &gitlab.Image{Name: reg.Host + "/jobs/with-entrypoint:1", Entrypoint: tt.entrypoint},
+				Script: []string{`echo "from entrypoint: ${FROM_ENTRYPOINT:-no}"`},
+			})
+			if got.State != "success" {
+				t.Fatalf("job %s; trace:\n%s", got.State, got.Trace)
+			}
+			trace := string(got.Trace)
+			wantFrom := "from entrypoint: no\n"
+			if tt.want != "" {
+				wantFrom = "from entrypoint: yes\n"
+			}
+			if !strings.Contains(trace, tt.want) || !strings.Contains(trace, wantFrom) || tt.not != "" && strings.Contains(trace, tt.not) {
+				t.Errorf("trace has not %q and %q (or has %q):\n%s", tt.want, wantFrom, tt.not, trace)
+			}
+		})
+	}
+}
+
+// A job that needs root fails as it would on Lambda, and is told why.
+func TestImageJobThatNeedsRootIsToldWhy(t *testing.T) {
+	reg, _ := testRegistry(t, registrytest.Options{})
+	e := newJobEnv(t, newImages(t))
+	got := e.run(t, gitlabtest.JobSpec{Image: &gitlab.Image{Name: reg.Host + "/jobs/tool:1"},
+		Script: []string{"mkdir -p /usr/lib/pkg && echo installed"}})
+	if got.State != "failed" || got.FailureReason != "script_failure" {
+		t.Fatalf("job %s (%q), want failed (script_failure); trace:\n%s", got.State, got.FailureReason, got.Trace)
+	}
+	if !strings.Contains(string(got.Trace), "This job needs root or a writable root file system") {
+		t.Errorf("trace does not say the job needs root:\n%s", got.Trace)
+	}
 }

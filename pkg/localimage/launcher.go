@@ -42,6 +42,6 @@ func (l *launcher) Run(ctx context.Context, c shell.Command) error {
 	}
 	return rootfs.Run(ctx, rootfs.Command{
 		Root: l.root, Args: append([]string{c.Path}, c.Args...), Env: c.Env, Dir: c.Dir,
-		Binds: l.binds, Stdout: c.Output, Stderr: c.Output, KillGrace: grace,
+		Binds: l.binds, Stdin: c.Stdin, Stdout: c.Output, Stderr: c.Output, KillGrace: grace,
 	})
 }

@@ -12,17 +12,19 @@ import (
 // when nil): EXECUTOR_FUNCTIONS (see ParseFunctions; New refuses a
 // Config without executor functions),
 // POLL_WINDOW_SECONDS, MAX_LONG_POLL_SECONDS, VERSION, CACHE_BUCKET and
-// PAYLOAD_BUCKET (default CACHE_BUCKET), and the URL policy's
+// PAYLOAD_BUCKET (default CACHE_BUCKET), PREPARER_FUNCTION, and the URL policy's
 // ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.ConfigFromEnv).
 // Unset values are the defaults.
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
 	cfg := Config{
-		Version:       r.StringOr("VERSION", "dev"),
-		Window:        r.Seconds("POLL_WINDOW_SECONDS"),
-		MaxLongPoll:   r.Seconds("MAX_LONG_POLL_SECONDS"),
-		CacheBucket:   r.String("CACHE_BUCKET"),
-		PayloadBucket: r.StringOr("PAYLOAD_BUCKET", r.String("CACHE_BUCKET")),
+		Version:          r.StringOr("VERSION", "dev"),
+		Window:           r.Seconds("POLL_WINDOW_SECONDS"),
+		MaxLongPoll:      r.Seconds("MAX_LONG_POLL_SECONDS"),
+		CacheBucket:      r.String("CACHE_BUCKET"),
+		S3Endpoint:       r.String("S3_ENDPOINT"),
+		PayloadBucket:    r.StringOr("PAYLOAD_BUCKET", r.String("CACHE_BUCKET")),
+		PreparerFunction: r.String("PREPARER_FUNCTION"),
 	}
 	if s := r.String("EXECUTOR_FUNCTIONS"); s != "" {
 		fns, err := ParseFunctions(s)

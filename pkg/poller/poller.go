@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"gitlab-serverless-runner/pkg/dispatch"
@@ -54,6 +55,11 @@ type Config struct {
 	// ExecutorFunctions maps a runtime (runner.Runtime) to the name of the
 	// executor function that offers it.
 	ExecutorFunctions map[string]string
+	// PreparerFunction is the image preparation function (pkg/preparer):
+	// a job with `image:` is handed to it, whatever the runner's runtime,
+	// and it hands the job on to the image's executor function. Empty
+	// sends such jobs to the runtime's executor, like any other.
+	PreparerFunction string
 	// Version is the product version sent to GitLab.
 	Version string
 	// Window is how long one poll keeps asking for jobs with short polls
@@ -64,6 +70,10 @@ type Config struct {
 	// LeaseMargin is added to a job's timeout for its slot lease and
 	// record lease (DefaultLeaseMargin).
 	LeaseMargin time.Duration
+	// S3Endpoint replaces S3's endpoint for the cache and payload buckets
+	// (S3_ENDPOINT), e.g. a local S3-compatible server; read by the
+	// function's main.
+	S3Endpoint string
 	// CacheBucket holds the runners' caches; empty means no cache. Read by
 	// the function's main, which builds Deps.Cache.
 	CacheBucket string
@@ -377,6 +387,13 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 		return false, nil
 	}
 	function, ok := p.cfg.ExecutorFunctions[r.Runtime]
+	// A job with `image:` runs on a function made from its image: the
+	// preparation function makes it (in its own time budget) and hands
+	// the job on with the same event.
+	prepare := p.cfg.PreparerFunction != "" && job.Image != nil && strings.TrimSpace(job.Image.Name) != ""
+	if prepare {
+		function, ok = p.cfg.PreparerFunction, true
+	}
 	if !ok {
 		return fail(fmt.Sprintf("The runtime %q is not offered by this installation; edit the runner to choose another.", r.Runtime), errors.New("unknown runtime "+r.Runtime))
 	}
@@ -404,8 +421,14 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	}
 	// A tenant of its own: Lambda never routes another invocation into an
 	// execution environment this job has run in (a job can reach the
-	// Runtime API on loopback and ask for the next invocation).
-	if err := p.d.Invoker.Invoke(ctx, function, payload, invoke.Options{TenantID: newTenantID(), Keep: []string{"dispatch"}}); err != nil {
+	// Runtime API on loopback and ask for the next invocation). The
+	// preparation function runs no job and is not tenant-isolated: the
+	// preparer gives the image function's invocation its tenant id.
+	opts := invoke.Options{TenantID: newTenantID(), Keep: []string{"dispatch"}}
+	if prepare {
+		opts.TenantID = ""
+	}
+	if err := p.d.Invoker.Invoke(ctx, function, payload, opts); err != nil {
 		return fail("The runner could not start the executor function; the job was not run.", err)
 	}
 	log.InfoContext(ctx, "executor invoked", "function", function)

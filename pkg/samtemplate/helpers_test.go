@@ -36,6 +36,7 @@ var functionPackages = map[string]string{
 	"SchedulerFunction":      "./functions/scheduler",
 	"PollerFunction":         "./functions/poller",
 	"FinisherFunction":       "./functions/finisher",
+	"PreparerFunction":       "./functions/preparer",
 	"ExecutorFunction":       "./functions/executor",
 	"ExecutorPythonFunction": "./functions/executor", // from ExecutorLayer
 	"ExecutorNodeFunction":   "./functions/executor", // from ExecutorLayer

@@ -36,9 +36,9 @@ func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	if len(documented) == 0 {
 		t.Fatal("no rows found in the README's configuration table")
 	}
-	platform := []string{"AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_EXECUTION_ENV"}
+	platform := []string{"AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT"}
 	read := map[string]bool{}
-	for _, fn := range []string{"web", "scheduler", "poller", "finisher", "executor", "local"} {
+	for _, fn := range []string{"web", "scheduler", "poller", "finisher", "preparer", "executor", "local"} {
 		reads, err := samtemplate.EnvReads(root, "./functions/"+fn)
 		if err != nil {
 			t.Fatal(err)

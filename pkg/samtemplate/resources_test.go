@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"gitlab-serverless-runner/pkg/imagefn"
 	"gitlab-serverless-runner/pkg/samtemplate"
 	"gitlab-serverless-runner/pkg/store"
 	"gitlab-serverless-runner/pkg/web"
@@ -25,6 +26,9 @@ func TestTablesMatchTheStore(t *testing.T) {
 		want = append(want, tableID(spec.Suffix))
 	}
 	slices.Sort(want)
+	// The image functions' records belong to pkg/imagefn
+	// (TestImageFunctionsTableMatchesImagefn).
+	delete(tables, "ImageFunctionsTable")
 	if got := sortedKeys(tables); !slices.Equal(got, want) {
 		t.Fatalf("tables: got %q, want %q", got, want)
 	}
@@ -104,6 +108,72 @@ func TestTablesMatchTheStore(t *testing.T) {
 	}
 	if got, want := render(samtemplate.Path(tpl.Section("Conditions"), "DeletionProtectionOn")), "map[Fn::Equals:[!Ref DeletionProtection true]]"; got != want {
 		t.Errorf("condition DeletionProtectionOn: got %s, want %s", got, want)
+	}
+}
+
+// The image functions' records table is what imagefn.CreateTable makes:
+// one string hash key, on demand.
+func TestImageFunctionsTableMatchesImagefn(t *testing.T) {
+	tpl := loadTemplate(t)
+	tbl, ok := tpl.Typed.GetAllDynamoDBTableResources()["ImageFunctionsTable"]
+	if !ok {
+		t.Fatal("no ImageFunctionsTable")
+	}
+	var keys, attrs []string
+	for _, k := range tbl.KeySchema {
+		keys = append(keys, k.AttributeName+" "+k.KeyType)
+	}
+	for _, a := range tbl.AttributeDefinitions {
+		attrs = append(attrs, a.AttributeName+" "+a.AttributeType)
+	}
+	if got, want := render(keys), "["+imagefn.KeyAttribute+" HASH]"; got != want {
+		t.Errorf("key schema: got %s, want %s", got, want)
+	}
+	if got, want := render(attrs), "["+imagefn.KeyAttribute+" S]"; got != want {
+		t.Errorf("attributes: got %s, want %s", got, want)
+	}
+	if tbl.BillingMode == nil || *tbl.BillingMode != "PAY_PER_REQUEST" {
+		t.Error("billing mode is not on demand")
+	}
+	prep := function(t, tpl, "PreparerFunction")
+	if got := render(samtemplate.Path(prep.Properties, "Environment", "Variables", "IMAGE_FUNCTIONS_TABLE")); got != "!Ref ImageFunctionsTable" {
+		t.Errorf("the preparer's IMAGE_FUNCTIONS_TABLE = %s", got)
+	}
+}
+
+// The preparer runs once per job (no retry), its death reaches the
+// finisher (never its success: the job is then the image function's), and
+// it sweeps unused image functions on a schedule; the poller names it.
+func TestThePreparer(t *testing.T) {
+	tpl := loadTemplate(t)
+	fn := function(t, tpl, "PreparerFunction")
+	cfg := samtemplate.Path(fn.Properties, "EventInvokeConfig")
+	for _, tt := range []struct{ name, got, want string }{
+		{"retries", render(samtemplate.Path(cfg, "MaximumRetryAttempts")), "0"},
+		{"OnFailure", render(samtemplate.Path(cfg, "DestinationConfig", "OnFailure", "Destination")), "!GetAtt FinisherFunction.Arn"},
+		{"OnSuccess", render(samtemplate.Path(cfg, "DestinationConfig", "OnSuccess")), "<nil>"},
+		{"timeout", render(fn.Properties["Timeout"]), "900"},
+		{"role of image functions", render(samtemplate.Path(fn.Properties, "Environment", "Variables", "EXECUTOR_ROLE_ARN")), "!GetAtt ExecutorFunctionRole.Arn"},
+		{"finisher", render(samtemplate.Path(fn.Properties, "Environment", "Variables", "FINISHER_ARN")), "!GetAtt FinisherFunction.Arn"},
+		{"prefix", render(samtemplate.Path(fn.Properties, "Environment", "Variables", "IMAGE_FUNCTION_PREFIX")), "!Ref AWS::StackName"},
+		{"poller", render(samtemplate.Path(function(t, tpl, "PollerFunction").Properties, "Environment", "Variables", "PREPARER_FUNCTION")), "!Ref PreparerFunction"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.name, tt.got, tt.want)
+		}
+	}
+	var sweep bool
+	for _, e := range fn.Properties["Events"].(map[string]any) {
+		if samtemplate.Path(e, "Type") == "Schedule" && samtemplate.Path(e, "Properties", "Input") == `{"sweep": true}` {
+			sweep = true
+		}
+	}
+	if !sweep {
+		t.Error("no schedule sends the preparer {\"sweep\": true}")
+	}
+	// The executors' role: SAM's, with no policy of the template's.
+	if _, ok := function(t, tpl, "ExecutorFunction").Properties["Role"]; ok {
+		t.Error("ExecutorFunction names a role: image functions would not get the executors' own")
 	}
 }
 

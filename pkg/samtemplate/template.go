@@ -78,6 +78,12 @@ func Parse(data []byte) (*Template, error) {
 	resources, _ := stripped["Resources"].(map[string]any)
 	for id, r := range resources {
 		res, _ := r.(map[string]any)
+		if _, ok := res["Condition"]; ok {
+			// goformation turns a resource whose condition is false
+			// into a bool it cannot parse: Typed leaves it out.
+			delete(resources, id)
+			continue
+		}
 		typ, _ := res["Type"].(string)
 		props, _ := res["Properties"].(map[string]any)
 		// CloudFormation's Ref of a Number parameter is a string, which
@@ -298,6 +304,7 @@ func (t *Template) Unresolved() []Reference {
 	for _, r := range t.References() {
 		_, isParam := params[r.Name]
 		_, isRes := resources[r.Name]
+		isRes = isRes || t.samGenerated(r.Name)
 		_, isCond := conditions[r.Name]
 		ok := false
 		switch r.Kind {
@@ -313,6 +320,22 @@ func (t *Template) Unresolved() []Reference {
 		}
 	}
 	return bad
+}
+
+// samGenerated reports whether name is a resource the SAM transform makes
+// and lets a template refer to: the execution role "<Id>Role" of a
+// function Id that names no Role of its own.
+func (t *Template) samGenerated(name string) bool {
+	id, ok := strings.CutSuffix(name, "Role")
+	if !ok {
+		return false
+	}
+	fn, ok := t.Resource(id)
+	if !ok || fn.Type != "AWS::Serverless::Function" {
+		return false
+	}
+	_, hasRole := fn.Properties["Role"]
+	return !hasRole
 }
 
 // IsRef reports whether v is {"Ref": name}.

@@ -284,6 +284,19 @@ func TestLeastPrivilege(t *testing.T) {
 			"Allow s3:GetObject,s3:PutObject on ${CacheBucket.Arn}/payloads/*,${CacheBucket.Arn}/runner/*",
 			"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:SlotsTable",
 			"LambdaInvokePolicy:ExecutorFunction", "LambdaInvokePolicy:ExecutorNodeFunction", "LambdaInvokePolicy:ExecutorPythonFunction",
+			"LambdaInvokePolicy:PreparerFunction",
+		},
+		// Image functions only: those named after the stack, the
+		// executors' role passed to Lambda only, pushes to its own
+		// repositories.
+		"PreparerFunction": {
+			"DynamoDBCrudPolicy:ImageFunctionsTable", "DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:SlotsTable",
+			"Allow lambda:CreateFunction,lambda:DeleteFunction,lambda:GetFunction,lambda:GetFunctionConfiguration,lambda:InvokeFunction,lambda:PutFunctionEventInvokeConfig,lambda:TagResource on arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-img-*",
+			"Allow iam:PassRole on !GetAtt ExecutorFunctionRole.Arn",
+			"Allow ecr:GetAuthorizationToken on *",
+			"Allow ecr:BatchCheckLayerAvailability,ecr:BatchGetImage,ecr:CompleteLayerUpload,ecr:GetDownloadUrlForLayer,ecr:InitiateLayerUpload,ecr:PutImage,ecr:UploadLayerPart on !GetAtt ImageRepository.Arn,arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${ImageCachePrefix}-*",
+			"Allow ecr:BatchImportUpstreamImage,ecr:CreateRepository on arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${ImageCachePrefix}-*",
+			"Allow s3:GetObject,s3:PutObject on ${CacheBucket.Arn}/payloads/*",
 		},
 		"FinisherFunction": {
 			"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:SlotsTable",

@@ -2,6 +2,7 @@ package shell
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,14 +34,17 @@ type Launcher interface {
 
 // Command is one step's shell, as a Launcher runs it.
 type Command struct {
-	// Path is the shell, as the Launcher's LookPath found it; Args are its
-	// arguments, the program name excluded.
+	// Path is the program, found by the Launcher's LookPath: the step's
+	// shell, or the entrypoint that runs it (Config.Entrypoint); Args are
+	// its arguments, the program name excluded.
 	Path string
 	Args []string
 	// Env is the step's whole environment.
 	Env []string
 	// Dir is the working directory.
 	Dir string
+	// Stdin is the shell's standard input; nil means none (/dev/null).
+	Stdin io.Reader
 	// Output receives the shell's standard output and standard error, in
 	// the order they were written.
 	Output *os.File
@@ -80,7 +84,7 @@ func (d Direct) Run(ctx context.Context, c Command) error {
 		grace = DefaultKillGrace
 	}
 	cmd := exec.Command(c.Path, c.Args...)
-	cmd.Dir, cmd.Env = c.Dir, c.Env
+	cmd.Dir, cmd.Env, cmd.Stdin = c.Dir, c.Env, c.Stdin
 	cmd.Stdout, cmd.Stderr = c.Output, c.Output
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -155,10 +155,26 @@ func (s *Session) run(ctx context.Context, name string, commands []string, statu
 		defer close(copied)
 		drain(w, pr)
 	}()
-	runErr := s.cfg.Launcher.Run(ctx, Command{
+	c := Command{
 		Path: s.shellPath, Args: args, Dir: s.cfg.ProjectDir, Output: pw,
 		Env: append(withoutKey(s.env, "CI_JOB_STATUS"), "CI_JOB_STATUS="+status),
-	})
+	}
+	if ep := s.cfg.Entrypoint; len(ep) > 0 {
+		bin := ep[0]
+		if !strings.Contains(bin, "/") {
+			if p := s.cfg.Launcher.LookPath(bin, lookupEnv(s.env, "PATH")); p != "" {
+				bin = p
+			}
+		}
+		argv := append([]string{s.shellPath}, args...)
+		c.Path, c.Args = bin, append(append([]string(nil), ep[1:]...), argv...)
+		quoted := make([]string, len(argv))
+		for i, a := range argv {
+			quoted[i] = quote(a)
+		}
+		c.Stdin = strings.NewReader("exec " + strings.Join(quoted, " ") + "\n")
+	}
+	runErr := s.cfg.Launcher.Run(ctx, c)
 	pw.Close()
 	// A process that left the group (setsid) may still hold the pipe: give
 	// the output a grace period, then stop reading.

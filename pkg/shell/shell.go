@@ -100,6 +100,15 @@ type Config struct {
 	// RunnerVariables are the runner's configured variables (the runner's
 	// `environment` setting); job variables override them.
 	RunnerVariables gitlab.Variables
+	// Entrypoint, when set, runs every step as gitlab-runner runs a job's
+	// scripts in an image with an entrypoint: the entrypoint starts, with
+	// the step's shell command as its arguments (`exec "$@"` runs it), and
+	// with that command also on its standard input (an entrypoint that is
+	// a shell reading its input, such as ["/bin/sh", "-c"] given a shell
+	// as command, runs it from there, as it would under the runner, which
+	// sends scripts on standard input). Entrypoint[0] without a slash is
+	// looked up in the job's PATH.
+	Entrypoint []string
 	// DebugTrace turns on shell tracing (`set -o xtrace`) in every step,
 	// as gitlab-runner does for CI_DEBUG_TRACE; the trace's masking still
 	// applies to what it prints.
@@ -279,6 +288,10 @@ func appendPath(env []string, dir string) []string {
 
 // Shell returns the shell the steps run in: Bash or Sh.
 func (s *Session) Shell() string { return s.shellKind }
+
+// ShellPath returns the path of the shell the steps run in. It may not
+// exist: with no bash or sh on PATH it is /bin/sh, whatever the image has.
+func (s *Session) ShellPath() string { return s.shellPath }
 
 // Close removes the temporary directory: file variables, GITLAB_ENV and the
 // generated scripts (the runner's cleanup_file_variables).
