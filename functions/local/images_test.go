@@ -50,7 +50,9 @@ func TestImageJobsRunInTheirImage(t *testing.T) {
 	}
 
 	dataDir := t.TempDir()
-	r := startSystem(t, env{"LOCAL_DATA_DIR": dataDir})
+	// A PREPARER_FUNCTION left in the environment from a deployment's
+	// settings changes nothing: local mode has no preparation function.
+	r := startSystem(t, env{"LOCAL_DATA_DIR": dataDir, "PREPARER_FUNCTION": "gsr-preparer"})
 	b := newBrowser(t, r.sys.URL())
 	b.signIn()
 	id := b.registerRunner(gl.URL(), glRunner.Token, "laptop")
