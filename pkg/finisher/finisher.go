@@ -99,9 +99,6 @@ func New(jobs runner.JobStore, cfg Config) *Finisher {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: urlpolicy.Storage.Transport()}
 	}
-	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
-		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -109,9 +106,7 @@ func New(jobs runner.JobStore, cfg Config) *Finisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.GitLab.Logger == nil {
-		cfg.GitLab.Logger = log
-	}
+	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Finisher{jobs: jobs, cfg: cfg, log: log}
 }
 

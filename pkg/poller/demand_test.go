@@ -41,7 +41,7 @@ func TestPollDemand(t *testing.T) {
 	}{
 		{"every slot taken", 2, 3, 0, false, poller.Result{Jobs: 2, Stop: poller.StopNoSlot}, true},
 		{"GitLab has no more", 4, 3, 0, false, poller.Result{Jobs: 3, Stop: poller.StopNoJob}, false},
-		{"window over while jobs come", 4, 3, 50 * time.Millisecond, true, poller.Result{Jobs: 1, Stop: poller.StopWindow}, true},
+		{"window over while jobs come", 4, 3, time.Second, true, poller.Result{Jobs: 1, Stop: poller.StopWindow}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

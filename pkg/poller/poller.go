@@ -123,12 +123,7 @@ func New(d Deps, cfg Config) (*Poller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.GitLab.Logger == nil {
-		cfg.GitLab.Logger = log
-	}
-	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
-		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
-	}
+	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Poller{d: d, cfg: cfg, log: log}, nil
 }
 

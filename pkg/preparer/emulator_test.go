@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"gitlab-serverless-runner/pkg/dispatch"
@@ -185,6 +186,41 @@ func TestAnImageJobRunsInItsDerivedImage(t *testing.T) {
 		if !strings.Contains(trace, want) {
 			t.Errorf("trace lacks %q:\n%s", want, trace)
 		}
+	}
+}
+
+// TestAnImageWithoutAShellIsRefused: a distroless image has no shell to
+// run the job's scripts in; the job fails with a line that says so and
+// what to use instead.
+func TestAnImageWithoutAShellIsRefused(t *testing.T) {
+	w := newWorld(t)
+	arch, goarch := hostArch(t)
+	exe, err := os.ReadFile(lambdatest.Build(t, "./functions/executor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.setExecutor(arch, exe)
+	tool := registrytest.Layer(t,
+		registrytest.Entry{Name: "opt/", Type: '5'}, registrytest.Entry{Name: "opt/tools/", Type: '5'},
+		registrytest.Entry{Name: "opt/tools/app", Mode: 0o755, Body: registrytest.Busybox(t)})
+	w.reg.Push(t, "library/distroless:1", registrytest.Image(t, goarch, v1.Config{Env: []string{"PATH=/opt/tools"}}, tool))
+	job := w.gl.EnqueueJob(w.project, imageJob(w.reg.Host+"/library/distroless:1", string(arch), `echo should not run`))
+	if out, err := w.preparer().Handle(context.Background(), w.take()[0]); err != nil || out.Failed {
+		t.Fatalf("Handle = %+v, %v", out, err)
+	}
+	h := w.handedEvents()[job.ID]
+	f := w.startImageFunction(t, h.Function)
+	res, trace := f.run(t, w, h)
+	if res.State != "failed" || res.FailureReason != gitlab.ReasonScriptFailure {
+		t.Fatalf("result = %+v; trace:\n%s\nlogs:\n%s", res, trace, f.fn.Logs())
+	}
+	for _, want := range []string{"has no shell", "Use an image with a shell"} {
+		if !strings.Contains(trace, want) {
+			t.Errorf("trace lacks %q:\n%s", want, trace)
+		}
+	}
+	if strings.Contains(trace, "should not run\n") {
+		t.Errorf("a script ran:\n%s", trace)
 	}
 }
 

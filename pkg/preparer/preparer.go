@@ -109,9 +109,6 @@ func New(d Deps, cfg Config) (*Preparer, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: urlpolicy.Storage.Transport()}
 	}
-	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
-		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -119,9 +116,7 @@ func New(d Deps, cfg Config) (*Preparer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.GitLab.Logger == nil {
-		cfg.GitLab.Logger = log
-	}
+	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Preparer{d: d, cfg: cfg, log: log}, nil
 }
 

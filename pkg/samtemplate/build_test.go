@@ -399,7 +399,13 @@ func TestPollerBuiltBySAMAnswersTheSampleEvent(t *testing.T) {
 	if res.Jobs == nil || *res.Jobs != 0 || res.Failed == nil || *res.Failed != 0 || res.Stop == "" {
 		t.Errorf("result: got %s, want no job, no failure and why it stopped", resp.Payload)
 	}
-	if !strings.Contains(fn.Logs(), "0123456789abcdef0123") {
+	// The function's output reaches the test through a pipe: the line may
+	// come a moment after the response.
+	named := func() bool { return strings.Contains(fn.Logs(), "0123456789abcdef0123") }
+	for deadline := time.Now().Add(5 * time.Second); !named() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !named() {
 		t.Errorf("the poller's logs do not name the runner:\n%s", fn.Logs())
 	}
 }

@@ -87,12 +87,7 @@ func New(jobs Jobs, runners Runners, tokens Opener, cfg Config) *Sweeper {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.GitLab.Logger == nil {
-		cfg.GitLab.Logger = log
-	}
-	if cfg.URLPolicy != nil && cfg.GitLab.HTTPClient == nil && cfg.GitLab.DialContext == nil {
-		cfg.GitLab.DialContext = cfg.URLPolicy.DialContext
-	}
+	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Sweeper{jobs: jobs, runners: runners, tokens: tokens, cfg: cfg, log: log}
 }
 

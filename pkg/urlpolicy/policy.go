@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"gitlab-serverless-runner/pkg/envvar"
+	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -244,4 +246,17 @@ func (p Policy) HTTPClient() *http.Client {
 			ForceAttemptHTTP2:     true,
 		},
 	}
+}
+
+// GitLab returns the GitLab client options o that callers use by default:
+// connections dialled through p unless o brings its own HTTP client or
+// dialer (a nil p dials freely), and logs to log unless o has a logger.
+func (p *Policy) GitLab(o gitlab.Options, log *slog.Logger) gitlab.Options {
+	if p != nil && o.HTTPClient == nil && o.DialContext == nil {
+		o.DialContext = p.DialContext
+	}
+	if o.Logger == nil {
+		o.Logger = log
+	}
+	return o
 }
