@@ -38,3 +38,11 @@ func TestDecodeAndValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestLambdaArch(t *testing.T) {
+	for goarch, want := range map[string]string{"arm64": "arm64", "amd64": "x86_64"} {
+		if got := dispatch.LambdaArch(goarch); got != want {
+			t.Errorf("LambdaArch(%q) = %q, want %q", goarch, got, want)
+		}
+	}
+}

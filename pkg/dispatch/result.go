@@ -34,6 +34,20 @@ type Result struct {
 	// MemoryMB is the memory of the function that ran the job, for its
 	// cost; 0 when unknown.
 	MemoryMB int `json:"memory_mb,omitempty"`
+	// Arch is the function's instruction set, "arm64" or "x86_64", and
+	// StorageMB the size of its /tmp (ephemeral storage), both for the
+	// job's cost; empty or 0 when unknown.
+	Arch      string `json:"arch,omitempty"`
+	StorageMB int    `json:"storage_mb,omitempty"`
+}
+
+// LambdaArch is the name Lambda gives the instruction set of a Go
+// architecture (runtime.GOARCH): "arm64", or "x86_64" for amd64.
+func LambdaArch(goarch string) string {
+	if goarch == "amd64" {
+		return "x86_64"
+	}
+	return goarch
 }
 
 // Canceled reports whether the result is a job GitLab canceled.

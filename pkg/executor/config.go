@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"gitlab-serverless-runner/pkg/dispatch"
@@ -77,6 +78,10 @@ type Config struct {
 	// for the job's cost (AWS_LAMBDA_FUNCTION_MEMORY_SIZE on Lambda); 0
 	// means unknown.
 	MemoryMB int
+	// StorageMB is the size of the function's /tmp, reported with each
+	// result for the job's cost; ConfigFromEnv measures it under Lambda.
+	// 0 means unknown.
+	StorageMB int
 	// Cleanup says how far the clean-up before and after each job reaches
 	// (pkg/sandbox); the zero value, CleanupLocal, leaves the machine
 	// alone. A clean-up that fails ends the environment (see Err).
@@ -180,6 +185,13 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 		r.Fail(err)
 	}
 	cfg.URLPolicy = &policy
+	if r.String("AWS_LAMBDA_RUNTIME_API") != "" {
+		// Lambda's /tmp is the function's ephemeral storage.
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(os.TempDir(), &st); err == nil {
+			cfg.StorageMB = int(uint64(st.Bsize) * st.Blocks >> 20)
+		}
+	}
 	return cfg, r.Err("executor")
 }
 

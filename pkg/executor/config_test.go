@@ -1,7 +1,10 @@
 package executor_test
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +80,34 @@ func TestConfigFromEnv(t *testing.T) {
 			t.Errorf("%s=%q: error = %v, want one naming %s", name, bad, err, name)
 		}
 		env[name] = good
+	}
+}
+
+// On Lambda the executor reports the size of its /tmp, the function's
+// ephemeral storage, for the job's cost; as df measures it.
+func TestConfigFromEnvMeasuresTmpOnLambda(t *testing.T) {
+	out, err := exec.Command("df", "-m", "--output=size", os.TempDir()).Output()
+	if err != nil {
+		t.Fatalf("df: %v", err)
+	}
+	fields := strings.Fields(string(out))
+	want, err := strconv.Atoi(fields[len(fields)-1])
+	if err != nil {
+		t.Fatalf("df said %q", out)
+	}
+	for _, tt := range []struct {
+		env  map[string]string
+		want int
+	}{
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}, want},
+		{map[string]string{}, 0}, // not on Lambda: the machine's disk is not the job's to pay for
+	} {
+		cfg, err := executor.ConfigFromEnv(func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cfg.StorageMB - tt.want; d < -1 || d > 1 {
+			t.Errorf("with %v StorageMB = %d, want %d", tt.env, cfg.StorageMB, tt.want)
+		}
 	}
 }

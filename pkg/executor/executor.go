@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -66,7 +67,7 @@ func (e *Executor) Handle(ctx context.Context, raw json.RawMessage) (dispatch.Re
 	} else {
 		res = e.Run(ctx, ev)
 	}
-	res.MemoryMB = e.cfg.MemoryMB
+	res.MemoryMB, res.StorageMB, res.Arch = e.cfg.MemoryMB, e.cfg.StorageMB, dispatch.LambdaArch(runtime.GOARCH)
 	return res, nil
 }
 

@@ -216,7 +216,7 @@ func (f *Finisher) Finish(ctx context.Context, rec invoke.Record) (Outcome, erro
 	}
 	err = f.jobs.FinishJob(ctx, d.RunnerID, d.JobID, runner.JobOutcome{
 		State: out.State, FailureReason: string(out.FailureReason), FinishedAt: now, Duration: duration,
-		MemoryMB: memory, BilledDuration: duration.Round(time.Millisecond),
+		MemoryMB: memory, Arch: res.Arch, StorageMB: res.StorageMB, BilledDuration: duration.Round(time.Millisecond),
 		DispatchTokenHash: runner.HashDispatchToken(d.SlotToken),
 	})
 	switch {

@@ -162,7 +162,7 @@ func succeed(ctx context.Context, c *gitlab.Client, ev dispatch.Event, durationM
 	if err != nil {
 		return nil, err
 	}
-	return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":%d,"reported":true,"memory_mb":1769}`, ev.Job.ID, durationMS), nil
+	return fmt.Appendf(nil, `{"job_id":%d,"state":"success","duration_ms":%d,"reported":true,"memory_mb":1769,"arch":"x86_64","storage_mb":4096}`, ev.Job.ID, durationMS), nil
 }
 
 // outsiderViolations are the only protocol deviations allowed when the
@@ -244,8 +244,9 @@ func TestFinisherRecordsReportedOutcome(t *testing.T) {
 		t.Errorf("job in GitLab = %s, want success", job.State)
 	}
 	rec, err := w.store.GetJob(context.Background(), w.runner.ID, job.ID)
-	if err != nil || rec.State != runner.JobSuccess || rec.Duration != 1234*time.Millisecond || rec.MemoryMB != 1769 || rec.FinishedAt == nil {
-		t.Errorf("job record = %+v, %v; want success, 1.234 s, the 1769 MB the executor reported, finished", rec, err)
+	if err != nil || rec.State != runner.JobSuccess || rec.Duration != 1234*time.Millisecond || rec.MemoryMB != 1769 ||
+		rec.Arch != "x86_64" || rec.StorageMB != 4096 || rec.FinishedAt == nil {
+		t.Errorf("job record = %+v, %v; want success, 1.234 s, the 1769 MB, x86_64 and 4096 MB of /tmp the executor reported, finished", rec, err)
 	}
 	if !w.slotFree() {
 		t.Error("slot still held after the job finished")

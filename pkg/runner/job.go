@@ -44,6 +44,10 @@ type Job struct {
 	FailureReason string
 	// MemoryMB is the memory of the executor function that ran the job.
 	MemoryMB int
+	// Arch ("arm64" or "x86_64") and StorageMB (its /tmp) describe that
+	// function too, for the cost; empty or 0 when unknown.
+	Arch      string
+	StorageMB int
 	// BilledDuration is the duration Lambda billed, for the cost shown.
 	BilledDuration time.Duration
 	// LeaseExpiresAt is when the job is considered lost if it has not
@@ -80,6 +84,8 @@ type JobOutcome struct {
 	FinishedAt     time.Time
 	Duration       time.Duration
 	MemoryMB       int
+	Arch           string
+	StorageMB      int
 	BilledDuration time.Duration
 	// DispatchTokenHash, when set, finishes the job only if its record is
 	// still that dispatch's (Job.DispatchTokenHash): a record of an earlier

@@ -26,6 +26,8 @@ type jobItem struct {
 	DurationMS     int64      `dynamo:"duration_ms,omitempty"`
 	FailureReason  string     `dynamo:"failure_reason,omitempty"`
 	MemoryMB       int        `dynamo:"memory_mb,omitempty"`
+	Arch           string     `dynamo:"arch,omitempty"`
+	StorageMB      int        `dynamo:"storage_mb,omitempty"`
 	BilledMS       int64      `dynamo:"billed_ms,omitempty"`
 	LeaseExpiresAt time.Time  `dynamo:"lease_expires_at"`
 	ExpiresAt      int64      `dynamo:"expires_at"` // TTL: unix seconds
@@ -60,6 +62,8 @@ func (it jobItem) domain() *runner.Job {
 		Duration:       time.Duration(it.DurationMS) * time.Millisecond,
 		FailureReason:  it.FailureReason,
 		MemoryMB:       it.MemoryMB,
+		Arch:           it.Arch,
+		StorageMB:      it.StorageMB,
 		BilledDuration: time.Duration(it.BilledMS) * time.Millisecond,
 		LeaseExpiresAt: it.LeaseExpiresAt,
 		ExpiresAt:      time.Unix(it.ExpiresAt, 0).UTC(),
@@ -152,6 +156,8 @@ func (s *Store) newJobItem(j *runner.Job) (jobItem, error) {
 		DurationMS:     j.Duration.Milliseconds(),
 		FailureReason:  j.FailureReason,
 		MemoryMB:       j.MemoryMB,
+		Arch:           j.Arch,
+		StorageMB:      j.StorageMB,
 		BilledMS:       j.BilledDuration.Milliseconds(),
 		LeaseExpiresAt: j.LeaseExpiresAt.UTC(),
 		ExpiresAt:      j.ExpiresAt.Unix(),
@@ -199,6 +205,8 @@ func (s *Store) FinishJob(ctx context.Context, runnerID string, jobID int64, o r
 		Set("duration_ms", o.Duration.Milliseconds()).
 		Set("failure_reason", o.FailureReason).
 		Set("memory_mb", o.MemoryMB).
+		Set("arch", o.Arch).
+		Set("storage_mb", o.StorageMB).
 		Set("billed_ms", o.BilledDuration.Milliseconds()).
 		Set("expires_at", o.FinishedAt.Add(s.retention).Unix()).
 		Remove("open", "open_lease_ms", "job_token_sealed").

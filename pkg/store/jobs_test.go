@@ -73,7 +73,7 @@ func TestFinishJob(t *testing.T) {
 	clk.Advance(3 * time.Minute)
 	outcome := runner.JobOutcome{
 		State: runner.JobFailed, FailureReason: "script_failure", Duration: 2*time.Minute + 500*time.Millisecond,
-		MemoryMB: 2048, BilledDuration: 2*time.Minute + 501*time.Millisecond,
+		MemoryMB: 2048, Arch: "x86_64", StorageMB: 4096, BilledDuration: 2*time.Minute + 501*time.Millisecond,
 	}
 	if err := s.FinishJob(ctx, "r1", 7, outcome); err != nil {
 		t.Fatalf("FinishJob: %v", err)
@@ -83,7 +83,7 @@ func TestFinishJob(t *testing.T) {
 		t.Fatalf("GetJob: %v", err)
 	}
 	if got.State != runner.JobFailed || got.FailureReason != "script_failure" || got.Duration != outcome.Duration ||
-		got.MemoryMB != 2048 || got.BilledDuration != outcome.BilledDuration ||
+		got.MemoryMB != 2048 || got.Arch != "x86_64" || got.StorageMB != 4096 || got.BilledDuration != outcome.BilledDuration ||
 		got.FinishedAt == nil || !got.FinishedAt.Equal(clk.Now()) {
 		t.Errorf("finished job = %+v, want the outcome %+v at %v", got, outcome, clk.Now())
 	}

@@ -460,7 +460,7 @@ func (a *App) funcs() template.FuncMap {
 			if j.BilledDuration <= 0 || j.MemoryMB <= 0 {
 				return "—"
 			}
-			return fmt.Sprintf("$%.6f", JobCost(j.BilledDuration, j.MemoryMB, a.cfg.PricePerGBSecond))
+			return fmt.Sprintf("$%.6f", a.cfg.Prices().JobCost(j))
 		},
 		"modeName": func(mode string) string {
 			switch mode {
@@ -476,10 +476,38 @@ func (a *App) funcs() template.FuncMap {
 	}
 }
 
-// JobCost estimates a job's Lambda cost in USD: billed duration × memory in
-// GB × price per GB-second.
-func JobCost(billed time.Duration, memoryMB int, pricePerGBSecond float64) float64 {
-	return billed.Seconds() * float64(memoryMB) / 1024 * pricePerGBSecond
+// Prices are Lambda's prices per GB-second the cost estimates use.
+type Prices struct {
+	// ARM64 and X86 price memory by the function's instruction set; a
+	// job recorded without one is priced as arm64, the template's default.
+	ARM64, X86 float64
+	// Storage prices the function's /tmp above the 512 MB included.
+	Storage float64
+}
+
+// Prices returns the configured prices.
+func (c Config) Prices() Prices {
+	return Prices{ARM64: c.PricePerGBSecond, X86: c.X86PricePerGBSecond, Storage: c.StoragePricePerGBSecond}
+}
+
+// includedStorageMB is the ephemeral storage every function has at no
+// charge.
+const includedStorageMB = 512
+
+// JobCost estimates a job's Lambda cost in USD: billed duration × (memory
+// in GB × the price of the job's instruction set + storage above 512 MB
+// in GB × the storage price).
+func (p Prices) JobCost(j *runner.Job) float64 {
+	price := p.ARM64
+	if j.Arch == "x86_64" {
+		price = p.X86
+	}
+	gbSeconds := j.BilledDuration.Seconds() / 1024
+	cost := gbSeconds * float64(j.MemoryMB) * price
+	if extra := j.StorageMB - includedStorageMB; extra > 0 {
+		cost += gbSeconds * float64(extra) * p.Storage
+	}
+	return cost
 }
 
 // gitlabFor returns a client for a runner's GitLab, trusting its custom

@@ -20,8 +20,13 @@ const (
 	DefaultMaxLongPoll      = 60
 	DefaultExecutorMargin   = int(dispatch.DefaultMargin / time.Second)
 	DefaultPricePerGBSecond = 0.0000133334 // arm64, us-east-1
-	DefaultCreateScope      = "create_runner"
-	DefaultListenAddr       = "127.0.0.1:8080"
+	// DefaultX86PricePerGBSecond is x86_64's price in us-east-1.
+	DefaultX86PricePerGBSecond = 0.0000166667
+	// DefaultStoragePricePerGBSecond is the price of ephemeral storage
+	// above the 512 MB every function has, in us-east-1.
+	DefaultStoragePricePerGBSecond = 0.0000000309
+	DefaultCreateScope             = "create_runner"
+	DefaultListenAddr              = "127.0.0.1:8080"
 
 	// LambdaMaxSeconds is Lambda's hard limit on one invocation.
 	LambdaMaxSeconds = int(dispatch.FunctionLimit / time.Second)
@@ -77,6 +82,12 @@ type Config struct {
 	// PricePerGBSecond is the Lambda price used for cost estimates
 	// (LAMBDA_PRICE_PER_GB_SECOND).
 	PricePerGBSecond float64
+	// X86PricePerGBSecond prices jobs that ran on x86_64 functions
+	// (LAMBDA_X86_PRICE_PER_GB_SECOND).
+	X86PricePerGBSecond float64
+	// StoragePricePerGBSecond prices a function's /tmp above 512 MB
+	// (LAMBDA_STORAGE_PRICE_PER_GB_SECOND).
+	StoragePricePerGBSecond float64
 	// AllowHTTPGitLab accepts http:// GitLab URLs (ALLOW_HTTP_GITLAB).
 	AllowHTTPGitLab bool
 	// AllowPrivateGitLab accepts GitLab URLs on loopback and private
@@ -122,6 +133,8 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	}
 	cfg.Runtimes = r.List("RUNTIMES")
 	cfg.PricePerGBSecond = r.Float("LAMBDA_PRICE_PER_GB_SECOND")
+	cfg.X86PricePerGBSecond = r.Float("LAMBDA_X86_PRICE_PER_GB_SECOND")
+	cfg.StoragePricePerGBSecond = r.Float("LAMBDA_STORAGE_PRICE_PER_GB_SECOND")
 	if err := r.Err("web"); err != nil {
 		return Config{}, err
 	}
@@ -160,6 +173,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PricePerGBSecond == 0 {
 		c.PricePerGBSecond = DefaultPricePerGBSecond
+	}
+	if c.X86PricePerGBSecond == 0 {
+		c.X86PricePerGBSecond = DefaultX86PricePerGBSecond
+	}
+	if c.StoragePricePerGBSecond == 0 {
+		c.StoragePricePerGBSecond = DefaultStoragePricePerGBSecond
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = DefaultListenAddr

@@ -344,19 +344,23 @@ func TestRunnerPageShowsHealthAndJobs(t *testing.T) {
 }
 
 func TestJobCost(t *testing.T) {
+	prices := web.Prices{ARM64: 0.0000133334, X86: 0.0000166667, Storage: 0.0000000309}
 	tests := []struct {
-		billed time.Duration
-		mb     int
-		price  float64
-		want   float64
+		name string
+		job  runner.Job
+		want float64
 	}{
-		{time.Second, 1024, 0.0000133334, 0.0000133334},
-		{10 * time.Minute, 512, 0.0000133334, 600 * 0.5 * 0.0000133334},
-		{0, 1024, 1, 0},
+		{"arm64, 1 GB, 1 s", runner.Job{BilledDuration: time.Second, MemoryMB: 1024, Arch: "arm64"}, 0.0000133334},
+		{"unrecorded arch is arm64", runner.Job{BilledDuration: 10 * time.Minute, MemoryMB: 512}, 600 * 0.5 * 0.0000133334},
+		{"x86_64 costs more", runner.Job{BilledDuration: time.Second, MemoryMB: 1024, Arch: "x86_64"}, 0.0000166667},
+		{"512 MB of /tmp is free", runner.Job{BilledDuration: time.Second, MemoryMB: 1024, Arch: "arm64", StorageMB: 512}, 0.0000133334},
+		{"10 GB of /tmp", runner.Job{BilledDuration: 100 * time.Second, MemoryMB: 2048, Arch: "x86_64", StorageMB: 10240},
+			100*2*0.0000166667 + 100*(10240-512)/1024.0*0.0000000309},
+		{"nothing billed", runner.Job{MemoryMB: 1024, Arch: "x86_64", StorageMB: 10240}, 0},
 	}
 	for _, tt := range tests {
-		if got := web.JobCost(tt.billed, tt.mb, tt.price); got < tt.want*0.999999 || got > tt.want*1.000001 {
-			t.Errorf("JobCost(%s, %d, %g) = %g, want %g", tt.billed, tt.mb, tt.price, got, tt.want)
+		if got := prices.JobCost(&tt.job); got < tt.want*0.999999 || got > tt.want*1.000001 {
+			t.Errorf("%s: JobCost = %g, want %g", tt.name, got, tt.want)
 		}
 	}
 }

@@ -230,7 +230,9 @@ func (a *App) loadRunner(c echo.Context) (*runner.Runner, error) {
 type runnerPage struct {
 	Runner *runner.Runner
 	Jobs   []*runner.Job
-	Price  string
+	// Price, X86Price and StoragePrice are the configured USD per
+	// GB-second, shown beside the estimates.
+	Price, X86Price, StoragePrice string
 	// Webhooks is whether this deployment receives GitLab job webhooks;
 	// WebhookURL is the runner's webhook address.
 	Webhooks   bool
@@ -249,8 +251,11 @@ func (a *App) showRunner(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("web: list jobs of runner %s: %w", r.ID, err)
 	}
-	p := runnerPage{Runner: r, Jobs: jobs, Price: strconv.FormatFloat(a.cfg.PricePerGBSecond, 'f', -1, 64),
-		Webhooks: a.webhooksEnabled(), WebhookURL: a.cfg.BaseURL + runner.WebhookPath(r.ID)}
+	p := runnerPage{Runner: r, Jobs: jobs,
+		Price:        strconv.FormatFloat(a.cfg.PricePerGBSecond, 'f', -1, 64),
+		X86Price:     strconv.FormatFloat(a.cfg.X86PricePerGBSecond, 'f', -1, 64),
+		StoragePrice: strconv.FormatFloat(a.cfg.StoragePricePerGBSecond, 'f', -1, 64),
+		Webhooks:     a.webhooksEnabled(), WebhookURL: a.cfg.BaseURL + runner.WebhookPath(r.ID)}
 	p.WebhookSecret = a.takeWebhookSecret(c, r)
 	return a.render(c, http.StatusOK, templates.Runner, "Runner", p)
 }
