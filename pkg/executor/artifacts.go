@@ -12,6 +12,7 @@ import (
 	"gitlab-serverless-runner/pkg/archive"
 	"gitlab-serverless-runner/pkg/checkout"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/retry"
 )
 
 // downloadArtifacts downloads and extracts the artifacts of the job's
@@ -37,7 +38,7 @@ func (j *jobRun) downloadArtifacts(ctx context.Context) (o outcome, ok bool) {
 					break
 				}
 				j.w.Warningf("Downloading artifacts from coordinator... failed (attempt %d of %d): %v", attempt, j.set.artifactAttempts, err)
-				if waitAttempt(ctx) != nil {
+				if retry.Sleep(ctx, attemptWait) != nil {
 					break
 				}
 			}

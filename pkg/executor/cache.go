@@ -11,6 +11,7 @@ import (
 	"gitlab-serverless-runner/pkg/archive"
 	"gitlab-serverless-runner/pkg/checkout"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/retry"
 )
 
 // displayKey is the key as the trace shows it: expanded and sanitized.
@@ -62,7 +63,7 @@ func (j *jobRun) restoreCache(ctx context.Context) {
 						break
 					}
 					j.w.Warningf("Failed to extract cache %s (attempt %d of %d): %v", j.displayKey(k), attempt, j.set.cacheAttempts, err)
-					if waitAttempt(ctx) != nil {
+					if retry.Sleep(ctx, attemptWait) != nil {
 						break
 					}
 				}

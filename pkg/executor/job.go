@@ -14,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/releasecli"
+	"gitlab-serverless-runner/pkg/retry"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/sandbox"
 	"gitlab-serverless-runner/pkg/shell"
@@ -528,7 +529,7 @@ func (j *jobRun) steps(ctx context.Context) (string, outcome) {
 					return
 				}
 				j.w.Warningf("Executing %q stage of the job script failed (attempt %d of %d): %v", "step_"+st.Name, attempt, j.set.sectionAttempts, r.Err)
-				if waitAttempt(scriptCtx) != nil {
+				if retry.Sleep(scriptCtx, attemptWait) != nil {
 					return
 				}
 			}

@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"context"
 	"strconv"
 	"strings"
 	"time"
@@ -81,17 +80,4 @@ func (j *jobRun) stageTimeout(name string) time.Duration {
 func boolVar(vars gitlab.Variables, name string) bool {
 	b, err := strconv.ParseBool(strings.TrimSpace(vars.Get(name)))
 	return err == nil && b
-}
-
-// waitAttempt pauses between two attempts of a stage, or returns the
-// context's error.
-func waitAttempt(ctx context.Context) error {
-	t := time.NewTimer(attemptWait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
