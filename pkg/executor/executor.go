@@ -119,10 +119,7 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) dis
 // client builds a GitLab client trusting caPEM in addition to the system
 // roots.
 func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Client, error) {
-	opts := gitlab.Options{HTTPClient: e.cfg.HTTPClient, Logger: log}
-	if e.cfg.URLPolicy != nil && e.cfg.HTTPClient == nil {
-		opts.DialContext = e.cfg.URLPolicy.DialContext
-	}
+	opts := e.cfg.URLPolicy.GitLab(gitlab.Options{HTTPClient: e.cfg.HTTPClient}, log)
 	if caPEM != "" && opts.HTTPClient == nil {
 		pool, err := gitlab.CertPool(caPEM)
 		if err != nil {
