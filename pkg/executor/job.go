@@ -438,12 +438,8 @@ func (j *jobRun) setup(ctx context.Context) (outcome, bool) {
 		}
 		var changed []string
 		base, changed = shell.ToolEnv(base, j.homeDir(), filepath.Dir(j.homeDir()), func(name string) bool {
-			for _, v := range j.job.Variables {
-				if v.Key == name {
-					return true
-				}
-			}
-			return false
+			_, set := j.job.Variables.Lookup(name)
+			return set
 		})
 		if len(changed) > 0 {
 			j.w.Printf("Tools install under %s, the only writable place (%s), and what they install is on PATH\n", j.homeDir(), strings.Join(changed, ", "))
