@@ -89,6 +89,27 @@ func (s *Server) jobTokenForProjectLocked(token string, p *Project) *jobState {
 	return nil
 }
 
+// releaseCaller finds the project of a Releases API request and who calls:
+// the running job whose token is the JOB-TOKEN (nil for a user's token). It
+// answers 404 for an unknown project and 401 without a valid token, and
+// then reports false.
+func (s *Server) releaseCaller(w http.ResponseWriter, r *http.Request) (*Project, *jobState, bool) {
+	u := s.userFromRequest(r)
+	s.mu.Lock()
+	p := s.projectFromPathLocked(r)
+	j := s.jobTokenForProjectLocked(jobToken(r), p)
+	s.mu.Unlock()
+	if p == nil {
+		writeMessage(w, http.StatusNotFound, "404 Project Not Found")
+		return nil, nil, false
+	}
+	if j == nil && u == nil {
+		writeMessage(w, http.StatusUnauthorized, "401 Unauthorized")
+		return nil, nil, false
+	}
+	return p, j, true
+}
+
 // releaseBody is what POST /projects/:id/releases accepts.
 type releaseBody struct {
 	TagName     string     `json:"tag_name"`
@@ -109,17 +130,8 @@ type releaseBody struct {
 // tag_name, 409 when the tag has a release, 422 when the tag does not exist
 // and no ref says where to create it, or a milestone does not exist.
 func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
-	u := s.userFromRequest(r)
-	s.mu.Lock()
-	p := s.projectFromPathLocked(r)
-	j := s.jobTokenForProjectLocked(jobToken(r), p)
-	s.mu.Unlock()
-	if p == nil {
-		writeMessage(w, http.StatusNotFound, "404 Project Not Found")
-		return
-	}
-	if j == nil && u == nil {
-		writeMessage(w, http.StatusUnauthorized, "401 Unauthorized")
+	p, j, ok := s.releaseCaller(w, r)
+	if !ok {
 		return
 	}
 	var body releaseBody
@@ -194,17 +206,8 @@ func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
 // handleListReleases is GET /api/v4/projects/:id/releases, newest first,
 // for a user's token or a running job's token of the project.
 func (s *Server) handleListReleases(w http.ResponseWriter, r *http.Request) {
-	u := s.userFromRequest(r)
-	s.mu.Lock()
-	p := s.projectFromPathLocked(r)
-	j := s.jobTokenForProjectLocked(jobToken(r), p)
-	s.mu.Unlock()
-	if p == nil {
-		writeMessage(w, http.StatusNotFound, "404 Project Not Found")
-		return
-	}
-	if j == nil && u == nil {
-		writeMessage(w, http.StatusUnauthorized, "401 Unauthorized")
+	p, _, ok := s.releaseCaller(w, r)
+	if !ok {
 		return
 	}
 	rels := s.Releases(p)
