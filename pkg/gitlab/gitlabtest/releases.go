@@ -1,6 +1,7 @@
 package gitlabtest
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"slices"
@@ -226,7 +227,7 @@ func (s *Server) releaseJSON(p *Project, rel Release) map[string]any {
 			typ = "other"
 		}
 		link := map[string]any{"id": i + 1, "name": l.Name, "url": l.URL, "link_type": typ, "direct_asset_url": l.URL}
-		if path := cmpOr(l.DirectAssetPath, l.Filepath); path != "" {
+		if path := cmp.Or(l.DirectAssetPath, l.Filepath); path != "" {
 			link["direct_asset_url"] = fmt.Sprintf("%s/%s/-/releases/%s/downloads%s", s.URL(), p.Path, rel.TagName, path)
 		}
 		links = append(links, link)
@@ -243,13 +244,6 @@ func (s *Server) releaseJSON(p *Project, rel Release) map[string]any {
 		"assets":     map[string]any{"count": len(links), "links": links},
 		"_links":     map[string]any{"self": fmt.Sprintf("%s/%s/-/releases/%s", s.URL(), p.Path, rel.TagName)},
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // resolve turns a branch, tag or sha of the project into a commit sha.
