@@ -298,12 +298,27 @@ func (u *Uploader) CheckStatus(ctx context.Context) error {
 	if u.IsAborted() {
 		return ErrAborted
 	}
-	r, err := u.cfg.Client.UpdateJob(ctx, u.cfg.JobID, u.keepAlive())
+	err := u.keepAlive(ctx)
+	if err != nil && !errors.Is(err, ErrAborted) {
+		return fmt.Errorf("trace: check the job's status: %w", err)
+	}
+	return err
+}
+
+// keepAlive sends the update that keeps the job alive, state running with
+// the trace's checksum and size, and applies its answer. It returns
+// ErrAborted when the answer aborts the job, or the request's error.
+func (u *Uploader) keepAlive(ctx context.Context) error {
+	r, err := u.cfg.Client.UpdateJob(ctx, u.cfg.JobID, gitlab.UpdateJobRequest{
+		Token:  u.cfg.JobToken,
+		State:  gitlab.StatusRunning,
+		Output: gitlab.JobOutput{Checksum: u.cfg.Trace.Checksum(), Bytesize: u.cfg.Trace.Size()},
+	})
 	switch {
 	case err != nil && u.observeErr(err):
 		return ErrAborted
 	case err != nil:
-		return fmt.Errorf("trace: check the job's status: %w", err)
+		return err
 	case u.observe(r.Canceling(), r.Aborted(), r.JobStatus):
 		return ErrAborted
 	}
@@ -311,31 +326,14 @@ func (u *Uploader) CheckStatus(ctx context.Context) error {
 	return nil
 }
 
-// keepAlive is the update that keeps the job alive: state running with
-// the trace's checksum and size.
-func (u *Uploader) keepAlive() gitlab.UpdateJobRequest {
-	return gitlab.UpdateJobRequest{
-		Token:  u.cfg.JobToken,
-		State:  gitlab.StatusRunning,
-		Output: gitlab.JobOutput{Checksum: u.cfg.Trace.Checksum(), Bytesize: u.cfg.Trace.Size()},
-	}
-}
-
-// touch sends state running with the trace's checksum and size.
+// touch sends the keep-alive update from the loop; it reports whether to
+// carry on.
 func (u *Uploader) touch(ctx context.Context) bool {
-	r, err := u.cfg.Client.UpdateJob(ctx, u.cfg.JobID, u.keepAlive())
-	if err != nil {
-		if u.observeErr(err) {
-			return false
-		}
+	err := u.keepAlive(ctx)
+	if err != nil && !errors.Is(err, ErrAborted) {
 		u.log.Warn("trace: keep job alive", "error", err)
-		return true
 	}
-	if u.observe(r.Canceling(), r.Aborted(), r.JobStatus) {
-		return false
-	}
-	u.lastSent = time.Now()
-	return true
+	return !errors.Is(err, ErrAborted)
 }
 
 // patchNext sends up to PatchSize bytes from the sent offset. sent is false
