@@ -1,8 +1,6 @@
 package executor_test
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -54,16 +52,7 @@ func cacheEntries(t *testing.T, store *s3, key string) []string {
 	if !ok {
 		t.Fatalf("no cache object for %s", key)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range zr.File {
-		names = append(names, f.Name)
-	}
-	slices.Sort(names)
-	return names
+	return zipEntries(t, b)
 }
 
 func TestVariablesInPathsAndNames(t *testing.T) { testVariablesInPathsAndNames(t, inProcess) }

@@ -285,6 +285,12 @@ func zipNames(t *testing.T, a gitlabtest.UploadedArtifact) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return zipEntries(t, b)
+}
+
+// zipEntries lists the names in the zip archive b, sorted.
+func zipEntries(t *testing.T, b []byte) []string {
+	t.Helper()
 	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
