@@ -151,7 +151,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: trusting, MaxAttempts: 2})
 		}
 	}
-	a.registrar = &registrar{gitlab: a.gitlabFor, sealer: deps.Sealer, runners: deps.Runners, log: a.log, now: time.Now}
+	a.registrar = &registrar{gitlab: a.gitlabFor, sealer: deps.Sealer, runners: deps.Runners, log: a.log}
 	if deps.Invoker != nil && cfg.PollerFunction == "" {
 		return nil, errors.New("web: build app: an invoker is given but no poller function (POLLER_FUNCTION) to invoke")
 	}
