@@ -59,7 +59,9 @@ local: deps
 # REVISION is CI_RUNNER_REVISION in jobs (the executor's -X main.buildRevision);
 # empty where there is no git checkout, and the executor falls back.
 REVISION ?= $(shell git rev-parse --short=8 HEAD 2>/dev/null)
-LAMBDA_GOBUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_LAMBDA) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w -X main.buildRevision=$(REVISION)'
+# LINUX_GOBUILD builds for Lambda's Linux; the architecture is the caller's.
+LINUX_GOBUILD = CGO_ENABLED=0 GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w -X main.buildRevision=$(REVISION)'
+LAMBDA_GOBUILD = GOARCH=$(GOARCH_LAMBDA) $(LINUX_GOBUILD)
 LAMBDA_ARTIFACTS = WebFunction SchedulerFunction PollerFunction FinisherFunction PreparerFunction ExecutorFunction ExecutorPythonFunction ExecutorNodeFunction ExecutorLayer
 EXECUTOR_LAYER_SRC = functions/executor/layer
 
@@ -90,12 +92,10 @@ build-ExecutorFunction:
 # The preparation function, with the executor for each architecture a job
 # may choose (LAMBDA_ARCH): it puts one into every image it derives, as
 # executors/<arch>/executor of its package.
-EXECUTOR_GOBUILD = CGO_ENABLED=0 GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w -X main.buildRevision=$(REVISION)'
-
 build-PreparerFunction:
 	$(LAMBDA_GOBUILD) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/preparer
-	GOARCH=arm64 $(EXECUTOR_GOBUILD) -o "$(ARTIFACTS_DIR)/executors/arm64/executor" ./functions/executor
-	GOARCH=amd64 $(EXECUTOR_GOBUILD) -o "$(ARTIFACTS_DIR)/executors/x86_64/executor" ./functions/executor
+	GOARCH=arm64 $(LINUX_GOBUILD) -o "$(ARTIFACTS_DIR)/executors/arm64/executor" ./functions/executor
+	GOARCH=amd64 $(LINUX_GOBUILD) -o "$(ARTIFACTS_DIR)/executors/x86_64/executor" ./functions/executor
 
 # Managed runtimes: the executor comes from ExecutorLayer through
 # AWS_LAMBDA_EXEC_WRAPPER; the function's own code is a handler that only

@@ -52,7 +52,12 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		return err
 	}
 	stCfg.MaxRunnersPerUser = cfg.MaxRunnersPerUser
-	st, err := store.Open(ctx, stCfg)
+	// One AWS configuration for DynamoDB and Lambda, loaded once.
+	awsCfg, err := awsclients.Config(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := store.New(awsclients.DynamoDB(awsCfg, stCfg.Endpoint), stCfg)
 	if err != nil {
 		return err
 	}
@@ -69,10 +74,6 @@ func run(ctx context.Context, logger *slog.Logger) error {
 		Sessions: sessions, Login: login, Logger: logger,
 	}
 	if cfg.PollerFunction != "" {
-		awsCfg, err := awsclients.Config(ctx)
-		if err != nil {
-			return err
-		}
 		lc := awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(lookup))
 		deps.Invoker = invoke.NewLambda(lc, invoke.LambdaConfig{Logger: logger})
 	} else {

@@ -263,15 +263,17 @@ func buildArchitecture(t testing.TB, cmd string) string {
 // hostArchitecture is the template's Architecture value of this machine,
 // whose binaries the emulator can run.
 func hostArchitecture(t testing.TB) string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "x86_64"
-	case "arm64":
-		return "arm64"
+	for arch, goarch := range goarchOf {
+		if goarch == runtime.GOARCH {
+			return arch
+		}
 	}
 	t.Fatalf("Lambda has no architecture for %s", runtime.GOARCH)
 	return ""
 }
+
+// goarchOf is the GOARCH of each of the template's Architecture values.
+var goarchOf = map[string]string{"arm64": "arm64", "x86_64": "amd64"}
 
 // builtArtifact returns .aws-sam/build/<id> of the guide's last build for
 // this machine's architecture.
@@ -329,15 +331,7 @@ func TestCfnLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := offline(root, toolEnv(t, toolHome(t, dir)), "cfn-lint --include-checks I -- template.yaml docs/tenancy-check.yaml "+broken)
-	// Findings are "RULE message" lines followed by "file:line:column".
-	findings := map[string][]string{}
-	lines := strings.Split(out, "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		file, _, ok := strings.Cut(lines[i+1], ":")
-		if ok && (file == "template.yaml" || file == "docs/tenancy-check.yaml" || file == broken) && lines[i] != "" {
-			findings[file] = append(findings[file], lines[i])
-		}
-	}
+	findings := lintFindings(out)
 	for _, file := range []string{"template.yaml", "docs/tenancy-check.yaml"} {
 		if len(findings[file]) > 0 {
 			t.Errorf("cfn-lint %s:\n%s", file, strings.Join(findings[file], "\n"))
@@ -349,6 +343,20 @@ func TestCfnLint(t *testing.T) {
 			t.Errorf("cfn-lint did not report %s for a broken template; its output:\n%s", rule, out)
 		}
 	}
+}
+
+// lintFindings groups cfn-lint's output by file: findings are "RULE
+// message" lines followed by "file:line:column".
+func lintFindings(out string) map[string][]string {
+	findings := map[string][]string{}
+	lines := strings.Split(out, "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		file, _, ok := strings.Cut(lines[i+1], ":")
+		if ok && lines[i] != "" {
+			findings[file] = append(findings[file], lines[i])
+		}
+	}
+	return findings
 }
 
 // samTransform expands a SAM template into plain CloudFormation with AWS's
@@ -408,14 +416,7 @@ func TestCfnLintAfterSAMTransform(t *testing.T) {
 		}
 	}
 	out, _ := offline(dir, env, "cfn-lint --include-checks I -- template.json cyclic.json")
-	findings := map[string][]string{}
-	lines := strings.Split(out, "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		file, _, ok := strings.Cut(lines[i+1], ":")
-		if ok && lines[i] != "" {
-			findings[file] = append(findings[file], lines[i])
-		}
-	}
+	findings := lintFindings(out)
 	if f := findings["template.json"]; len(f) > 0 {
 		t.Errorf("cfn-lint on the transformed template:\n%s", strings.Join(f, "\n"))
 	}

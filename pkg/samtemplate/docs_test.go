@@ -203,10 +203,6 @@ func TestGuideKeyRotation(t *testing.T) {
 	if got, err := after.Open("runner-1", tokenNew); err != nil || got != "glrt-new" {
 		t.Errorf("after the rotation a token sealed during it: %q, %v", got, err)
 	}
-	// The session key takes the same forms (SESSION_KEY).
-	for _, form := range steps {
-		if _, err := seal.ParseKeys(spell(form)); err != nil {
-			t.Errorf("seal.ParseKeys(the guide's %s): %v", form, err)
-		}
-	}
+	// The session key (SESSION_KEY) takes the same forms: the web app
+	// parses it with the same seal.ParseKeys, which sealer used above.
 }

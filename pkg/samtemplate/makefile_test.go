@@ -70,7 +70,7 @@ func TestEveryFunctionAndLayerIsBuiltByTheMakefile(t *testing.T) {
 				if strings.Contains(line, `"/artifacts/executors/`) {
 					// The preparer carries an executor for each
 					// architecture a job may choose: each for its own.
-					arch := map[string]string{"arm64": "arm64", "x86_64": "amd64"}[strings.Split(strings.SplitAfter(line, `/artifacts/executors/`)[1], "/")[0]]
+					arch := goarchOf[strings.Split(strings.SplitAfter(line, `/artifacts/executors/`)[1], "/")[0]]
 					wants[2] = "GOARCH=" + arch
 				}
 				for _, want := range wants {
@@ -175,7 +175,6 @@ func TestEveryArchitectureHasItsMakefile(t *testing.T) {
 	if got, want := render(samtemplate.Path(layer.Metadata, "BuildArchitecture")), "!Ref Architecture"; got != want {
 		t.Errorf("ExecutorLayer BuildArchitecture: got %s, want %s", got, want)
 	}
-	goarch := map[string]string{"arm64": "arm64", "x86_64": "amd64"}
 	for _, v := range asList(samtemplate.Path(tpl.Section("Parameters"), "Architecture", "AllowedValues")) {
 		arch := v.(string)
 		t.Run(arch, func(t *testing.T) {
@@ -193,8 +192,8 @@ func TestEveryArchitectureHasItsMakefile(t *testing.T) {
 					if strings.Contains(line, `"/artifacts/executors/`) {
 						continue // the preparer's executors: one per architecture, whatever its own
 					}
-					if strings.Contains(line, " build ") && !strings.Contains(line, "GOARCH="+goarch[arch]+" ") {
-						t.Errorf("build-%s through arch/%s/Makefile: want GOARCH=%s in\n%s", r.ID, arch, goarch[arch], line)
+					if strings.Contains(line, " build ") && !strings.Contains(line, "GOARCH="+goarchOf[arch]+" ") {
+						t.Errorf("build-%s through arch/%s/Makefile: want GOARCH=%s in\n%s", r.ID, arch, goarchOf[arch], line)
 					}
 				}
 			}

@@ -144,14 +144,14 @@ func New(cfg Config, deps Deps) (*App, error) {
 			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
 		}
 		a.gitlabCA = func(instanceURL, caPEM string) (GitLab, error) {
-			hc, err := withCA(a.policy.HTTPClient(), caPEM)
+			trusting, err := withCA(hc, caPEM)
 			if err != nil {
 				return nil, err
 			}
-			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
+			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: trusting, MaxAttempts: 2})
 		}
 	}
-	a.registrar = &registrar{gitlab: a.gitlabFor, sealer: deps.Sealer, runners: deps.Runners, log: a.log, now: time.Now}
+	a.registrar = &registrar{gitlab: a.gitlabFor, sealer: deps.Sealer, runners: deps.Runners, log: a.log}
 	if deps.Invoker != nil && cfg.PollerFunction == "" {
 		return nil, errors.New("web: build app: an invoker is given but no poller function (POLLER_FUNCTION) to invoke")
 	}
@@ -519,8 +519,8 @@ func (a *App) gitlabFor(instanceURL, caPEM string) (GitLab, error) {
 	return a.gitlabCA(instanceURL, caPEM)
 }
 
-// withCA returns hc with its transport trusting caPEM besides the system
-// roots.
+// withCA returns a copy of hc whose transport (a clone, so hc is left as
+// it is) trusts caPEM besides the system roots.
 func withCA(hc *http.Client, caPEM string) (*http.Client, error) {
 	pool, err := gitlab.CertPool(caPEM)
 	if err != nil {

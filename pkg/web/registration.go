@@ -14,9 +14,9 @@ import (
 	"gitlab-serverless-runner/pkg/seal"
 )
 
-// Registration is one runner a person asked for, already validated by the
+// registration is one runner a person asked for, already validated by the
 // form: how to get its token from GitLab, and the runner to store.
-type Registration struct {
+type registration struct {
 	// Mode is modeToken (a glrt- token pasted), modeRegistration (a legacy
 	// registration token exchanged) or modeCreate (created through the
 	// user's own OAuth token).
@@ -36,10 +36,10 @@ type Registration struct {
 	Runner *runner.Runner
 }
 
-// RegistrationError is a registration GitLab refused or could not be
+// registrationError is a registration GitLab refused or could not be
 // asked for: the status to answer, the form field to show Message next
 // to, and a message safe to show.
-type RegistrationError struct {
+type registrationError struct {
 	Status  int
 	Field   string
 	Message string
@@ -47,8 +47,8 @@ type RegistrationError struct {
 	Err error
 }
 
-func (e *RegistrationError) Error() string { return "web: register runner: " + e.Message }
-func (e *RegistrationError) Unwrap() error { return e.Err }
+func (e *registrationError) Error() string { return "web: register runner: " + e.Message }
+func (e *registrationError) Unwrap() error { return e.Err }
 
 // registrar registers runners: it asks GitLab for the runner's token,
 // seals it, stores the runner, and removes the runner from GitLab again
@@ -59,15 +59,14 @@ type registrar struct {
 	sealer  *seal.Keyring
 	runners runner.RunnerStore
 	log     *slog.Logger
-	now     func() time.Time
 }
 
 // Register makes reg's runner exist in GitLab and in the store. Its errors
-// are a *RegistrationError when GitLab refused or failed (nothing was
+// are a *registrationError when GitLab refused or failed (nothing was
 // stored), a runner.Error with ELIMIT when the user reached the runner
 // limit meanwhile (the runner was removed from GitLab again), or an
 // internal error.
-func (g *registrar) Register(ctx context.Context, reg Registration) error {
+func (g *registrar) Register(ctx context.Context, reg registration) error {
 	r := reg.Runner
 	gl, err := g.gitlab(r.GitLabURL, r.CAPEM)
 	if err != nil {
@@ -88,7 +87,7 @@ func (g *registrar) Register(ctx context.Context, reg Registration) error {
 	}
 	if err != nil {
 		status, field, msg := gitlabFailure(reg.Mode, r.GitLabURL, err)
-		return &RegistrationError{Status: status, Field: field, Message: msg, Err: err}
+		return &registrationError{Status: status, Field: field, Message: msg, Err: err}
 	}
 	if reg.Mode != modeToken {
 		// GitLab owns a pasted runner's settings; the others are ours.
@@ -96,7 +95,7 @@ func (g *registrar) Register(ctx context.Context, reg Registration) error {
 		r.Tags, r.RunUntagged, r.Locked = s.Tags, s.RunUntagged, s.Locked
 		r.AccessLevel, r.MaximumTimeout = s.AccessLevel, s.MaximumTimeout
 	}
-	now := g.now().UTC()
+	now := time.Now().UTC()
 	r.GitLabRunnerID, r.TokenObtainedAt, r.TokenExpiresAt = creds.ID, &now, creds.TokenExpiresAt
 	r.SealedToken, err = g.sealer.Seal(seal.RunnerToken(r.ID), creds.Token)
 	if err == nil {

@@ -186,7 +186,7 @@ func (a *App) createRunner(c echo.Context) error {
 		LongPollSeconds: as.LongPoll, CreationMode: f.Mode,
 		OutputLimitKiB: as.OutputLimitKiB, CAPEM: as.CAPEM,
 	}
-	reg := Registration{Mode: f.Mode, Token: f.Token, Runner: r, Settings: gitlab.RunnerSettings{
+	reg := registration{Mode: f.Mode, Token: f.Token, Runner: r, Settings: gitlab.RunnerSettings{
 		Description: gs.Description, Tags: gs.Tags, RunUntagged: gs.RunUntagged,
 		Locked: gs.Locked, AccessLevel: gs.AccessLevel, MaximumTimeout: gs.MaximumTimeout,
 	}}
@@ -198,7 +198,7 @@ func (a *App) createRunner(c echo.Context) error {
 		}
 		reg.ProjectID, _ = strconv.ParseInt(f.ProjectID, 10, 64)
 	}
-	var rerr *RegistrationError
+	var rerr *registrationError
 	switch err := a.registrar.Register(ctx, reg); {
 	case errors.As(err, &rerr):
 		a.log.WarnContext(ctx, "create runner: GitLab refused or failed", "mode", f.Mode,

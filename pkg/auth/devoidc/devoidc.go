@@ -251,22 +251,10 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 
 // discovery adds the revocation endpoint to mockoidc's discovery document.
 func (p *Provider) discovery(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
-	next.ServeHTTP(rec, r)
-	body := rec.body.Bytes()
-	var fields map[string]json.RawMessage
-	if rec.status == http.StatusOK && json.Unmarshal(body, &fields) == nil {
+	rewriteJSON(next, w, r, func(fields map[string]json.RawMessage) bool {
 		fields["revocation_endpoint"], _ = json.Marshal(p.revURL)
-		if fixed, err := json.Marshal(fields); err == nil {
-			body = fixed
-		}
-	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
-	}
-	w.Header().Del("Content-Length")
-	w.WriteHeader(rec.status)
-	_, _ = w.Write(body)
+		return true
+	})
 }
 
 // revoke serves the revocation endpoint as GitLab's POST /oauth/revoke:
@@ -339,18 +327,31 @@ func (p *Provider) authorize(next http.Handler, w http.ResponseWriter, r *http.R
 // tokenInSeconds rewrites expires_in, which mockoidc reports in
 // nanoseconds, to seconds as OAuth 2.0 defines it.
 func tokenInSeconds(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	rewriteJSON(next, w, r, func(fields map[string]json.RawMessage) bool {
+		raw, ok := fields["expires_in"]
+		if !ok {
+			return false
+		}
+		ns, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil || ns < 1e9 {
+			return false
+		}
+		fields["expires_in"] = json.RawMessage(strconv.FormatInt(ns/1e9, 10))
+		return true
+	})
+}
+
+// rewriteJSON serves r with next and passes the fields of a 200 answer's
+// JSON object to fix; when fix reports a change, the fixed object is
+// written instead of next's body. Any other answer is passed on as it is.
+func rewriteJSON(next http.Handler, w http.ResponseWriter, r *http.Request, fix func(map[string]json.RawMessage) bool) {
 	rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
 	next.ServeHTTP(rec, r)
 	body := rec.body.Bytes()
 	var fields map[string]json.RawMessage
-	if rec.status == http.StatusOK && json.Unmarshal(body, &fields) == nil {
-		if raw, ok := fields["expires_in"]; ok {
-			if ns, err := strconv.ParseInt(string(raw), 10, 64); err == nil && ns >= 1e9 {
-				fields["expires_in"] = json.RawMessage(strconv.FormatInt(ns/1e9, 10))
-				if fixed, err := json.Marshal(fields); err == nil {
-					body = fixed
-				}
-			}
+	if rec.status == http.StatusOK && json.Unmarshal(body, &fields) == nil && fix(fields) {
+		if fixed, err := json.Marshal(fields); err == nil {
+			body = fixed
 		}
 	}
 	for k, v := range rec.header {
