@@ -625,9 +625,7 @@ func (e *Environment) run(ctx context.Context, inv *Invocation, payload []byte) 
 			return false, fmt.Errorf("lambdatest: invoke %s: %w", inv.RequestID, ctx.Err())
 		}
 		if rctx.Err() != nil {
-			inv.TimedOut = true
-			inv.Error = timedOut(inv.RequestID, h.timeout)
-			inv.Payload, _ = json.Marshal(inv.Error)
+			inv.timedOut(fmt.Sprintf("Task timed out after %.2f seconds", h.timeout.Seconds()))
 			return false, h.problem("the emulator did not end %s at the function timeout", inv.RequestID)
 		}
 		return false, h.problem("invoke %s in %s: %v", inv.RequestID, e.ID, err)
@@ -635,12 +633,7 @@ func (e *Environment) run(ctx context.Context, inv *Invocation, payload []byte) 
 	body := inv.Payload
 	switch {
 	case inv.StatusCode == http.StatusOK && bytes.HasPrefix(body, []byte("Task timed out after ")):
-		inv.TimedOut = true
-		inv.Error = &invoke.ErrorPayload{
-			ErrorMessage: time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + " " + inv.RequestID + " " + string(body),
-			ErrorType:    "Sandbox.Timedout",
-		}
-		inv.Payload, _ = json.Marshal(inv.Error)
+		inv.timedOut(string(body))
 		return false, nil
 	case inv.StatusCode == http.StatusOK:
 		// The emulator answers once the bootstrap asked for the next
@@ -751,11 +744,16 @@ func errorPayload(body []byte) *invoke.ErrorPayload {
 	return &e
 }
 
-func timedOut(requestID string, timeout time.Duration) *invoke.ErrorPayload {
-	return &invoke.ErrorPayload{
-		ErrorMessage: fmt.Sprintf("%s %s Task timed out after %.2f seconds", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), requestID, timeout.Seconds()),
+// timedOut ends inv as Lambda ends an invocation at the function timeout:
+// a Sandbox.Timedout error whose message is the time, the request id and
+// msg ("Task timed out after N.00 seconds").
+func (inv *Invocation) timedOut(msg string) {
+	inv.TimedOut = true
+	inv.Error = &invoke.ErrorPayload{
+		ErrorMessage: time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + " " + inv.RequestID + " " + msg,
 		ErrorType:    "Sandbox.Timedout",
 	}
+	inv.Payload, _ = json.Marshal(inv.Error)
 }
 
 // discard marks env discarded and kills it.
