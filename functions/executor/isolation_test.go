@@ -40,8 +40,9 @@ type deployment struct {
 	runner  *runner.Runner
 	project *gitlabtest.Project
 
-	mu       sync.Mutex
-	outcomes []finisher.Outcome
+	mu sync.Mutex
+	// records are the destination records the finisher received.
+	records []invoke.Record
 	// onRelease, when set, is called before the finisher frees a slot.
 	onRelease func(runner.Slot)
 }
@@ -104,8 +105,10 @@ func deploy(t *testing.T, concurrency int) *deployment {
 		if err != nil {
 			t.Errorf("finisher: %v", err)
 		}
+		var rec invoke.Record
+		_ = json.Unmarshal(payload, &rec)
 		d.mu.Lock()
-		d.outcomes = append(d.outcomes, out)
+		d.records = append(d.records, rec)
 		d.mu.Unlock()
 		return json.Marshal(out)
 	}, invoke.FunctionConfig{})
@@ -152,6 +155,62 @@ func (d *deployment) heldSlots() int {
 		_ = d.st.ReleaseSlot(ctx, s)
 	}
 	return d.runner.Concurrency - len(got)
+}
+
+// TestHarnessRunsThePipeline checks the wiring the adversarial tests
+// build on: the poller invokes the executor through invoke.Local with the
+// dispatch's tenant id, the executor's real bootstrap runs each job in an
+// environment of that tenant, and its destination record reaches the
+// finisher.
+func TestHarnessRunsThePipeline(t *testing.T) {
+	d := deploy(t, 1)
+	for i, script := range []string{`cat README.md`, `echo "second job"`} {
+		job := d.gl.EnqueueJob(d.project, gitlabtest.JobSpec{Script: []string{script}})
+		if _, err := d.poller.Poll(context.Background(), dispatch.Poll{RunnerID: d.runner.ID}); err != nil {
+			t.Fatalf("Poll: %v", err)
+		}
+		d.local.Wait()
+		got := d.gl.Job(job.ID)
+		if got.State != "success" {
+			t.Fatalf("job %d = %s; trace:\n%s\nenvironments:\n%s", i+1, got.State, got.Trace, envLogs(d.h))
+		}
+		rec, err := d.st.GetJob(context.Background(), d.runner.ID, job.ID)
+		if err != nil || rec.State != runner.JobSuccess {
+			t.Errorf("job %d record = %+v, %v; want success", i+1, rec, err)
+		}
+	}
+	invs := d.h.Invocations()
+	d.mu.Lock()
+	records := d.records
+	d.mu.Unlock()
+	if len(invs) != 2 || len(records) != 2 {
+		t.Fatalf("%d invocations, %d finisher records; want 2 and 2", len(invs), len(records))
+	}
+	for i, inv := range invs {
+		if inv.TenantID == "" || inv.Environment.TenantID != inv.TenantID {
+			t.Errorf("invocation %d: tenant %q in %s of tenant %q", i+1, inv.TenantID, inv.Environment.ID, inv.Environment.TenantID)
+		}
+		if records[i].RequestContext.RequestID != inv.RequestID {
+			t.Errorf("record %d is for request %s, invocation %s", i+1, records[i].RequestContext.RequestID, inv.RequestID)
+		}
+	}
+	t.Logf("2 jobs: %d environments for %d tenant ids", len(d.h.Environments()), len(tenants(invs)))
+}
+
+func tenants(invs []*lambdatest.Invocation) map[string]bool {
+	m := map[string]bool{}
+	for _, inv := range invs {
+		m[inv.TenantID] = true
+	}
+	return m
+}
+
+func envLogs(h *lambdatest.Harness) string {
+	var b strings.Builder
+	for _, e := range h.Environments() {
+		b.WriteString("== " + e.ID + " (" + string(e.State()) + ")\n" + e.Logs())
+	}
+	return b.String()
 }
 
 // TestHostileJobCannotReachAnotherJobNorForgeItsOutcome is the attack of

@@ -159,12 +159,8 @@ func productVersion() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
-		}
+	if rev := vcsRevision(); len(rev) >= 12 {
+		return "dev-" + rev[:12]
 	}
 	return "dev"
 }
@@ -180,12 +176,20 @@ func revision() string {
 	if buildRevision != "" {
 		return buildRevision
 	}
+	if rev := vcsRevision(); len(rev) >= 8 {
+		return rev[:8]
+	}
+	return "unknown"
+}
+
+// vcsRevision is the commit Go recorded in the binary, "" when none.
+func vcsRevision() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 8 {
-				return s.Value[:8]
+			if s.Key == "vcs.revision" {
+				return s.Value
 			}
 		}
 	}
-	return "unknown"
+	return ""
 }

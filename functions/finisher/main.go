@@ -49,7 +49,13 @@ func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error)
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, stCfg)
+	// One AWS configuration for every client (store.Open would load its
+	// own).
+	awsCfg, err := awsclients.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.New(awsclients.DynamoDB(awsCfg, stCfg.Endpoint), stCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -57,10 +63,6 @@ func setup(ctx context.Context, logger *slog.Logger) (*finisher.Finisher, error)
 	if cfg.PollerFunction == "" {
 		logger.Warn("no POLLER_FUNCTION: a freed slot waits for the next scheduled poll")
 	} else {
-		awsCfg, err := awsclients.Config(ctx)
-		if err != nil {
-			return nil, err
-		}
 		cfg.Invoker = invoke.NewLambda(awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(nil)), invoke.LambdaConfig{Logger: logger})
 	}
 	return finisher.New(st, cfg), nil

@@ -84,11 +84,13 @@ func setup(ctx context.Context, logger *slog.Logger) (tick, error) {
 	if err != nil {
 		return tick{}, err
 	}
-	st, err := store.Open(ctx, stCfg)
+	// One AWS configuration for every client (store.Open would load its
+	// own).
+	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
 		return tick{}, err
 	}
-	awsCfg, err := awsclients.Config(ctx)
+	st, err := store.New(awsclients.DynamoDB(awsCfg, stCfg.Endpoint), stCfg)
 	if err != nil {
 		return tick{}, err
 	}

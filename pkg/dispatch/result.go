@@ -50,9 +50,6 @@ func LambdaArch(goarch string) string {
 	return goarch
 }
 
-// Canceled reports whether the result is a job GitLab canceled.
-func (r Result) Canceled() bool { return r.State == gitlab.StatusCanceled }
-
 // DecodeResult parses an executor's response payload.
 func DecodeResult(raw []byte) (Result, error) {
 	var r Result

@@ -22,7 +22,6 @@ package finisher
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -360,11 +359,8 @@ func (f *Finisher) full(ctx context.Context, rec invoke.Record, ev dispatch.Even
 func (f *Finisher) client(instance, caPEM string) (*gitlab.Client, error) {
 	opts := f.cfg.GitLab
 	if caPEM != "" && opts.HTTPClient == nil {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		pool, err := gitlab.CertPool(caPEM)
+		if err != nil {
 			return nil, errors.New("the runner's CA holds no PEM certificate")
 		}
 		opts.RootCAs = pool

@@ -66,9 +66,6 @@ type HarnessOptions struct {
 	// same address. Nothing else outside an environment is reachable from
 	// it. The ports 8080 and 9001 are taken inside.
 	Forward []string
-	// Logs receives every environment's output too, each line prefixed
-	// with the environment's id.
-	Logs io.Writer
 }
 
 // Harness runs one Lambda function the way Lambda runs it, in execution
@@ -195,8 +192,8 @@ type Environment struct {
 	// life is held while the environment starts and while it is torn
 	// down; the fields below it are set under it, once.
 	life   sync.Mutex
-	pid    int // the emulator's process id on this machine
-	cmd    *cmdHandle
+	pid    int           // the emulator's process id on this machine
+	exited chan struct{} // closed when the emulator has exited
 	ns     *netns
 	cg     *cgroup
 	client *http.Client
@@ -204,20 +201,15 @@ type Environment struct {
 	fwd    []net.Listener
 
 	// guarded by h.mu
-	state    EnvState
-	reason   string
-	requests []string
-	runtime  procID // the bootstrap, once known
+	state   EnvState
+	reason  string
+	runtime procID // the bootstrap, once known
 }
 
 // procID identifies a process over time: pid and start time.
 type procID struct {
 	pid   int
 	start uint64
-}
-
-type cmdHandle struct {
-	exited chan struct{}
 }
 
 // Invocation is one finished invocation.
@@ -302,9 +294,6 @@ func NewHarness(t testing.TB, opts HarnessOptions) *Harness {
 	return h
 }
 
-// Timeout returns the function timeout.
-func (h *Harness) Timeout() time.Duration { return h.timeout }
-
 // Invoke runs one invocation with the tenant id and waits for its end.
 // The error is the harness's (no environment could be made, ctx ended,
 // the tenant id is missing in tenant isolation mode); the function's own
@@ -313,13 +302,15 @@ func (h *Harness) Invoke(ctx context.Context, tenantID string, payload []byte) (
 	return h.invoke(ctx, tenantID, "", payload)
 }
 
-// Func returns the function as an invoke.Func: each call is one
-// invocation, routed by invoke.TenantID(ctx), with invoke.RequestID(ctx)
-// as its request id. A failed invocation returns an *invoke.FunctionError
-// with Lambda's error payload. Register it rather than Local.Register, or
-// give Local no Timeout for it: the harness times invocations out itself.
-func (h *Harness) Func() invoke.Func {
-	return func(ctx context.Context, payload []byte) ([]byte, error) {
+// Register makes the harness the function name of l: invocations queued
+// on l for name run in the harness's environments, and their records go
+// to dest. Each is routed by invoke.TenantID(ctx), with
+// invoke.RequestID(ctx) as its request id; a failed one returns an
+// *invoke.FunctionError with Lambda's error payload. l sets no timeout:
+// the harness times invocations out itself. With TenantIsolation, l
+// refuses an invocation without a tenant id at Invoke.
+func (h *Harness) Register(l *invoke.Local, name string, dest invoke.Destinations) {
+	fn := func(ctx context.Context, payload []byte) ([]byte, error) {
 		inv, err := h.invoke(ctx, invoke.TenantID(ctx), invoke.RequestID(ctx), payload)
 		if err != nil {
 			return nil, err
@@ -329,14 +320,7 @@ func (h *Harness) Func() invoke.Func {
 		}
 		return inv.Payload, nil
 	}
-}
-
-// Register makes the harness the function name of l: invocations queued
-// on l for name run in the harness's environments, and their records go
-// to dest. With TenantIsolation, l refuses an invocation without a tenant
-// id at Invoke.
-func (h *Harness) Register(l *invoke.Local, name string, dest invoke.Destinations) {
-	l.Register(name, h.Func(), invoke.FunctionConfig{Destinations: dest, TenantIsolation: h.opts.TenantIsolation})
+	l.Register(name, fn, invoke.FunctionConfig{Destinations: dest, TenantIsolation: h.opts.TenantIsolation})
 }
 
 // Environments returns every environment made so far, discarded ones
@@ -394,14 +378,6 @@ func (e *Environment) Reason() string {
 	return e.reason
 }
 
-// Requests returns the request ids of the invocations routed to the
-// environment, in order.
-func (e *Environment) Requests() []string {
-	e.h.mu.Lock()
-	defer e.h.mu.Unlock()
-	return slices.Clone(e.requests)
-}
-
 // Logs returns what the emulator and every process of the environment
 // printed so far.
 func (e *Environment) Logs() string { return e.logs.String() }
@@ -435,7 +411,7 @@ func (h *Harness) invoke(ctx context.Context, tenantID, requestID string, payloa
 		requestID = newRequestID()
 	}
 	inv := &Invocation{RequestID: requestID, TenantID: tenantID, Started: time.Now()}
-	env, cold, err := h.route(tenantID, requestID)
+	env, cold, err := h.route(tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -476,16 +452,13 @@ func (h *Harness) invoke(ctx context.Context, tenantID, requestID string, payloa
 	h.mu.Lock()
 	h.invocations = append(h.invocations, inv)
 	h.mu.Unlock()
-	if err != nil {
-		return inv, err
-	}
-	return inv, nil
+	return inv, err
 }
 
 // route picks the environment for an invocation of tenantID: the most
 // recently used idle one of the tenant whose bootstrap is still alive,
 // else a new one (cold). The environment is busy when route returns.
-func (h *Harness) route(tenantID, requestID string) (*Environment, bool, error) {
+func (h *Harness) route(tenantID string) (*Environment, bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -516,7 +489,6 @@ func (h *Harness) route(tenantID, requestID string) (*Environment, bool, error) 
 		h.envs = append(h.envs, env)
 	}
 	env.state = EnvBusy
-	env.requests = append(env.requests, requestID)
 	return env, cold, nil
 }
 
@@ -549,11 +521,7 @@ func (e *Environment) start() error {
 	cmd := exec.Command(h.envinit, args...)
 	cmd.Dir = e.Dir
 	cmd.Env = h.environ(e.Dir)
-	var out io.Writer = &e.logs
-	if h.opts.Logs != nil {
-		out = io.MultiWriter(&e.logs, &prefixWriter{w: h.opts.Logs, prefix: e.ID + "| "})
-	}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdout, cmd.Stderr = &e.logs, &e.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWNET | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
 		UseCgroupFD: true,
@@ -565,8 +533,8 @@ func (e *Environment) start() error {
 		return fmt.Errorf("start emulator: %w", err)
 	}
 	e.pid = cmd.Process.Pid
-	e.cmd = &cmdHandle{exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(e.cmd.exited) }()
+	e.exited = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(e.exited) }()
 	if e.ns, err = openNetns(e.pid); err != nil {
 		return err
 	}
@@ -580,7 +548,7 @@ func (e *Environment) start() error {
 			break
 		}
 		select {
-		case <-e.cmd.exited:
+		case <-e.exited:
 			return fmt.Errorf("the environment exited at start:\n%s", e.logs.String())
 		default:
 		}
@@ -657,9 +625,7 @@ func (e *Environment) run(ctx context.Context, inv *Invocation, payload []byte) 
 			return false, fmt.Errorf("lambdatest: invoke %s: %w", inv.RequestID, ctx.Err())
 		}
 		if rctx.Err() != nil {
-			inv.TimedOut = true
-			inv.Error = timedOut(inv.RequestID, h.timeout)
-			inv.Payload, _ = json.Marshal(inv.Error)
+			inv.timedOut(fmt.Sprintf("Task timed out after %.2f seconds", h.timeout.Seconds()))
 			return false, h.problem("the emulator did not end %s at the function timeout", inv.RequestID)
 		}
 		return false, h.problem("invoke %s in %s: %v", inv.RequestID, e.ID, err)
@@ -667,12 +633,7 @@ func (e *Environment) run(ctx context.Context, inv *Invocation, payload []byte) 
 	body := inv.Payload
 	switch {
 	case inv.StatusCode == http.StatusOK && bytes.HasPrefix(body, []byte("Task timed out after ")):
-		inv.TimedOut = true
-		inv.Error = &invoke.ErrorPayload{
-			ErrorMessage: time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + " " + inv.RequestID + " " + string(body),
-			ErrorType:    "Sandbox.Timedout",
-		}
-		inv.Payload, _ = json.Marshal(inv.Error)
+		inv.timedOut(string(body))
 		return false, nil
 	case inv.StatusCode == http.StatusOK:
 		// The emulator answers once the bootstrap asked for the next
@@ -783,11 +744,16 @@ func errorPayload(body []byte) *invoke.ErrorPayload {
 	return &e
 }
 
-func timedOut(requestID string, timeout time.Duration) *invoke.ErrorPayload {
-	return &invoke.ErrorPayload{
-		ErrorMessage: fmt.Sprintf("%s %s Task timed out after %.2f seconds", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), requestID, timeout.Seconds()),
+// timedOut ends inv as Lambda ends an invocation at the function timeout:
+// a Sandbox.Timedout error whose message is the time, the request id and
+// msg ("Task timed out after N.00 seconds").
+func (inv *Invocation) timedOut(msg string) {
+	inv.TimedOut = true
+	inv.Error = &invoke.ErrorPayload{
+		ErrorMessage: time.Now().UTC().Format("2006-01-02T15:04:05.000Z") + " " + inv.RequestID + " " + msg,
 		ErrorType:    "Sandbox.Timedout",
 	}
+	inv.Payload, _ = json.Marshal(inv.Error)
 }
 
 // discard marks env discarded and kills it.
@@ -811,9 +777,9 @@ func (e *Environment) teardown() {
 			_ = e.h.problem("kill %s: %v", e.ID, err)
 		}
 	}
-	if e.cmd != nil {
+	if e.exited != nil {
 		select {
-		case <-e.cmd.exited:
+		case <-e.exited:
 		case <-time.After(10 * time.Second):
 			_ = e.h.problem("%s: the emulator did not exit after the kill", e.ID)
 		}
@@ -855,30 +821,6 @@ func (h *Harness) close() {
 	defer h.mu.Unlock()
 	for _, p := range h.problems {
 		h.t.Errorf("%s", p)
-	}
-}
-
-// prefixWriter writes whole lines to w, each with prefix.
-type prefixWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		if _, err := io.WriteString(p.w, p.prefix+string(p.buf[:i+1])); err != nil {
-			return len(b), err
-		}
-		p.buf = p.buf[i+1:]
 	}
 }
 

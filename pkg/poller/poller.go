@@ -228,13 +228,18 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		}
 		return res, nil
 	}
+	// windowEnded ends a poll whose window ran out, unsure of what is left
+	// if GitLab's last answer was a job.
+	windowEnded := func() (Result, error) {
+		if gotJob {
+			return stopUnsure(StopWindow)
+		}
+		res.Stop = StopWindow
+		return res, nil
+	}
 	for {
 		if pollCtx.Err() != nil {
-			if gotJob {
-				return stopUnsure(StopWindow)
-			}
-			res.Stop = StopWindow
-			return res, nil
+			return windowEnded()
 		}
 		slot, ok, err := p.acquire(ctx, r, window+time.Minute)
 		if err != nil {
@@ -248,11 +253,7 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		if err != nil {
 			p.release(ctx, log, slot)
 			if pollCtx.Err() != nil && ctx.Err() == nil {
-				if gotJob {
-					return stopUnsure(StopWindow)
-				}
-				res.Stop = StopWindow // a long poll held past the window
-				return res, nil
+				return windowEnded() // a long poll held past the window
 			}
 			res.Stop = p.requestFailed(ctx, log, r, err)
 			return res, nil

@@ -8,9 +8,8 @@ import (
 	"log/slog"
 	"time"
 
-	"gitlab-serverless-runner/pkg/retry"
-
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/retry"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
 )
@@ -111,6 +110,10 @@ func (p *Poller) saveRotatedToken(ctx context.Context, log *slog.Logger, r *runn
 	save := context.WithoutCancel(ctx)
 	deadline, hasDeadline := ctx.Deadline()
 	wait := tokenSaveFirstWait
+	sleep := p.cfg.GitLab.Sleep // the GitLab clients' waits, which tests replace
+	if sleep == nil {
+		sleep = retry.Sleep
+	}
 	for attempt := 1; ; attempt++ {
 		err := p.d.Runners.RotateToken(save, r.ID, r.SealedToken, sealed, &now, expiresAt)
 		if err == nil || runner.ErrorCode(err) == runner.ECONFLICT || attempt == tokenSaveAttempts ||
@@ -118,11 +121,7 @@ func (p *Poller) saveRotatedToken(ctx context.Context, log *slog.Logger, r *runn
 			return err
 		}
 		log.WarnContext(ctx, "new runner token not saved; trying again", "attempt", attempt, "error", err)
-		if p.cfg.GitLab.Sleep != nil {
-			_ = p.cfg.GitLab.Sleep(save, wait)
-		} else {
-			time.Sleep(wait)
-		}
+		_ = sleep(save, wait)
 		wait = min(2*wait, tokenSaveMaxWait)
 	}
 }

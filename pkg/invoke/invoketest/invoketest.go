@@ -79,30 +79,3 @@ func (r *Recorder) Accepted() []Invocation {
 	}
 	return out
 }
-
-// Events decodes the accepted invocations as executor events; a payload
-// that does not decode is reported by the error.
-func (r *Recorder) Events() ([]dispatch.Event, error) {
-	var out []dispatch.Event
-	for _, c := range r.Accepted() {
-		ev, err := c.Event()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
-}
-
-// Polls decodes the accepted invocations as poller events.
-func (r *Recorder) Polls() ([]dispatch.Poll, error) {
-	var out []dispatch.Poll
-	for _, c := range r.Accepted() {
-		p, err := c.Poll()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
