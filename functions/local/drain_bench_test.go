@@ -3,7 +3,6 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"regexp"
 	"slices"
 	"strconv"
@@ -11,15 +10,9 @@ import (
 	"testing"
 	"time"
 
-	local "gitlab-serverless-runner/functions/local"
 	"gitlab-serverless-runner/pkg/dynamolocal"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/gitlab/gitlabtest"
-	"gitlab-serverless-runner/pkg/logtest"
-	"gitlab-serverless-runner/pkg/runner"
-	"gitlab-serverless-runner/pkg/seal"
-	"gitlab-serverless-runner/pkg/store"
-	"gitlab-serverless-runner/pkg/webhook"
 )
 
 // The burst: drainJobs jobs of drainJobTime each, pending at once for a
@@ -101,37 +94,9 @@ var drainLineRE = regexp.MustCompile(`(pickup|end)=(\d{19})`)
 // with prefix).
 func measureDrain(b *testing.B, endpoint, prefix string, withWebhook bool) drain {
 	b.Helper()
-	gl := gitlabtest.New(b)
-	proj := gl.CreateProject("group/demo", map[string]string{"README.md": "hello\n"})
-	glRunner := gl.CreateRunner(gitlabtest.RunnerOptions{Description: "bench"})
-	sealingKey := seal.GenerateKey()
-	vars := env{
-		"LOCAL_ADDR": "127.0.0.1:0", "LOCAL_POLL_INTERVAL": "1h",
-		"DYNAMODB_ENDPOINT": endpoint, "TABLE_PREFIX": prefix, "TOKEN_SEALING_KEY": sealingKey,
-	}
-	cfg, err := local.ConfigFromEnv(vars.lookup)
-	if err != nil {
-		b.Fatalf("ConfigFromEnv: %v", err)
-	}
-	st, err := store.New(dynamolocal.Client(endpoint), cfg.Store)
-	if err != nil {
-		b.Fatalf("store.New: %v", err)
-	}
+	bs := newBenchSystem(b, endpoint, prefix, time.Hour, drainConcurrency)
+	gl, proj, st, r := bs.gl, bs.proj, bs.st, bs.runner
 	ctx := b.Context()
-	if err := st.CreateTables(ctx); err != nil {
-		b.Fatalf("CreateTables: %v", err)
-	}
-	sealer, err := seal.ParseKeys(sealingKey)
-	if err != nil {
-		b.Fatalf("ParseKeys: %v", err)
-	}
-	r := &runner.Runner{
-		ID: runner.NewID(), Owner: "bench", GitLabURL: gl.URL(), GitLabRunnerID: glRunner.ID,
-		Description: "bench", RunUntagged: true, Runtime: "provided.al2023", Concurrency: drainConcurrency,
-	}
-	if r.SealedToken, err = sealer.Seal(seal.RunnerToken(r.ID), glRunner.Token); err != nil {
-		b.Fatalf("Seal: %v", err)
-	}
 	spec := gitlabtest.JobSpec{
 		Script:    []string{`echo "pickup=$(date +%s%N)"`, fmt.Sprintf("sleep %g", drainJobTime.Seconds()), `echo "end=$(date +%s%N)"`},
 		Variables: []gitlab.Variable{{Key: "GIT_STRATEGY", Value: "none", Public: true}},
@@ -155,27 +120,9 @@ func measureDrain(b *testing.B, endpoint, prefix string, withWebhook bool) drain
 		}
 		jobs = enqueue()
 	}
-	logs := &logtest.Buffer{}
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	sysCtx, cancel := context.WithCancel(ctx)
-	sys, err := local.Start(sysCtx, cfg)
-	if err != nil {
-		cancel()
-		b.Fatalf("Start: %v", err)
-	}
-	b.Cleanup(func() {
-		cancel()
-		if err := sys.Wait(); err != nil {
-			b.Errorf("Wait after cancel = %v, want nil", err)
-		}
-		if b.Failed() {
-			b.Logf("logs of the local system:\n%s", logs.String())
-		}
-	})
+	sys := bs.start(b)
 	if withWebhook {
-		secret, hash := webhook.NewSecret()
-		r.WebhookSecretHash = hash
-		gl.AddJobHook(sys.URL()+"/webhooks/gitlab/"+r.ID, secret)
+		bs.addWebhook(sys)
 		if err := st.CreateRunner(ctx, r); err != nil {
 			b.Fatalf("CreateRunner: %v", err)
 		}

@@ -72,8 +72,9 @@ func TestFreedSlotTakesTheNextJob(t *testing.T) {
 }
 
 // addWebhook makes the runner's webhook secret on its page, as a person
-// would, and configures GitLab's job webhook with it.
-func addWebhook(t *testing.T, b *browser, gl *gitlabtest.Server, base, id string) {
+// would, and configures GitLab's job webhook with it. It returns the page
+// that showed the secret.
+func addWebhook(t *testing.T, b *browser, gl *gitlabtest.Server, base, id string) string {
 	t.Helper()
 	page := b.get("/runners/" + id)
 	m := csrfRE.FindStringSubmatch(page.body)
@@ -86,4 +87,5 @@ func addWebhook(t *testing.T, b *browser, gl *gitlabtest.Server, base, id string
 		t.Fatalf("POST webhook-secret: status %d, no secret shown:\n%s", page.status, page.body)
 	}
 	gl.AddJobHook(base+"/webhooks/gitlab/"+id, html.UnescapeString(secret[1]))
+	return page.body
 }

@@ -2,9 +2,7 @@ package main_test
 
 import (
 	"context"
-	"html"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -203,21 +201,10 @@ func TestWebhookStartsJobAtOnce(t *testing.T) {
 	b.signIn()
 	id := b.registerRunner(gl.URL(), glRunner.Token, "laptop")
 
-	page := b.get("/runners/" + id)
-	m := csrfRE.FindStringSubmatch(page.body)
-	if m == nil {
-		t.Fatalf("runner page has no form with a CSRF token:\n%s", page.body)
-	}
-	page = b.do(http.MethodPost, "/runners/"+id+"/webhook-secret", url.Values{"csrf": {m[1]}})
-	secret := webhookSecretRE.FindStringSubmatch(page.body)
-	if page.status != http.StatusOK || secret == nil {
-		t.Fatalf("POST webhook-secret: status %d, no secret shown:\n%s", page.status, page.body)
-	}
 	hookURL := r.sys.URL() + "/webhooks/gitlab/" + id
-	if !strings.Contains(page.body, hookURL) {
-		t.Errorf("runner page does not show the webhook URL %s:\n%s", hookURL, page.body)
+	if page := addWebhook(t, b, gl, r.sys.URL(), id); !strings.Contains(page, hookURL) {
+		t.Errorf("runner page does not show the webhook URL %s:\n%s", hookURL, page)
 	}
-	gl.AddJobHook(hookURL, html.UnescapeString(secret[1]))
 
 	job := gl.EnqueueJob(proj, gitlabtest.JobSpec{Script: []string{"echo started-by-webhook"}})
 	got, err := gl.WaitJob(t.Context(), job.ID)

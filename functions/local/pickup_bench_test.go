@@ -108,57 +108,12 @@ var pickupLineRE = regexp.MustCompile(`pickup=(\d+)`)
 // one's pickup latency.
 func measurePickup(b *testing.B, endpoint, prefix string, interval time.Duration, withWebhook bool) []time.Duration {
 	b.Helper()
-	gl := gitlabtest.New(b)
-	proj := gl.CreateProject("group/demo", map[string]string{"README.md": "hello\n"})
-	glRunner := gl.CreateRunner(gitlabtest.RunnerOptions{Description: "bench"})
-	sealingKey := seal.GenerateKey()
-	vars := env{
-		"LOCAL_ADDR": "127.0.0.1:0", "LOCAL_POLL_INTERVAL": interval.String(),
-		"DYNAMODB_ENDPOINT": endpoint, "TABLE_PREFIX": prefix, "TOKEN_SEALING_KEY": sealingKey,
-	}
-	cfg, err := local.ConfigFromEnv(vars.lookup)
-	if err != nil {
-		b.Fatalf("ConfigFromEnv: %v", err)
-	}
-	logs := &logtest.Buffer{}
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	ctx, cancel := context.WithCancel(b.Context())
-	sys, err := local.Start(ctx, cfg)
-	if err != nil {
-		cancel()
-		b.Fatalf("Start: %v", err)
-	}
-	b.Cleanup(func() {
-		cancel()
-		if err := sys.Wait(); err != nil {
-			b.Errorf("Wait after cancel = %v, want nil", err)
-		}
-		if b.Failed() {
-			b.Logf("logs of the local system:\n%s", logs.String())
-		}
-	})
-
-	// The runner goes straight into the system's tables: the UI's
-	// registration is not what this measures.
-	st, err := store.New(dynamolocal.Client(endpoint), cfg.Store)
-	if err != nil {
-		b.Fatalf("store.New: %v", err)
-	}
-	sealer, err := seal.ParseKeys(sealingKey)
-	if err != nil {
-		b.Fatalf("ParseKeys: %v", err)
-	}
-	r := &runner.Runner{
-		ID: runner.NewID(), Owner: "bench", GitLabURL: gl.URL(), GitLabRunnerID: glRunner.ID,
-		Description: "bench", RunUntagged: true, Runtime: "provided.al2023", Concurrency: 2,
-	}
-	if r.SealedToken, err = sealer.Seal(seal.RunnerToken(r.ID), glRunner.Token); err != nil {
-		b.Fatalf("Seal: %v", err)
-	}
+	bs := newBenchSystem(b, endpoint, prefix, interval, 2)
+	gl, proj, st, r := bs.gl, bs.proj, bs.st, bs.runner
+	sys := bs.start(b)
+	ctx := b.Context()
 	if withWebhook {
-		secret, hash := webhook.NewSecret()
-		r.WebhookSecretHash = hash
-		gl.AddJobHook(sys.URL()+"/webhooks/gitlab/"+r.ID, secret)
+		bs.addWebhook(sys)
 	}
 	if err := st.CreateRunner(ctx, r); err != nil {
 		b.Fatalf("CreateRunner: %v", err)
@@ -206,6 +161,90 @@ func measurePickup(b *testing.B, endpoint, prefix string, interval time.Duration
 	}
 	gl.AssertNoViolations(b)
 	return lat
+}
+
+// benchSystem is what a benchmark of the whole local system starts from: a
+// fake GitLab with a project and a runner, the local system's
+// configuration on the DynamoDB at endpoint (tables named with prefix,
+// made), a store on those tables, and the runner's record, sealed token
+// and all, for the benchmark to store when it chooses: the UI's
+// registration is not what the benchmarks measure.
+type benchSystem struct {
+	gl     *gitlabtest.Server
+	proj   *gitlabtest.Project
+	cfg    local.Config
+	st     *store.Store
+	runner *runner.Runner
+}
+
+// newBenchSystem prepares a local system whose scheduler runs every
+// interval, for a runner of the given concurrency.
+func newBenchSystem(b *testing.B, endpoint, prefix string, interval time.Duration, concurrency int) *benchSystem {
+	b.Helper()
+	gl := gitlabtest.New(b)
+	proj := gl.CreateProject("group/demo", map[string]string{"README.md": "hello\n"})
+	glRunner := gl.CreateRunner(gitlabtest.RunnerOptions{Description: "bench"})
+	sealingKey := seal.GenerateKey()
+	vars := env{
+		"LOCAL_ADDR": "127.0.0.1:0", "LOCAL_POLL_INTERVAL": interval.String(),
+		"DYNAMODB_ENDPOINT": endpoint, "TABLE_PREFIX": prefix, "TOKEN_SEALING_KEY": sealingKey,
+	}
+	cfg, err := local.ConfigFromEnv(vars.lookup)
+	if err != nil {
+		b.Fatalf("ConfigFromEnv: %v", err)
+	}
+	st, err := store.New(dynamolocal.Client(endpoint), cfg.Store)
+	if err != nil {
+		b.Fatalf("store.New: %v", err)
+	}
+	if err := st.CreateTables(b.Context()); err != nil {
+		b.Fatalf("CreateTables: %v", err)
+	}
+	sealer, err := seal.ParseKeys(sealingKey)
+	if err != nil {
+		b.Fatalf("ParseKeys: %v", err)
+	}
+	r := &runner.Runner{
+		ID: runner.NewID(), Owner: "bench", GitLabURL: gl.URL(), GitLabRunnerID: glRunner.ID,
+		Description: "bench", RunUntagged: true, Runtime: "provided.al2023", Concurrency: concurrency,
+	}
+	if r.SealedToken, err = sealer.Seal(seal.RunnerToken(r.ID), glRunner.Token); err != nil {
+		b.Fatalf("Seal: %v", err)
+	}
+	return &benchSystem{gl: gl, proj: proj, cfg: cfg, st: st, runner: r}
+}
+
+// start starts the local system; it stops at the benchmark's cleanup,
+// which shows its logs if the benchmark failed.
+func (s *benchSystem) start(b *testing.B) *local.System {
+	b.Helper()
+	logs := &logtest.Buffer{}
+	cfg := s.cfg
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	ctx, cancel := context.WithCancel(b.Context())
+	sys, err := local.Start(ctx, cfg)
+	if err != nil {
+		cancel()
+		b.Fatalf("Start: %v", err)
+	}
+	b.Cleanup(func() {
+		cancel()
+		if err := sys.Wait(); err != nil {
+			b.Errorf("Wait after cancel = %v, want nil", err)
+		}
+		if b.Failed() {
+			b.Logf("logs of the local system:\n%s", logs.String())
+		}
+	})
+	return sys
+}
+
+// addWebhook gives the runner a webhook secret and points GitLab's job
+// webhook at its URL on sys; the runner's record is stored after.
+func (s *benchSystem) addWebhook(sys *local.System) {
+	secret, hash := webhook.NewSecret()
+	s.runner.WebhookSecretHash = hash
+	s.gl.AddJobHook(sys.URL()+"/webhooks/gitlab/"+s.runner.ID, secret)
 }
 
 // waitFinished waits until the finisher has recorded the job, so the

@@ -153,10 +153,10 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	scfg := cfg.Scheduler
 	scfg.PollerFunction, scfg.Logger = pollerFunction, s.log.With("part", "scheduler")
 	s.sched, err = scheduler.New(s.store, s.inv, scfg)
-	s.sweep = sweeper.New(s.store, s.store, sealer, sweeper.Config{URLPolicy: s.cfg.Poller.URLPolicy, Logger: s.log.With("part", "sweeper")})
 	if err != nil {
 		return nil, fmt.Errorf("local: build scheduler: %w", err)
 	}
+	s.sweep = sweeper.New(s.store, s.store, sealer, sweeper.Config{URLPolicy: s.cfg.Poller.URLPolicy, Logger: s.log.With("part", "sweeper")})
 
 	// GitLab's job webhooks start a poll at once, in process.
 	cfg.Web.PollerFunction = pollerFunction

@@ -78,15 +78,10 @@ type Finisher struct {
 
 // ConfigFromEnv reads EXECUTOR_MEMORY_MB, POLLER_FUNCTION and the URL
 // policy's ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB
-// (urlpolicy.ConfigFromEnv) through lookup (os.LookupEnv when nil).
+// (urlpolicy.Read) through lookup (os.LookupEnv when nil).
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
-	cfg := Config{DefaultMemoryMB: r.Int("EXECUTOR_MEMORY_MB", 128), PollerFunction: r.String("POLLER_FUNCTION")}
-	policy, err := urlpolicy.ConfigFromEnv(lookup)
-	if err != nil {
-		r.Fail(err)
-	}
-	cfg.URLPolicy = &policy
+	cfg := Config{DefaultMemoryMB: r.Int("EXECUTOR_MEMORY_MB", 128), PollerFunction: r.String("POLLER_FUNCTION"), URLPolicy: urlpolicy.Read(r)}
 	return cfg, r.Err("finisher")
 }
 

@@ -2,15 +2,15 @@
 // the Lambda function made from a derived executor image (package jobimage)
 // once per image digest, architecture, memory and ephemeral storage
 // (a Variant), its record in DynamoDB, the deletion of functions unused for
-// a number of days, ECR credentials for go-containerregistry, and the ECR
-// pull-through cache rules for Docker Hub and GitLab's registry.
+// a number of days, and ECR credentials for go-containerregistry. The ECR
+// pull-through cache rules are the template's (AWS::ECR::PullThroughCacheRule).
 //
 // # Callers
 //
-// The preparation function calls Functions.Ensure after jobimage.Prepare;
-// the poller calls Functions.Lookup to find an image's function and
-// Functions.Touch when it dispatches a job to it; the scheduler's tick calls
-// Functions.SweepUnused; deployment set-up calls EnsurePullThroughRules.
+// The preparation function calls Functions.Lookup to find an image's
+// function and Functions.Touch when it hands a job to it,
+// Functions.Ensure after jobimage.Prepare when there is none, and, on its
+// daily schedule, Functions.SweepUnused.
 //
 // # One function per variant
 //

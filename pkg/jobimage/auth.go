@@ -93,12 +93,19 @@ func ParseDockerAuthConfig(s string) (*DockerAuth, error) {
 	return a, nil
 }
 
-// AddBasic adds (or replaces) a user and password for registry, such as
-// the job's CI_REGISTRY_USER and CI_REGISTRY_PASSWORD for CI_REGISTRY.
-func (a *DockerAuth) AddBasic(registry, user, password string) error {
+// AddBasicUnlessSet adds a user and password for registry unless a has
+// credentials for that registry already: the job's CI_REGISTRY_USER and
+// CI_REGISTRY_PASSWORD for CI_REGISTRY, which DOCKER_AUTH_CONFIG's own
+// entry for the registry overrides, as gitlab-runner orders them. Registry
+// names are compared as hosts ("docker.io" is "index.docker.io"). The
+// error says registry is not a registry address; nothing is added then.
+func (a *DockerAuth) AddBasicUnlessSet(registry, user, password string) error {
 	host, err := registryHost(registry)
 	if err != nil {
 		return fmt.Errorf("jobimage: add credentials for %q: %w", registry, err)
+	}
+	if _, ok := a.auths[host]; ok {
+		return nil
 	}
 	if a.auths == nil {
 		a.auths = map[string]authn.AuthConfig{}

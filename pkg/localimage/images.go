@@ -209,20 +209,8 @@ func credentials(vars gitlab.Variables) (*jobimage.DockerAuth, error) {
 		return nil, err
 	}
 	reg, user, pass := vars.Get("CI_REGISTRY"), vars.Get("CI_REGISTRY_USER"), vars.Get("CI_REGISTRY_PASSWORD")
-	if reg == "" || user == "" || pass == "" {
-		return auth, nil
-	}
-	own := &jobimage.DockerAuth{}
-	if err := own.AddBasic(reg, user, pass); err != nil {
-		return auth, nil // not a registry address: nothing to add
-	}
-	for _, have := range auth.Registries() {
-		if have == own.Registries()[0] {
-			return auth, nil
-		}
-	}
-	if err := auth.AddBasic(reg, user, pass); err != nil {
-		return nil, err
+	if reg != "" && user != "" && pass != "" {
+		_ = auth.AddBasicUnlessSet(reg, user, pass) // not a registry address: nothing to add
 	}
 	return auth, nil
 }

@@ -30,6 +30,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"gitlab-serverless-runner/pkg/dynamolocal"
 )
 
 // BinaryEnv names the variable that may point at the moto_server binary.
@@ -118,18 +120,10 @@ func Binary() (string, error) {
 		}
 		return p, nil
 	}
-	if dir, err := os.Getwd(); err == nil {
-		for ; ; dir = filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				p := filepath.Join(dir, ".ci", "venv", "bin", "moto_server")
-				if _, err := os.Stat(p); err == nil {
-					return p, nil
-				}
-				break
-			}
-			if dir == filepath.Dir(dir) {
-				break
-			}
+	if root, err := dynamolocal.RepoRoot(""); err == nil {
+		p := filepath.Join(root, ".ci", "venv", "bin", "moto_server")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
 		}
 	}
 	if p, err := exec.LookPath("moto_server"); err == nil {

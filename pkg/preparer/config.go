@@ -2,7 +2,6 @@ package preparer
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -69,9 +68,6 @@ var imageFunctionEnv = map[string]string{"EXECUTOR_CLEANUP": "system"}
 // IMAGE_ARCHITECTURES (comma-separated) and IMAGE_ARCHITECTURE_DEFAULT, and
 // the URL policy's ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB.
 func SettingsFromEnv(lookup envvar.Lookup) (Settings, error) {
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
 	r := envvar.New(lookup)
 	s := Settings{
 		Repository:     r.String("IMAGE_REPOSITORY"),
@@ -142,10 +138,6 @@ func SettingsFromEnv(lookup envvar.Lookup) (Settings, error) {
 	if len(missing) > 0 {
 		r.Fail(fmt.Errorf("%s must be set", strings.Join(missing, ", ")))
 	}
-	policy, err := urlpolicy.ConfigFromEnv(lookup)
-	if err != nil {
-		r.Fail(err)
-	}
-	s.Config.URLPolicy = &policy
+	s.Config.URLPolicy = urlpolicy.Read(r)
 	return s, r.Err("preparer")
 }

@@ -27,14 +27,11 @@ import (
 // test image run here.
 func hostArch(t testing.TB) (jobimage.Arch, string) {
 	t.Helper()
-	switch runtime.GOARCH {
-	case "amd64":
-		return jobimage.X8664, "amd64"
-	case "arm64":
-		return jobimage.ARM64, "arm64"
+	arch, err := jobimage.ParseArch(runtime.GOARCH)
+	if err != nil {
+		t.Fatalf("no Lambda architecture for %s: %v", runtime.GOARCH, err)
 	}
-	t.Fatalf("no Lambda architecture for %s", runtime.GOARCH)
-	return "", ""
+	return arch, runtime.GOARCH
 }
 
 // imageFunction is an image function the preparer made, run as Lambda

@@ -433,8 +433,8 @@ func credentials(job *gitlab.Job) (*jobimage.DockerAuth, error) {
 		return nil, errors.New("DOCKER_AUTH_CONFIG is not a Docker config JSON object with an \"auths\" section")
 	}
 	reg, user, pass := job.Variables.Get("CI_REGISTRY"), job.Variables.Get("CI_REGISTRY_USER"), job.Variables.Get("CI_REGISTRY_PASSWORD")
-	if reg != "" && user != "" && pass != "" && !contains(creds.Registries(), reg) {
-		_ = creds.AddBasic(reg, user, pass) // a bad CI_REGISTRY only loses these credentials
+	if reg != "" && user != "" && pass != "" {
+		_ = creds.AddBasicUnlessSet(reg, user, pass) // a bad CI_REGISTRY only loses these credentials
 	}
 	return creds, nil
 }
@@ -499,12 +499,3 @@ func short(digest string) string {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}

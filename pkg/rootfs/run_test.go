@@ -23,14 +23,11 @@ import (
 // hostArch is the Lambda architecture whose test image runs here.
 func hostArch(t *testing.T) (jobimage.Arch, string) {
 	t.Helper()
-	switch runtime.GOARCH {
-	case "amd64":
-		return jobimage.X8664, "amd64"
-	case "arm64":
-		return jobimage.ARM64, "arm64"
+	arch, err := jobimage.ParseArch(runtime.GOARCH)
+	if err != nil {
+		t.Fatalf("no Lambda architecture for %s: %v", runtime.GOARCH, err)
 	}
-	t.Fatalf("no Lambda architecture for %s", runtime.GOARCH)
-	return "", ""
+	return arch, runtime.GOARCH
 }
 
 // testRoot unpacks the test image for this machine's architecture.

@@ -38,7 +38,7 @@ type Runners interface {
 	GetRunner(ctx context.Context, id string) (*runner.Runner, error)
 }
 
-// Opener opens sealed job tokens; *seal.Sealer is one.
+// Opener opens sealed job tokens; *seal.Keyring is one.
 type Opener interface {
 	Open(p seal.Purpose, sealed []byte) (string, error)
 }

@@ -59,8 +59,15 @@ var Storage = Policy{AllowHTTP: true, AllowPrivate: true}
 // user's GitLab reads them, through its own package's ConfigFromEnv.
 func ConfigFromEnv(lookup envvar.Lookup) (Policy, error) {
 	r := envvar.New(lookup)
-	p := Policy{AllowHTTP: r.Bool("ALLOW_HTTP_GITLAB"), AllowPrivate: r.Bool("ALLOW_PRIVATE_GITLAB")}
-	return p, r.Err("urlpolicy")
+	p := Read(r)
+	return *p, r.Err("urlpolicy")
+}
+
+// Read reads ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB with r, the
+// Reader of a package's own ConfigFromEnv: a value that does not parse is
+// among r's errors.
+func Read(r *envvar.Reader) *Policy {
+	return &Policy{AllowHTTP: r.Bool("ALLOW_HTTP_GITLAB"), AllowPrivate: r.Bool("ALLOW_PRIVATE_GITLAB")}
 }
 
 var (
