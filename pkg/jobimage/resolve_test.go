@@ -258,6 +258,57 @@ func TestResolveWithCredentials(t *testing.T) {
 	})
 }
 
+// The job's CI_REGISTRY credentials fill in only what DOCKER_AUTH_CONFIG
+// lacks: its own entry for the registry wins, however either spells the
+// registry, as gitlab-runner orders them.
+func TestJobRegistryCredentialsComeAfterDockerAuthConfig(t *testing.T) {
+	reg := registrytest.New(t, registrytest.Options{User: "deploy", Password: "s3cret-pw"})
+	ti := pushTestImages(t, reg, "private/tool:1")
+	r := &jobimage.Resolver{AllowPrivateRegistries: true}
+	tests := []struct {
+		name, dockerAuthConfig, ciRegistry, user, password string
+	}{
+		{"DOCKER_AUTH_CONFIG's entry wins", `{"auths":{"https://` + reg.Host + `/v2/":{"username":"deploy","password":"s3cret-pw"}}}`, reg.Host, "ci-user", "wrong"},
+		{"spelled with a scheme", `{"auths":{"` + reg.Host + `":{"username":"deploy","password":"s3cret-pw"}}}`, "https://" + reg.Host, "ci-user", "wrong"},
+		{"the job's fill a gap", `{"auths":{"registry.example.com":{"username":"u","password":"p"}}}`, reg.Host, "deploy", "s3cret-pw"},
+		{"the job's alone", ``, reg.Host, "deploy", "s3cret-pw"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			creds, err := jobimage.ParseDockerAuthConfig(tt.dockerAuthConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := creds.AddBasicUnlessSet(tt.ciRegistry, tt.user, tt.password); err != nil {
+				t.Fatal(err)
+			}
+			res, err := r.Resolve(context.Background(), reg.Host+"/private/tool:1", jobimage.X8664, creds)
+			if err != nil {
+				t.Fatalf("Resolve: %v", err)
+			}
+			if res.Digest != ti.amd64Digest {
+				t.Errorf("Digest = %s; want %s", res.Digest, ti.amd64Digest)
+			}
+		})
+	}
+
+	// Docker Hub's spellings are one registry: CI_REGISTRY=docker.io adds
+	// nothing beside DOCKER_AUTH_CONFIG's index.docker.io entry.
+	creds, err := jobimage.ParseDockerAuthConfig(`{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"}}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := creds.AddBasicUnlessSet("docker.io", "ci-user", "wrong"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(creds.Registries(), " "); got != "index.docker.io" {
+		t.Errorf("Registries = %q; want only index.docker.io", got)
+	}
+	if err := creds.AddBasicUnlessSet("not a registry/", "u", "p"); err == nil {
+		t.Error("AddBasicUnlessSet accepted a registry that is no address")
+	}
+}
+
 func TestParseDockerAuthConfigRejectsBadInputWithoutQuotingIt(t *testing.T) {
 	for name, cfg := range map[string]string{
 		"not json":    `{"auths": {"r.example.com": {"auth": "c2VjcmV0LXB3"`,
