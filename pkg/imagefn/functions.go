@@ -87,10 +87,10 @@ type Functions struct {
 // missing configuration.
 func New(l LambdaAPI, db *dynamodb.Client, cfg Config) (*Functions, error) {
 	var missing []string
-	for name, v := range map[string]string{"RoleARN": cfg.RoleARN, "FinisherARN": cfg.FinisherARN,
-		"FunctionPrefix": cfg.FunctionPrefix, "Table": cfg.Table} {
-		if v == "" {
-			missing = append(missing, name)
+	for _, v := range [][2]string{{"RoleARN", cfg.RoleARN}, {"FinisherARN", cfg.FinisherARN},
+		{"FunctionPrefix", cfg.FunctionPrefix}, {"Table", cfg.Table}} {
+		if v[1] == "" {
+			missing = append(missing, v[0])
 		}
 	}
 	if len(missing) > 0 {

@@ -129,10 +129,10 @@ func SettingsFromEnv(lookup envvar.Lookup) (Settings, error) {
 	}
 	s.Config.Bounds = b
 	var missing []string
-	for name, v := range map[string]string{"IMAGE_REPOSITORY": s.Repository, "IMAGE_FUNCTIONS_TABLE": s.Table,
-		"IMAGE_FUNCTION_PREFIX": s.FunctionPrefix, "EXECUTOR_ROLE_ARN": s.RoleARN, "FINISHER_ARN": s.FinisherARN} {
-		if v == "" {
-			missing = append(missing, name)
+	for _, v := range [][2]string{{"IMAGE_REPOSITORY", s.Repository}, {"IMAGE_FUNCTIONS_TABLE", s.Table},
+		{"IMAGE_FUNCTION_PREFIX", s.FunctionPrefix}, {"EXECUTOR_ROLE_ARN", s.RoleARN}, {"FINISHER_ARN", s.FinisherARN}} {
+		if v[1] == "" {
+			missing = append(missing, v[0])
 		}
 	}
 	if len(missing) > 0 {
