@@ -151,7 +151,7 @@ func (c Config) withDefaults() Config {
 // EXECUTOR_STATUS_INTERVAL (Go durations), EXECUTOR_CLEANUP (without it the
 // mode is decided by rule, sandbox.ChooseCleanup; CleanupRule says which),
 // the URL policy's ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB
-// (urlpolicy.ConfigFromEnv), and what Lambda sets: AWS_EXECUTION_ENV (the
+// (urlpolicy.Read), and what Lambda sets: AWS_EXECUTION_ENV (the
 // runtime) and AWS_LAMBDA_FUNCTION_MEMORY_SIZE (reported with each result,
 // for the job's cost).
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
@@ -180,11 +180,7 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 		// the only writable disk goes between jobs.
 		cfg.WipeDirs = []string{os.TempDir()}
 	}
-	policy, err := urlpolicy.ConfigFromEnv(lookup)
-	if err != nil {
-		r.Fail(err)
-	}
-	cfg.URLPolicy = &policy
+	cfg.URLPolicy = urlpolicy.Read(r)
 	if r.String("AWS_LAMBDA_RUNTIME_API") != "" {
 		// Lambda's /tmp is the function's ephemeral storage.
 		var st syscall.Statfs_t

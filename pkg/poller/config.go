@@ -13,7 +13,7 @@ import (
 // Config without executor functions),
 // POLL_WINDOW_SECONDS, MAX_LONG_POLL_SECONDS, VERSION, CACHE_BUCKET and
 // PAYLOAD_BUCKET (default CACHE_BUCKET), PREPARER_FUNCTION, and the URL policy's
-// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.ConfigFromEnv).
+// ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB (urlpolicy.Read).
 // Unset values are the defaults.
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
@@ -33,11 +33,7 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 		}
 		cfg.ExecutorFunctions = fns
 	}
-	policy, err := urlpolicy.ConfigFromEnv(lookup)
-	if err != nil {
-		r.Fail(err)
-	}
-	cfg.URLPolicy = &policy
+	cfg.URLPolicy = urlpolicy.Read(r)
 	return cfg, r.Err("poller")
 }
 
