@@ -65,8 +65,7 @@ func setup(ctx context.Context, logger *slog.Logger) (*poller.Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One AWS configuration for every client (store.Open would load its
-	// own).
+	// One AWS configuration for every client.
 	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
 		return nil, err

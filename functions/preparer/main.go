@@ -66,11 +66,13 @@ func setup(ctx context.Context, logger *slog.Logger) (*preparer.Preparer, *image
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	st, err := store.Open(ctx, stCfg)
+	// One AWS configuration and one DynamoDB client for every client.
+	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	awsCfg, err := awsclients.Config(ctx)
+	db := awsclients.DynamoDB(awsCfg, stCfg.Endpoint)
+	st, err := store.New(db, stCfg)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -84,7 +86,7 @@ func setup(ctx context.Context, logger *slog.Logger) (*preparer.Preparer, *image
 		pull[host] = target.RegistryStr() + "/" + prefix
 	}
 	lc := awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(nil))
-	fns, err := imagefn.New(lc, awsclients.DynamoDB(awsCfg, stCfg.Endpoint), imagefn.Config{
+	fns, err := imagefn.New(lc, db, imagefn.Config{
 		FunctionPrefix: s.FunctionPrefix, RoleARN: s.RoleARN, FinisherARN: s.FinisherARN,
 		Timeout: s.Timeout, Environment: s.Environment, Table: s.Table, LogGroup: s.LogGroup,
 	})

@@ -84,8 +84,7 @@ func setup(ctx context.Context, logger *slog.Logger) (tick, error) {
 	if err != nil {
 		return tick{}, err
 	}
-	// One AWS configuration for every client (store.Open would load its
-	// own).
+	// One AWS configuration for every client.
 	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
 		return tick{}, err

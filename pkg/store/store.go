@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/guregu/dynamo/v2"
 
-	"gitlab-serverless-runner/pkg/awsclients"
 	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/retry"
 	"gitlab-serverless-runner/pkg/runner"
@@ -85,17 +84,6 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	t.Jobs = r.StringOr("JOBS_TABLE", t.Jobs)
 	t.Slots = r.StringOr("SLOTS_TABLE", t.Slots)
 	return Config{Tables: t, Endpoint: r.String("DYNAMODB_ENDPOINT")}, r.Err("store")
-}
-
-// Open builds a DynamoDB client from the default AWS configuration (with
-// cfg.Endpoint, if any) and returns a Store on it: what a function's main
-// calls at cold start.
-func Open(ctx context.Context, cfg Config) (*Store, error) {
-	awsCfg, err := awsclients.Config(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	return New(awsclients.DynamoDB(awsCfg, cfg.Endpoint), cfg)
 }
 
 // New returns a Store using client and the tables named in cfg.
