@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,18 +119,12 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) dis
 // roots.
 func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Client, error) {
 	opts := e.cfg.URLPolicy.GitLab(gitlab.Options{HTTPClient: e.cfg.HTTPClient}, log)
-	if caPEM != "" && opts.HTTPClient == nil {
+	if caPEM != "" {
 		pool, err := gitlab.CertPool(caPEM)
 		if err != nil {
 			return nil, errors.New("executor: ca_pem holds no PEM certificate")
 		}
 		opts.RootCAs = pool
-	} else if caPEM != "" {
-		hc, err := httpClientWithCA(opts.HTTPClient, caPEM)
-		if err != nil {
-			return nil, err
-		}
-		opts.HTTPClient = hc
 	}
 	c, err := gitlab.New(instance, opts)
 	if err != nil {
@@ -211,25 +204,5 @@ func httpClientWithCA(base *http.Client, caPEM string) (*http.Client, error) {
 	if err != nil {
 		return nil, errors.New("executor: ca_pem holds no PEM certificate")
 	}
-	hc := &http.Client{}
-	var rt http.RoundTripper = http.DefaultTransport
-	if base != nil {
-		*hc = *base
-		if base.Transport != nil {
-			rt = base.Transport
-		}
-	}
-	t, ok := rt.(*http.Transport)
-	if !ok {
-		return nil, fmt.Errorf("executor: trust the runner's CA: the HTTP client's transport is a %T, not an *http.Transport", rt)
-	}
-	t = t.Clone()
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	} else {
-		t.TLSClientConfig = t.TLSClientConfig.Clone()
-	}
-	t.TLSClientConfig.RootCAs = pool
-	hc.Transport = t
-	return hc, nil
+	return gitlab.WithRootCAs(base, pool)
 }

@@ -353,7 +353,7 @@ func (f *Finisher) full(ctx context.Context, rec invoke.Record, ev dispatch.Even
 // runner's CA (the event's ca_pem) besides the system roots.
 func (f *Finisher) client(instance, caPEM string) (*gitlab.Client, error) {
 	opts := f.cfg.GitLab
-	if caPEM != "" && opts.HTTPClient == nil {
+	if caPEM != "" {
 		pool, err := gitlab.CertPool(caPEM)
 		if err != nil {
 			return nil, errors.New("the runner's CA holds no PEM certificate")

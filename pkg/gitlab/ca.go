@@ -2,10 +2,12 @@ package gitlab
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -58,4 +60,32 @@ func CertPool(data string) (*x509.CertPool, error) {
 		return nil, errors.New("gitlab: custom CA: no PEM certificate found")
 	}
 	return pool, nil
+}
+
+// WithRootCAs returns a copy of hc (nil: a client on the default
+// transport) whose transport, a clone of hc's, trusts pool instead of its
+// own roots; the rest of its TLS configuration stays. hc's transport must
+// be an *http.Transport.
+func WithRootCAs(hc *http.Client, pool *x509.CertPool) (*http.Client, error) {
+	out := &http.Client{}
+	if hc != nil {
+		*out = *hc
+	}
+	rt := out.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	t, ok := rt.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("gitlab: trust custom CAs: the HTTP client's transport is a %T, not an *http.Transport", rt)
+	}
+	t = t.Clone()
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	} else {
+		t.TLSClientConfig = t.TLSClientConfig.Clone()
+	}
+	t.TLSClientConfig.RootCAs = pool
+	out.Transport = t
+	return out, nil
 }

@@ -74,13 +74,15 @@ type Options struct {
 	// that tokens never follow a redirect to another host.
 	HTTPClient *http.Client
 	// RootCAs are the certificate authorities trusted for the instance
-	// (a self-managed GitLab with a private CA). Nil uses the system pool.
+	// (a self-managed GitLab with a private CA). Nil uses the system pool,
+	// or HTTPClient's. With HTTPClient, they replace the roots of a copy
+	// of its transport (WithRootCAs).
 	RootCAs *x509.CertPool
 	// CAFile is a PEM file of extra certificate authorities, added to
 	// RootCAs (or to the system pool).
 	CAFile string
 	// DialContext makes the connections of the client built when
-	// HTTPClient is nil, redirects included; nil dials directly. Callers
+	// HTTPClient is nil (with HTTPClient, it is an error), redirects included; nil dials directly. Callers
 	// that dial a user's GitLab pass pkg/urlpolicy's, which refuses a
 	// forbidden address at every dial.
 	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
@@ -182,10 +184,21 @@ func parseInstance(raw string) (string, *url.URL, error) {
 func httpClient(opts Options) (*http.Client, error) {
 	var hc http.Client
 	if opts.HTTPClient != nil {
-		if opts.RootCAs != nil || opts.CAFile != "" || opts.DialContext != nil {
-			return nil, errors.New("gitlab: RootCAs, CAFile and DialContext apply only when HTTPClient is nil")
+		if opts.DialContext != nil {
+			return nil, errors.New("gitlab: DialContext applies only when HTTPClient is nil")
 		}
 		hc = *opts.HTTPClient
+		if opts.RootCAs != nil || opts.CAFile != "" {
+			pool, err := rootCAs(opts.RootCAs, opts.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			trusting, err := WithRootCAs(&hc, pool)
+			if err != nil {
+				return nil, err
+			}
+			hc = *trusting
+		}
 	} else {
 		pool, err := rootCAs(opts.RootCAs, opts.CAFile)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -403,6 +404,8 @@ func TestCustomCertificateAuthority(t *testing.T) {
 	}{
 		{"trusted through CAFile", srv.URL, gitlab.Options{CAFile: caFile}, nil, ""},
 		{"trusted through RootCAs", srv.URL, gitlab.Options{RootCAs: pool}, nil, ""},
+		{"trusted through RootCAs on the caller's HTTPClient", srv.URL, gitlab.Options{HTTPClient: &http.Client{}, RootCAs: pool}, nil, ""},
+		{"the caller's HTTPClient alone", srv.URL, gitlab.Options{HTTPClient: &http.Client{}}, gitlab.ErrUnavailable, "certificate"},
 		{"not trusted", srv.URL, gitlab.Options{}, gitlab.ErrUnavailable, "CAFile"},
 		{"TLS older than 1.2", old.URL, gitlab.Options{CAFile: oldFile}, gitlab.ErrUnavailable, "send request"},
 	}
@@ -433,6 +436,8 @@ func TestCertificateOptionsAreValidated(t *testing.T) {
 		{"CAFile without certificate", gitlab.Options{CAFile: garbage}},
 		{"missing CAFile", gitlab.Options{CAFile: filepath.Join(t.TempDir(), "missing.pem")}},
 		{"CAFile with own HTTPClient", gitlab.Options{CAFile: garbage, HTTPClient: &http.Client{}}},
+		{"DialContext with own HTTPClient", gitlab.Options{HTTPClient: &http.Client{}, DialContext: (&net.Dialer{}).DialContext}},
+		{"RootCAs with a transport not *http.Transport", gitlab.Options{HTTPClient: &http.Client{Transport: roundTripFunc(nil)}, RootCAs: x509.NewCertPool()}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -471,3 +476,8 @@ func TestErrorsNeverContainTokens(t *testing.T) {
 		}
 	}
 }
+
+// roundTripFunc is an http.RoundTripper that is not an *http.Transport.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

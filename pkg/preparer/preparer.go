@@ -3,7 +3,6 @@ package preparer
 import (
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -409,11 +408,8 @@ func (p *Preparer) close(ctx context.Context, ev dispatch.Event, reason gitlab.F
 func (p *Preparer) client(ev dispatch.Event) (*gitlab.Client, error) {
 	opts := p.cfg.GitLab
 	if ev.CAPEM != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM([]byte(ev.CAPEM)) {
+		pool, err := gitlab.CertPool(ev.CAPEM)
+		if err != nil {
 			return nil, errors.New("ca_pem holds no PEM certificate")
 		}
 		opts.RootCAs = pool

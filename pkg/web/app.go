@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"html/template"
@@ -144,11 +143,11 @@ func New(cfg Config, deps Deps) (*App, error) {
 			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, MaxAttempts: 2})
 		}
 		a.gitlabCA = func(instanceURL, caPEM string) (GitLab, error) {
-			trusting, err := withCA(hc, caPEM)
+			pool, err := gitlab.CertPool(caPEM)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("web: trust the runner's CA: %w", err)
 			}
-			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: trusting, MaxAttempts: 2})
+			return gitlab.New(instanceURL, gitlab.Options{HTTPClient: hc, RootCAs: pool, MaxAttempts: 2})
 		}
 	}
 	a.registrar = &registrar{gitlab: a.gitlabFor, sealer: deps.Sealer, runners: deps.Runners, log: a.log}
@@ -517,22 +516,4 @@ func (a *App) gitlabFor(instanceURL, caPEM string) (GitLab, error) {
 		return a.deps.GitLab(instanceURL)
 	}
 	return a.gitlabCA(instanceURL, caPEM)
-}
-
-// withCA returns a copy of hc whose transport (a clone, so hc is left as
-// it is) trusts caPEM besides the system roots.
-func withCA(hc *http.Client, caPEM string) (*http.Client, error) {
-	pool, err := gitlab.CertPool(caPEM)
-	if err != nil {
-		return nil, fmt.Errorf("web: trust the runner's CA: %w", err)
-	}
-	t, ok := hc.Transport.(*http.Transport)
-	if !ok {
-		return nil, fmt.Errorf("web: trust the runner's CA: transport is a %T", hc.Transport)
-	}
-	t = t.Clone()
-	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
-	out := *hc
-	out.Transport = t
-	return &out, nil
 }
