@@ -202,7 +202,8 @@ func envReadsInFile(fset *token.FileSet, f *ast.File, root string, helpers map[s
 }
 
 // takesLookup reports whether a function has a parameter of type
-// func(string) string or func(string) (string, bool), or envvar.Lookup.
+// func(string) string or func(string) (string, bool), envvar.Lookup, or
+// *envvar.Reader (a helper reading settings with its caller's Reader).
 func takesLookup(typ *ast.FuncType) bool {
 	if typ.Params == nil {
 		return false
@@ -210,6 +211,11 @@ func takesLookup(typ *ast.FuncType) bool {
 	for _, p := range typ.Params.List {
 		if sel, ok := p.Type.(*ast.SelectorExpr); ok && isIdent(sel.X, "envvar") && sel.Sel.Name == "Lookup" {
 			return true
+		}
+		if star, ok := p.Type.(*ast.StarExpr); ok {
+			if sel, ok := star.X.(*ast.SelectorExpr); ok && isIdent(sel.X, "envvar") && sel.Sel.Name == "Reader" {
+				return true
+			}
 		}
 		ft, ok := p.Type.(*ast.FuncType)
 		if !ok || ft.Params == nil || len(ft.Params.List) != 1 || !isIdent(ft.Params.List[0].Type, "string") {

@@ -90,7 +90,7 @@ func TestEnvReadsFollowsTheConvention(t *testing.T) {
 	for _, r := range reads {
 		got = append(got, r.Name)
 	}
-	want := "A_LOOKUP ENV_OR FROM_TABLE GETENV GET_CLOSURE LOOKUPENV"
+	want := "A_LOOKUP ENV_OR FROM_READER FROM_TABLE GETENV GET_CLOSURE LOOKUPENV"
 	if strings.Join(got, " ") != want {
 		t.Errorf("got %q, want %s", got, want)
 	}

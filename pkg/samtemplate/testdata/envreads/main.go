@@ -5,6 +5,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"gitlab-serverless-runner/pkg/envvar"
 )
 
 func main() {
@@ -12,6 +14,7 @@ func main() {
 	_, _ = os.LookupEnv("LOOKUPENV")
 	_ = envOr("ENV_OR", "default")
 	_ = fromLookup(os.LookupEnv)
+	_ = fromReader(envvar.New(nil))
 	fmt.Println("NOT_READ", notAnEnvHelper("NOT_READ_EITHER"))
 }
 
@@ -31,4 +34,8 @@ func fromLookup(lookup func(string) (string, bool)) string {
 		_ = get(name)
 	}
 	return a + get("GET_CLOSURE") + notAnEnvHelper("lowercase")
+}
+
+func fromReader(r *envvar.Reader) string {
+	return r.String("FROM_READER")
 }
