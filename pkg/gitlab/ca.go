@@ -20,11 +20,11 @@ const MaxCAPEM = 64 << 10
 // never stored). Its errors are sentences for the person.
 func CheckCAPEM(data string) error {
 	if len(data) > MaxCAPEM {
-		return fmt.Errorf("The CA certificates are larger than %d KiB.", MaxCAPEM>>10)
+		return sentence(fmt.Sprintf("The CA certificates are larger than %d KiB.", MaxCAPEM>>10))
 	}
 	rest := []byte(strings.TrimSpace(data))
 	if len(rest) == 0 {
-		return errors.New("Paste the CA certificate in PEM form (-----BEGIN CERTIFICATE----- …).")
+		return sentence("Paste the CA certificate in PEM form (-----BEGIN CERTIFICATE----- …).")
 	}
 	n := 0
 	for len(bytes.TrimSpace(rest)) > 0 {
@@ -33,17 +33,17 @@ func CheckCAPEM(data string) error {
 		switch {
 		case block == nil:
 			if n == 0 {
-				return errors.New("This is not PEM: paste the CA certificate as it begins with -----BEGIN CERTIFICATE-----.")
+				return sentence("This is not PEM: paste the CA certificate as it begins with -----BEGIN CERTIFICATE-----.")
 			}
-			return fmt.Errorf("Certificate %d is followed by text that is not PEM.", n)
+			return sentence(fmt.Sprintf("Certificate %d is followed by text that is not PEM.", n))
 		case strings.Contains(block.Type, "PRIVATE KEY"):
-			return errors.New("This is a private key, not a certificate: paste only the CA certificate. Nothing was saved.")
+			return sentence("This is a private key, not a certificate: paste only the CA certificate. Nothing was saved.")
 		case block.Type != "CERTIFICATE":
-			return fmt.Errorf("A %q block is not a certificate: paste only CERTIFICATE blocks.", block.Type)
+			return sentence(fmt.Sprintf("A %q block is not a certificate: paste only CERTIFICATE blocks.", block.Type))
 		}
 		n++
 		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			return fmt.Errorf("Certificate %d does not parse: %v.", n, err)
+			return sentence(fmt.Sprintf("Certificate %d does not parse: %v.", n, err))
 		}
 	}
 	return nil
@@ -89,3 +89,9 @@ func WithRootCAs(hc *http.Client, pool *x509.CertPool) (*http.Client, error) {
 	out.Transport = t
 	return out, nil
 }
+
+// sentence is an error whose text is a whole sentence for a person, shown
+// as it is in a form.
+type sentence string
+
+func (s sentence) Error() string { return string(s) }

@@ -2,7 +2,6 @@ package preparer_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,15 +247,6 @@ func (w *world) functions() []string {
 		}
 	}
 	return names
-}
-
-func mustJSON(t testing.TB, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 type dispatchStep = dispatch.Step

@@ -39,8 +39,6 @@ var (
 	tagRE               = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z_.:/+-]*$`)
 )
 
-func inputError(msg string) error { return runner.Errorf(runner.EINVALID, "%s", msg) }
-
 // runnerForm is what the new and edit forms carry, as typed. Token is
 // read from the request but never rendered back.
 type runnerForm struct {
