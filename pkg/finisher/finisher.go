@@ -34,6 +34,7 @@ import (
 	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/urlpolicy"
 )
@@ -96,10 +97,7 @@ func New(jobs runner.JobStore, cfg Config) *Finisher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(cfg.Logger)
 	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Finisher{jobs: jobs, cfg: cfg, log: log}
 }

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/retry"
 )
 
@@ -143,9 +144,7 @@ func New(instanceURL string, opts Options) (*Client, error) {
 	if c.maxAttempts <= 0 {
 		c.maxAttempts = defaultMaxAttempts
 	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
+	c.log = logging.OrDiscard(c.log)
 	if c.sleep == nil {
 		c.sleep = retry.Sleep
 	}

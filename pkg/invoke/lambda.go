@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gitlab-serverless-runner/pkg/logging"
 	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -63,10 +64,7 @@ func NewLambda(client LambdaAPI, cfg LambdaConfig) *Lambda {
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = DefaultMaxPayload
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(cfg.Logger)
 	return &Lambda{client: client, cfg: cfg, log: log}
 }
 

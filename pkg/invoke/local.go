@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gitlab-serverless-runner/pkg/logging"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -91,10 +92,7 @@ func NewLocal(cfg LocalConfig) *Local {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 8
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(cfg.Logger)
 	return &Local{funcs: map[string]localFunc{}, sem: make(chan struct{}, cfg.MaxConcurrent), log: log}
 }
 

@@ -53,3 +53,12 @@ func FromEnv(w io.Writer, lookup envvar.Lookup) *slog.Logger {
 	}
 	return log
 }
+
+// OrDiscard returns log, or a logger that writes nothing when log is nil:
+// the default of every optional Logger in the project's packages.
+func OrDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}

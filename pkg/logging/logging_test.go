@@ -2,7 +2,9 @@ package logging_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -40,5 +42,21 @@ func TestFromEnv(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestOrDiscard(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	if logging.OrDiscard(log) != log {
+		t.Error("OrDiscard replaced a logger it was given")
+	}
+	quiet := logging.OrDiscard(nil)
+	if quiet == nil {
+		t.Fatal("OrDiscard(nil) is nil; callers would panic on their first line")
+	}
+	quiet.Error("nothing")
+	if quiet.Enabled(context.Background(), slog.LevelError) {
+		t.Error("OrDiscard(nil) logs; it should write nothing")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/urlpolicy"
@@ -119,10 +120,7 @@ func New(d Deps, cfg Config) (*Poller, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	log := d.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(d.Logger)
 	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Poller{d: d, cfg: cfg, log: log}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"gitlab-serverless-runner/pkg/imagefn"
 	"gitlab-serverless-runner/pkg/invoke"
 	"gitlab-serverless-runner/pkg/jobimage"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/urlpolicy"
 )
@@ -111,10 +112,7 @@ func New(d Deps, cfg Config) (*Preparer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	log := d.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(d.Logger)
 	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Preparer{d: d, cfg: cfg, log: log}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/envvar"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -70,10 +71,7 @@ func New(runners Runners, inv invoke.Invoker, cfg Config) (*Scheduler, error) {
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = DefaultParallelism
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(cfg.Logger)
 	return &Scheduler{runners: runners, inv: inv, cfg: cfg, log: log}, nil
 }
 

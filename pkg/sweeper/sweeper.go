@@ -15,6 +15,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
 	"gitlab-serverless-runner/pkg/urlpolicy"
@@ -83,10 +84,7 @@ func New(jobs Jobs, runners Runners, tokens Opener, cfg Config) *Sweeper {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logging.OrDiscard(cfg.Logger)
 	cfg.GitLab = cfg.URLPolicy.GitLab(cfg.GitLab, log)
 	return &Sweeper{jobs: jobs, runners: runners, tokens: tokens, cfg: cfg, log: log}
 }

@@ -19,6 +19,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/invoke"
+	"gitlab-serverless-runner/pkg/logging"
 	"gitlab-serverless-runner/pkg/runner"
 )
 
@@ -62,9 +63,7 @@ var _ http.Handler = (*Handler)(nil)
 // New returns a handler that invokes pollerFunction for runners whose
 // webhook reports a pending job.
 func New(runners Runners, inv invoke.Invoker, pollerFunction string, logger *slog.Logger) *Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	return &Handler{runners: runners, inv: inv, pollerFunction: pollerFunction, log: logger}
 }
 

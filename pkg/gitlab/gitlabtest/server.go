@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"gitlab-serverless-runner/pkg/logging"
 	"io"
 	"log/slog"
 	"net/http"
@@ -193,9 +194,7 @@ func New(t testing.TB, opts ...Option) *Server {
 		faults:            map[string][]Fault{},
 		objects:           map[string]int64{},
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.log = logging.OrDiscard(s.log)
 	s.git = s.gitHandler()
 	mux := http.NewServeMux()
 	s.route(mux, EndpointCreateUserRunner, s.handleCreateUserRunner)
