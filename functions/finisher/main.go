@@ -6,9 +6,10 @@
 // Configuration (environment), read by the packages' ConfigFromEnv:
 // finisher.ConfigFromEnv (EXECUTOR_MEMORY_MB: the executors' memory, for
 // the cost of a job whose executor died before reporting its own;
-// POLLER_FUNCTION: the poller a freed slot invokes), store.ConfigFromEnv
-// (tables, DYNAMODB_ENDPOINT), logging (LOG_LEVEL), and the endpoint
-// override LAMBDA_ENDPOINT.
+// POLLER_FUNCTION: the poller a freed slot invokes; ALLOW_HTTP_GITLAB and
+// ALLOW_PRIVATE_GITLAB: the finisher dials a user's GitLab only where they
+// allow), store.ConfigFromEnv (tables, DYNAMODB_ENDPOINT), logging
+// (LOG_LEVEL), and the endpoint override LAMBDA_ENDPOINT.
 package main
 
 import (

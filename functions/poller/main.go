@@ -3,12 +3,13 @@
 // executor for each.
 //
 // Configuration (environment), read by the packages' ConfigFromEnv:
-// poller.ConfigFromEnv (EXECUTOR_FUNCTIONS, POLL_WINDOW_SECONDS,
-// MAX_LONG_POLL_SECONDS, VERSION, CACHE_BUCKET, PAYLOAD_BUCKET: executor
-// events above 256 KiB go through it, under payloads/), store.ConfigFromEnv
-// (tables, DYNAMODB_ENDPOINT), seal.FromEnv (TOKEN_SEALING_KEY, a Secrets
-// Manager reference on AWS), logging (LOG_LEVEL), and the endpoint
-// overrides LAMBDA_ENDPOINT and S3_ENDPOINT.
+// poller.ConfigFromEnv (EXECUTOR_FUNCTIONS, PREPARER_FUNCTION,
+// POLL_WINDOW_SECONDS, MAX_LONG_POLL_SECONDS, VERSION, CACHE_BUCKET,
+// PAYLOAD_BUCKET: executor events above 256 KiB go through it, under
+// payloads/; S3_ENDPOINT; ALLOW_HTTP_GITLAB and ALLOW_PRIVATE_GITLAB),
+// store.ConfigFromEnv (tables, DYNAMODB_ENDPOINT), seal.FromEnv
+// (TOKEN_SEALING_KEY, a Secrets Manager reference on AWS), logging
+// (LOG_LEVEL), and the endpoint override LAMBDA_ENDPOINT.
 package main
 
 import (

@@ -15,6 +15,6 @@ func TestSampleEvent(t *testing.T) {
 	}
 	ev, err := dispatch.DecodePoll(raw)
 	if err != nil || ev.Reason != dispatch.PollSchedule {
-		t.Errorf("DecodeEvent(sample) = %+v, %v; want a scheduled poll", ev, err)
+		t.Errorf("DecodePoll(sample) = %+v, %v; want a scheduled poll", ev, err)
 	}
 }

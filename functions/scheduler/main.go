@@ -84,6 +84,10 @@ func setup(ctx context.Context, logger *slog.Logger) (tick, error) {
 	if err != nil {
 		return tick{}, err
 	}
+	policy, err := urlpolicy.ConfigFromEnv(lookup)
+	if err != nil {
+		return tick{}, err
+	}
 	// One AWS configuration for every client.
 	awsCfg, err := awsclients.Config(ctx)
 	if err != nil {
@@ -96,10 +100,6 @@ func setup(ctx context.Context, logger *slog.Logger) (tick, error) {
 	cfg.Logger = logger
 	inv := invoke.NewLambda(awsclients.Lambda(awsCfg, invoke.EndpointFromEnv(lookup)), invoke.LambdaConfig{Logger: logger})
 	sch, err := scheduler.New(st, inv, cfg)
-	if err != nil {
-		return tick{}, err
-	}
-	policy, err := urlpolicy.ConfigFromEnv(lookup)
 	if err != nil {
 		return tick{}, err
 	}

@@ -36,7 +36,7 @@ type Event struct {
 	TwoPhase bool `json:"two_phase,omitempty"`
 	// PayloadURL, when set, is a pre-signed URL whose body is the whole
 	// event: the payload was above Lambda's asynchronous limit. Only
-	// Dispatch stays beside it (see Fetch).
+	// Dispatch stays beside it (see Open).
 	PayloadURL string `json:"payload_url,omitempty"`
 	// Image is what the preparation function did for a job with
 	// `image:`; nil for a job on a runtime's executor.

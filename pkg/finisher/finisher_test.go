@@ -39,8 +39,6 @@ type world struct {
 	finisher *finisher.Finisher
 	glOpts   gitlab.Options
 	runner   *runner.Runner
-	db       *dynamotest.Server
-	tables   store.TableNames
 	sealer   *seal.Keyring
 
 	mu       sync.Mutex
@@ -54,19 +52,12 @@ type world struct {
 
 func newWorld(t *testing.T, executor invoke.Func, timeout time.Duration) *world {
 	t.Helper()
-	srv := dynamotest.Start(t)
-	tables := store.Prefixed(dynamotest.Prefix(t))
-	st, err := store.New(srv.Client(), store.Config{Tables: tables})
-	if err != nil {
-		t.Fatalf("store.New: %v", err)
-	}
-	if err := st.CreateTables(context.Background()); err != nil {
-		t.Fatalf("CreateTables: %v", err)
-	}
+	st := dynamotest.Store(t, store.Config{})
 	sealer, _ := seal.ParseKeys("1:" + seal.GenerateKey())
 	gl := gitlabtest.New(t)
-	w := &world{t: t, gl: gl, store: st, db: srv, tables: tables, sealer: sealer, local: invoke.NewLocal(invoke.LocalConfig{}),
+	w := &world{t: t, gl: gl, store: st, sealer: sealer, local: invoke.NewLocal(invoke.LocalConfig{}),
 		glOpts: gitlab.Options{HTTPClient: gl.Client(), Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}}
+	var err error
 	w.poller, err = poller.New(poller.Deps{Runners: st, Jobs: st, Sealer: sealer, Invoker: w.local},
 		poller.Config{ExecutorFunctions: map[string]string{"provided.al2023": "executor"}, GitLab: w.glOpts})
 	if err != nil {

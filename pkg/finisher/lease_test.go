@@ -14,6 +14,7 @@ import (
 	"gitlab-serverless-runner/pkg/poller"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/store"
+	"gitlab-serverless-runner/pkg/store/dynamotest"
 )
 
 // TestFinisherClosesJobWhoseSlotWasTaken delivers a job's own record after
@@ -65,10 +66,7 @@ func TestFinisherClosesJobWhoseSlotWasTaken(t *testing.T) {
 			// plus the lease margin), finds the slot's lease over and takes
 			// it for a second job.
 			later := func() time.Time { return time.Now().Add(2 * time.Hour) }
-			st2, err := store.New(w.db.Client(), store.Config{Tables: w.tables, Now: later})
-			if err != nil {
-				t.Fatalf("store.New: %v", err)
-			}
+			st2 := dynamotest.Store(t, store.Config{Tables: w.store.TableNames(), Now: later})
 			// The invocation is only recorded: the second job stays running in
 			// GitLab and its slot stays held.
 			held := &invoketest.Recorder{}

@@ -30,13 +30,7 @@ import (
 // record is left to be delivered again (the job record stays running, its
 // slot held).
 func TestFinisherRefusesARefusedGitLabAddress(t *testing.T) {
-	st, err := store.New(dynamotest.Start(t).Client(), store.Config{Tables: store.Prefixed(dynamotest.Prefix(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateTables(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	st := dynamotest.Store(t, store.Config{})
 	sealer, _ := seal.ParseKeys("1:" + seal.GenerateKey())
 	gl := gitlabtest.New(t)
 	u, _ := url.Parse(gl.URL())

@@ -20,15 +20,7 @@ func TestMain(m *testing.M) { os.Exit(dynamotest.Main(m)) }
 
 func newStore(t testing.TB) *store.Store {
 	t.Helper()
-	srv := dynamotest.Start(t)
-	s, err := store.New(srv.Client(), store.Config{Tables: store.Prefixed(dynamotest.Prefix(t))})
-	if err != nil {
-		t.Fatalf("store.New: %v", err)
-	}
-	if err := s.CreateTables(context.Background()); err != nil {
-		t.Fatalf("CreateTables: %v", err)
-	}
-	return s
+	return dynamotest.Store(t, store.Config{})
 }
 
 // createRunners creates n runners, 8 at a time; paused(i) pauses the i-th.

@@ -17,16 +17,7 @@ func TestMain(m *testing.M) { os.Exit(dynamotest.Main(m)) }
 // newStore returns a store on fresh tables of the shared DynamoDB Local.
 func newStore(t testing.TB, cfg store.Config) *store.Store {
 	t.Helper()
-	srv := dynamotest.Start(t)
-	cfg.Tables = store.Prefixed(dynamotest.Prefix(t))
-	s, err := store.New(srv.Client(), cfg)
-	if err != nil {
-		t.Fatalf("store.New: %v", err)
-	}
-	if err := s.CreateTables(context.Background()); err != nil {
-		t.Fatalf("CreateTables: %v", err)
-	}
-	return s
+	return dynamotest.Store(t, cfg)
 }
 
 // clock is a time source tests move by hand.

@@ -35,7 +35,8 @@ type Config struct {
 	// Tables names the tables; see Prefixed.
 	Tables TableNames
 	// Endpoint replaces DynamoDB's endpoint (DYNAMODB_ENDPOINT), e.g.
-	// DynamoDB Local's address; used by Open.
+	// DynamoDB Local's address. New does not read it: the caller builds
+	// the client New takes with it.
 	Endpoint string
 	// MaxRunnersPerUser is MAX_REGISTABLE_RUNNER_COUNT; 0 means no limit.
 	MaxRunnersPerUser int

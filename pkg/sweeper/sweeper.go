@@ -8,7 +8,6 @@ package sweeper
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"time"
@@ -171,11 +170,8 @@ func (s *Sweeper) failInGitLab(ctx context.Context, j *runner.Job, reason gitlab
 	}
 	opts := s.cfg.GitLab
 	if r.CAPEM != "" && opts.HTTPClient == nil {
-		pool, perr := x509.SystemCertPool()
-		if perr != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if pool.AppendCertsFromPEM([]byte(r.CAPEM)) {
+		// A CA without a certificate leaves the system's roots.
+		if pool, err := gitlab.CertPool(r.CAPEM); err == nil {
 			opts.RootCAs = pool
 		}
 	}

@@ -36,17 +36,12 @@ type world struct {
 
 func newWorld(t *testing.T, concurrency int) *world {
 	t.Helper()
-	st, err := store.New(dynamotest.Start(t).Client(), store.Config{Tables: store.Prefixed(dynamotest.Prefix(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateTables(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	st := dynamotest.Store(t, store.Config{})
 	sealer, _ := seal.ParseKeys("1:" + seal.GenerateKey())
 	gl := gitlabtest.New(t)
 	w := &world{t: t, gl: gl, st: st, sealer: sealer,
 		glOpts: gitlab.Options{HTTPClient: gl.Client(), Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}}
+	var err error
 	w.poller, err = poller.New(poller.Deps{Runners: st, Jobs: st, Sealer: sealer, Invoker: &invoketest.Recorder{}},
 		poller.Config{ExecutorFunctions: map[string]string{"provided.al2023": "executor"}, GitLab: w.glOpts})
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package dynamotest runs DynamoDB Local for tests: one server per test
-// binary, started on first use, and a client for it. Tests that need
-// DynamoDB fail (never skip) when the server cannot be started.
+// binary, started on first use, a client for it, and a store.Store on
+// fresh tables of it. Tests that need DynamoDB fail (never skip) when the
+// server cannot be started.
 //
 // The server comes from, in order: DYNAMODB_ENDPOINT (an already running
 // server), DYNAMODB_LOCAL_JAR (a DynamoDBLocal.jar), or the jar installed by
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"gitlab-serverless-runner/pkg/dynamolocal"
+	"gitlab-serverless-runner/pkg/store"
 )
 
 // Server is a running DynamoDB-compatible server.
@@ -66,6 +68,24 @@ func Main(m *testing.M) int {
 // Client returns a DynamoDB client for the server.
 func (s *Server) Client() *dynamodb.Client {
 	return Client(s.Endpoint)
+}
+
+// Store returns a store.Store on the shared server with cfg, its tables
+// created. Tables left zero are fresh ones named with Prefix(t); tables
+// named in cfg may exist already (a second Store on a test's tables).
+func Store(t testing.TB, cfg store.Config) *store.Store {
+	t.Helper()
+	if cfg.Tables == (store.TableNames{}) {
+		cfg.Tables = store.Prefixed(Prefix(t))
+	}
+	s, err := store.New(Start(t).Client(), cfg)
+	if err != nil {
+		t.Fatalf("dynamotest: store.New: %v", err)
+	}
+	if err := s.CreateTables(context.Background()); err != nil {
+		t.Fatalf("dynamotest: CreateTables: %v", err)
+	}
+	return s
 }
 
 // Prefix returns a table-name prefix unique within the test binary, so that
