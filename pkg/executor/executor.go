@@ -118,13 +118,9 @@ func (e *Executor) rejectEvent(ctx context.Context, raw []byte, cause error) dis
 // client builds a GitLab client trusting caPEM in addition to the system
 // roots.
 func (e *Executor) client(instance, caPEM string, log *slog.Logger) (*gitlab.Client, error) {
-	opts := e.cfg.URLPolicy.GitLab(gitlab.Options{HTTPClient: e.cfg.HTTPClient}, log)
-	if caPEM != "" {
-		pool, err := gitlab.CertPool(caPEM)
-		if err != nil {
-			return nil, errors.New("executor: ca_pem holds no PEM certificate")
-		}
-		opts.RootCAs = pool
+	opts, err := e.cfg.URLPolicy.GitLab(gitlab.Options{HTTPClient: e.cfg.HTTPClient}, log).TrustCA(caPEM)
+	if err != nil {
+		return nil, errors.New("executor: ca_pem holds no PEM certificate")
 	}
 	c, err := gitlab.New(instance, opts)
 	if err != nil {

@@ -350,13 +350,9 @@ func (f *Finisher) full(ctx context.Context, rec invoke.Record, ev dispatch.Even
 // client returns a GitLab client for the job's instance, trusting the
 // runner's CA (the event's ca_pem) besides the system roots.
 func (f *Finisher) client(instance, caPEM string) (*gitlab.Client, error) {
-	opts := f.cfg.GitLab
-	if caPEM != "" {
-		pool, err := gitlab.CertPool(caPEM)
-		if err != nil {
-			return nil, errors.New("the runner's CA holds no PEM certificate")
-		}
-		opts.RootCAs = pool
+	opts, err := f.cfg.GitLab.TrustCA(caPEM)
+	if err != nil {
+		return nil, errors.New("the runner's CA holds no PEM certificate")
 	}
 	return gitlab.New(instance, opts)
 }

@@ -62,6 +62,21 @@ func CertPool(data string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// TrustCA returns o trusting a runner's custom CA (caPEM, PEM
+// certificates) besides the system roots. An empty caPEM returns o as it
+// is; one that holds no certificate is an error.
+func (o Options) TrustCA(caPEM string) (Options, error) {
+	if caPEM == "" {
+		return o, nil
+	}
+	pool, err := CertPool(caPEM)
+	if err != nil {
+		return o, err
+	}
+	o.RootCAs = pool
+	return o, nil
+}
+
 // WithRootCAs returns a copy of hc (nil: a client on the default
 // transport) whose transport, a clone of hc's, trusts pool instead of its
 // own roots; the rest of its TLS configuration stays. hc's transport must

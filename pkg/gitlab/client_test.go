@@ -424,6 +424,38 @@ func TestCustomCertificateAuthority(t *testing.T) {
 	}
 }
 
+func TestTrustCA(t *testing.T) {
+	srv, caFile := tlsServer(t, nil)
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(opts gitlab.Options) error {
+		c, err := gitlab.New(srv.URL, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.VerifyRunner(t.Context(), gitlab.VerifyRequest{Token: runnerToken})
+		return err
+	}
+
+	opts, err := gitlab.Options{}.TrustCA(string(caPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify(opts); err != nil {
+		t.Errorf("with the runner's CA: %v", err)
+	}
+	opts, err = gitlab.Options{}.TrustCA("")
+	if err != nil || opts.RootCAs != nil {
+		t.Fatalf("no CA: RootCAs %v, err %v; want the options unchanged", opts.RootCAs, err)
+	}
+	checkErr(t, verify(opts), gitlab.ErrUnavailable)
+	if _, err := (gitlab.Options{}).TrustCA("not a certificate"); err == nil {
+		t.Error("a CA without a certificate: nil error, want one")
+	}
+}
+
 func TestCertificateOptionsAreValidated(t *testing.T) {
 	garbage := filepath.Join(t.TempDir(), "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {

@@ -174,10 +174,10 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		}
 	}
 	opts := p.cfg.GitLab
-	if r.CAPEM != "" && opts.HTTPClient == nil {
+	if opts.HTTPClient == nil {
 		// The runner's custom CA, for a GitLab a private CA vouches for.
-		if pool, err := gitlab.CertPool(r.CAPEM); err == nil {
-			opts.RootCAs = pool
+		if trusting, err := opts.TrustCA(r.CAPEM); err == nil {
+			opts = trusting
 		} else {
 			log.WarnContext(ctx, "the runner's CA holds no certificate; polling with the system's", "error", err)
 		}

@@ -404,13 +404,9 @@ func (p *Preparer) close(ctx context.Context, ev dispatch.Event, reason gitlab.F
 // client returns a GitLab client for the job's instance, trusting the
 // runner's CA besides the system roots.
 func (p *Preparer) client(ev dispatch.Event) (*gitlab.Client, error) {
-	opts := p.cfg.GitLab
-	if ev.CAPEM != "" {
-		pool, err := gitlab.CertPool(ev.CAPEM)
-		if err != nil {
-			return nil, errors.New("ca_pem holds no PEM certificate")
-		}
-		opts.RootCAs = pool
+	opts, err := p.cfg.GitLab.TrustCA(ev.CAPEM)
+	if err != nil {
+		return nil, errors.New("ca_pem holds no PEM certificate")
 	}
 	c, err := gitlab.New(ev.GitLabURL, opts)
 	if err != nil {

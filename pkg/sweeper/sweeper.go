@@ -169,10 +169,10 @@ func (s *Sweeper) failInGitLab(ctx context.Context, j *runner.Job, reason gitlab
 		return nil
 	}
 	opts := s.cfg.GitLab
-	if r.CAPEM != "" && opts.HTTPClient == nil {
+	if opts.HTTPClient == nil {
 		// A CA without a certificate leaves the system's roots.
-		if pool, err := gitlab.CertPool(r.CAPEM); err == nil {
-			opts.RootCAs = pool
+		if trusting, err := opts.TrustCA(r.CAPEM); err == nil {
+			opts = trusting
 		}
 	}
 	client, err := gitlab.New(r.GitLabURL, opts)
