@@ -341,17 +341,10 @@ func (a *App) deleteRunner(c echo.Context) error {
 		a.log.ErrorContext(ctx, "delete runner: open token", "runner_id", r.ID, "request_id", requestID(c), "error", err)
 	} else if gl, gerr := a.gitlabFor(r.GitLabURL, r.CAPEM); gerr != nil {
 		return fmt.Errorf("web: build GitLab client: %w", gerr)
-	} else {
-		if r.CreationMode == modeToken {
-			err = gl.UnregisterRunnerManager(ctx, token, r.SystemID)
-		} else {
-			err = gl.UnregisterRunner(ctx, token)
-		}
-		if err != nil && !errors.Is(err, gitlab.ErrForbidden) && !errors.Is(err, gitlab.ErrNotFound) {
-			a.log.WarnContext(ctx, "delete runner: unregister", "runner_id", r.ID, "request_id", requestID(c), "error", err)
-			return &pageError{Status: http.StatusBadGateway, Heading: "Not deleted",
-				Message: "GitLab at " + r.GitLabURL + " could not be reached to unregister the runner, so it was not deleted. Try again later."}
-		}
+	} else if err := unregister(ctx, gl, r, token); err != nil && !errors.Is(err, gitlab.ErrForbidden) && !errors.Is(err, gitlab.ErrNotFound) {
+		a.log.WarnContext(ctx, "delete runner: unregister", "runner_id", r.ID, "request_id", requestID(c), "error", err)
+		return &pageError{Status: http.StatusBadGateway, Heading: "Not deleted",
+			Message: "GitLab at " + r.GitLabURL + " could not be reached to unregister the runner, so it was not deleted. Try again later."}
 	}
 	if err := a.deps.Runners.DeleteRunner(ctx, r.Owner, r.ID); err != nil {
 		return fmt.Errorf("web: delete runner %s: %w", r.ID, err)
