@@ -83,9 +83,9 @@ type Options struct {
 	// RootCAs (or to the system pool).
 	CAFile string
 	// DialContext makes the connections of the client built when
-	// HTTPClient is nil (with HTTPClient, it is an error), redirects included; nil dials directly. Callers
-	// that dial a user's GitLab pass pkg/urlpolicy's, which refuses a
-	// forbidden address at every dial.
+	// HTTPClient is nil (with HTTPClient, it is an error), redirects
+	// included; nil dials directly. Callers that dial a user's GitLab pass
+	// pkg/urlpolicy's, which refuses a forbidden address at every dial.
 	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
 	// UserAgent defaults to "gitlab-serverless-runner <version> (<goos>/<goarch>)".
 	UserAgent string

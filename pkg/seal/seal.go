@@ -99,14 +99,15 @@ func New(primary Key, older ...Key) (*Keyring, error) {
 }
 
 // ParseKeys parses a key configuration: a comma-separated list of keys in
-// base64 (standard or URL, padded or not), newest first, the first one sealing and all of them
-// opening. Either every entry is "id:base64" with ids of its own
-// ("2:base64key2,1:base64key1"), or none has an id ("base64key2,base64key1",
-// the form docs/deploy.md gives for a rotation): then the last key has id 1,
-// the one before it 2, and so on, so a single key is id 1 and keeps that id
-// when a newer key is put in front of it; and since a key's id changes when
-// an older key is dropped, Open then tries every key when the value's id
-// does not open it. Errors never contain key material.
+// base64 (standard or URL, padded or not), newest first, the first one
+// sealing and all of them opening. Either every entry is "id:base64" with
+// ids of its own ("2:base64key2,1:base64key1"), or none has an id
+// ("base64key2,base64key1", the form docs/deploy.md gives for a rotation):
+// then the last key has id 1, the one before it 2, and so on, so a single
+// key is id 1 and keeps that id when a newer key is put in front of it;
+// and since a key's id changes when an older key is dropped, Open then
+// tries every key when the value's id does not open it. Errors never
+// contain key material.
 func ParseKeys(spec string) (*Keyring, error) {
 	entries := strings.Split(strings.TrimSpace(spec), ",")
 	if len(entries) > 255 {
@@ -130,7 +131,7 @@ func ParseKeys(spec string) (*Keyring, error) {
 		}
 		secret, err := decodeKey(b64)
 		if err != nil {
-			return nil, fmt.Errorf("seal: parse keys: entry %d (id %d): not standard base64", i+1, n)
+			return nil, fmt.Errorf("seal: parse keys: entry %d (id %d): not base64", i+1, n)
 		}
 		keys = append(keys, Key{ID: byte(n), Secret: secret})
 	}

@@ -8,6 +8,7 @@ import (
 
 	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/envvar"
+	"gitlab-serverless-runner/pkg/urlpolicy"
 )
 
 // Defaults of the zero Config, also the documented defaults of the
@@ -109,7 +110,8 @@ type Config struct {
 // settings (tables, endpoint) are read by store.ConfigFromEnv.
 func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 	r := envvar.New(lookup)
-	get, num, flag := r.String, func(k string) int { return r.Int(k, 0) }, r.Bool
+	get, num := r.String, func(k string) int { return r.Int(k, 0) }
+	policy := urlpolicy.Read(r)
 	cfg := Config{
 		BaseURL:               get("BASE_URL"),
 		OIDCIssuer:            get("OIDC_ISSUER"),
@@ -123,8 +125,8 @@ func ConfigFromEnv(lookup envvar.Lookup) (Config, error) {
 		MaxConcurrency:        num("MAX_CONCURRENCY"),
 		MaxLongPollSeconds:    num("MAX_LONG_POLL_SECONDS"),
 		ExecutorMarginSeconds: num("EXECUTOR_MARGIN_SECONDS"),
-		AllowHTTPGitLab:       flag("ALLOW_HTTP_GITLAB"),
-		AllowPrivateGitLab:    flag("ALLOW_PRIVATE_GITLAB"),
+		AllowHTTPGitLab:       policy.AllowHTTP,
+		AllowPrivateGitLab:    policy.AllowPrivate,
 		ListenAddr:            get("LISTEN_ADDR"),
 		PollerFunction:        get("POLLER_FUNCTION"),
 	}

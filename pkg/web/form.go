@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
 )
@@ -130,7 +131,7 @@ func (f *runnerForm) checkAppSettings(cfg Config) appSettings {
 	if f.OutputLimit != "" {
 		n, err := strconv.Atoi(f.OutputLimit)
 		if err != nil || n < 1 || n > maxOutputLimitKiB {
-			f.fail("output_limit", "Enter a whole number of KiB from 1 to "+strconv.Itoa(maxOutputLimitKiB)+", or leave it empty for GitLab Runner's 4096.")
+			f.fail("output_limit", "Enter a whole number of KiB from 1 to "+strconv.Itoa(maxOutputLimitKiB)+", or leave it empty for GitLab Runner's "+strconv.Itoa(dispatch.DefaultOutputLimitKiB)+".")
 		}
 		s.OutputLimitKiB = n
 	}

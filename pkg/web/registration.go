@@ -115,15 +115,19 @@ func (g *registrar) Register(ctx context.Context, reg registration) error {
 // not be stored.
 func (g *registrar) undo(ctx context.Context, gl GitLab, r *runner.Runner, token string) {
 	ctx = context.WithoutCancel(ctx)
-	var err error
-	if r.CreationMode == modeToken {
-		err = gl.UnregisterRunnerManager(ctx, token, r.SystemID)
-	} else {
-		err = gl.UnregisterRunner(ctx, token)
-	}
-	if err != nil {
+	if err := unregister(ctx, gl, r, token); err != nil {
 		g.log.ErrorContext(ctx, "undo runner in GitLab", "runner_id", r.ID, "gitlab_url", r.GitLabURL, "error", err)
 	}
+}
+
+// unregister removes the runner from GitLab with its token: a pasted
+// runner's GitLab runner is not ours, so only our runner manager goes;
+// a runner we registered or created goes entirely.
+func unregister(ctx context.Context, gl GitLab, r *runner.Runner, token string) error {
+	if r.CreationMode == modeToken {
+		return gl.UnregisterRunnerManager(ctx, token, r.SystemID)
+	}
+	return gl.UnregisterRunner(ctx, token)
 }
 
 // gitlabFailure turns a failed GitLab call into a status, the form field

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"gitlab-serverless-runner/pkg/dispatch"
 	"gitlab-serverless-runner/pkg/gitlab"
 	"gitlab-serverless-runner/pkg/runner"
 	"gitlab-serverless-runner/pkg/seal"
@@ -51,12 +52,16 @@ type formPage struct {
 	CanCreate      bool
 	Projects       []gitlab.Project
 	ProjectsNote   string
+	// MaxOutputLimit and DefaultOutputLimit bound and fill the output
+	// limit field, in KiB.
+	MaxOutputLimit, DefaultOutputLimit int
 }
 
 func (a *App) formPage(f runnerForm) formPage {
 	return formPage{
 		Form: f, Runtimes: a.cfg.Runtimes, MaxConcurrency: a.cfg.MaxConcurrency,
 		MaxLongPoll: a.cfg.MaxLongPollSeconds, MinTimeout: GitLabMinTimeout,
+		MaxOutputLimit: maxOutputLimitKiB, DefaultOutputLimit: dispatch.DefaultOutputLimitKiB,
 		MaxTimeout: a.cfg.MaxTimeout(), Margin: a.cfg.ExecutorMarginSeconds,
 		LoginGitLab: a.cfg.GitLabURL, CanCreate: true,
 	}
@@ -233,6 +238,9 @@ type runnerPage struct {
 	// Price, X86Price and StoragePrice are the configured USD per
 	// GB-second, shown beside the estimates.
 	Price, X86Price, StoragePrice string
+	// DefaultOutputLimit is the output limit in KiB of a runner that has
+	// none of its own.
+	DefaultOutputLimit int
 	// Webhooks is whether this deployment receives GitLab job webhooks;
 	// WebhookURL is the runner's webhook address.
 	Webhooks   bool
@@ -251,7 +259,7 @@ func (a *App) showRunner(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("web: list jobs of runner %s: %w", r.ID, err)
 	}
-	p := runnerPage{Runner: r, Jobs: jobs,
+	p := runnerPage{Runner: r, Jobs: jobs, DefaultOutputLimit: dispatch.DefaultOutputLimitKiB,
 		Price:        strconv.FormatFloat(a.cfg.PricePerGBSecond, 'f', -1, 64),
 		X86Price:     strconv.FormatFloat(a.cfg.X86PricePerGBSecond, 'f', -1, 64),
 		StoragePrice: strconv.FormatFloat(a.cfg.StoragePricePerGBSecond, 'f', -1, 64),
@@ -341,17 +349,10 @@ func (a *App) deleteRunner(c echo.Context) error {
 		a.log.ErrorContext(ctx, "delete runner: open token", "runner_id", r.ID, "request_id", requestID(c), "error", err)
 	} else if gl, gerr := a.gitlabFor(r.GitLabURL, r.CAPEM); gerr != nil {
 		return fmt.Errorf("web: build GitLab client: %w", gerr)
-	} else {
-		if r.CreationMode == modeToken {
-			err = gl.UnregisterRunnerManager(ctx, token, r.SystemID)
-		} else {
-			err = gl.UnregisterRunner(ctx, token)
-		}
-		if err != nil && !errors.Is(err, gitlab.ErrForbidden) && !errors.Is(err, gitlab.ErrNotFound) {
-			a.log.WarnContext(ctx, "delete runner: unregister", "runner_id", r.ID, "request_id", requestID(c), "error", err)
-			return &pageError{Status: http.StatusBadGateway, Heading: "Not deleted",
-				Message: "GitLab at " + r.GitLabURL + " could not be reached to unregister the runner, so it was not deleted. Try again later."}
-		}
+	} else if err := unregister(ctx, gl, r, token); err != nil && !errors.Is(err, gitlab.ErrForbidden) && !errors.Is(err, gitlab.ErrNotFound) {
+		a.log.WarnContext(ctx, "delete runner: unregister", "runner_id", r.ID, "request_id", requestID(c), "error", err)
+		return &pageError{Status: http.StatusBadGateway, Heading: "Not deleted",
+			Message: "GitLab at " + r.GitLabURL + " could not be reached to unregister the runner, so it was not deleted. Try again later."}
 	}
 	if err := a.deps.Runners.DeleteRunner(ctx, r.Owner, r.ID); err != nil {
 		return fmt.Errorf("web: delete runner %s: %w", r.ID, err)

@@ -111,20 +111,6 @@ func (s *Server) releaseCaller(w http.ResponseWriter, r *http.Request) (*Project
 	return p, j, true
 }
 
-// releaseBody is what POST /projects/:id/releases accepts.
-type releaseBody struct {
-	TagName     string     `json:"tag_name"`
-	TagMessage  string     `json:"tag_message"`
-	Name        string     `json:"name"`
-	Description string     `json:"description"`
-	Ref         string     `json:"ref"`
-	Milestones  []string   `json:"milestones"`
-	ReleasedAt  *time.Time `json:"released_at"`
-	Assets      struct {
-		Links []gitlab.ReleaseLink `json:"links"`
-	} `json:"assets"`
-}
-
 // handleCreateRelease is POST /api/v4/projects/:id/releases, authenticated
 // with the JOB-TOKEN of a job running on the project (as a release step
 // does) or a user's token. As GitLab: 401 without a valid token, 400 without
@@ -135,7 +121,7 @@ func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var body releaseBody
+	var body gitlab.ReleaseRequest
 	if !s.decodeJSON(w, r, EndpointCreateRelease, &body) {
 		return
 	}
@@ -143,7 +129,11 @@ func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "tag_name is missing")
 		return
 	}
-	for _, l := range body.Assets.Links {
+	var links []gitlab.ReleaseLink
+	if body.Assets != nil {
+		links = body.Assets.Links
+	}
+	for _, l := range links {
 		if l.Name == "" || l.URL == "" {
 			writeMessage(w, http.StatusBadRequest, "Validation failed: Links is invalid")
 			return
@@ -168,7 +158,7 @@ func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	rel := Release{
 		ProjectID: p.ID, TagName: body.TagName, Name: body.Name, Description: body.Description,
-		Ref: body.Ref, Milestones: body.Milestones, Links: body.Assets.Links, CreatedAt: time.Now().UTC(),
+		Ref: body.Ref, Milestones: body.Milestones, Links: links, CreatedAt: time.Now().UTC(),
 	}
 	if j != nil {
 		rel.JobID = j.ID
