@@ -38,6 +38,9 @@ const (
 type Sealer interface {
 	Open(p seal.Purpose, sealed []byte) (string, error)
 	Seal(p seal.Purpose, plaintext string) ([]byte, error)
+	// NeedsReseal reports whether sealed was sealed with a key other than
+	// the one Seal uses now.
+	NeedsReseal(sealed []byte) bool
 }
 
 // Deps are the poller's collaborators. Cache may be nil (no cache URLs).
@@ -193,6 +196,7 @@ func (p *Poller) Poll(ctx context.Context, ev dispatch.Poll) (Result, error) {
 		p.recordError(ctx, r, MsgTokenUnsealed)
 		return Result{Stop: StopBadToken}, nil
 	}
+	p.resealIfOld(ctx, log, r, token)
 	token, stop := p.rotateIfDue(ctx, log, client, r, token)
 	if stop != "" {
 		return Result{Stop: stop}, nil

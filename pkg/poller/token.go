@@ -14,6 +14,29 @@ import (
 	"gitlab-serverless-runner/pkg/seal"
 )
 
+// resealIfOld seals the runner's token again with the current key when it
+// was sealed with an older one, so that after a sealing-key rotation every
+// runner's token moves to the new key at its next poll and the old key can
+// be retired, however long GitLab lets the token live. The write is
+// conditional on the sealed token this poll read and changes nothing else;
+// when it fails the poll goes on, and the next poll tries again.
+func (p *Poller) resealIfOld(ctx context.Context, log *slog.Logger, r *runner.Runner, token string) {
+	if !p.d.Sealer.NeedsReseal(r.SealedToken) {
+		return
+	}
+	sealed, err := p.d.Sealer.Seal(seal.RunnerToken(r.ID), token)
+	if err != nil {
+		log.WarnContext(ctx, "cannot reseal the runner token with the current key", "error", err)
+		return
+	}
+	if err := p.d.Runners.RotateToken(ctx, r.ID, r.SealedToken, sealed, r.TokenObtainedAt, r.TokenExpiresAt); err != nil {
+		log.WarnContext(ctx, "the runner token stays sealed with an older key until a later poll", "error", err)
+		return
+	}
+	r.SealedToken = sealed
+	log.InfoContext(ctx, "runner token resealed with the current key")
+}
+
 // rotateIfDue resets the runner's token from three quarters of its life
 // on, and saves the new one sealed with its expiry. It returns the token to
 // use, or why the poll stops.

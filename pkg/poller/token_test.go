@@ -227,3 +227,75 @@ func TestRotatedTokenSaveFailingThroughout(t *testing.T) {
 		t.Errorf("no error line says the new token was not saved:\n%s", logs)
 	}
 }
+
+// TestTokenSealedWithAnOlderKeyIsResealed: after a sealing-key rotation
+// (TOKEN_SEALING_KEY "new,old"), a runner whose token GitLab never rotates
+// has it resealed with the new key at its next poll, so the old key can be
+// dropped. A store that refuses the write leaves the poll working and the
+// next poll reseals.
+func TestTokenSealedWithAnOlderKeyIsResealed(t *testing.T) {
+	oldKey, newKey := seal.GenerateKey(), seal.GenerateKey()
+	before, err := seal.ParseKeys(oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	during, err := seal.ParseKeys(newKey + "," + oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := seal.ParseKeys(newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	r, gr := e.addRunner(1, func(r *runner.Runner) { r.TokenExpiresAt = nil }) // a token GitLab never rotates
+	sealed, err := before.Seal(seal.RunnerToken(r.ID), gr.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.RotateToken(context.Background(), r.ID, r.SealedToken, sealed, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingSaves{Store: e.store, failNew: 1}
+	logs := &logtest.Buffer{}
+	p, err := poller.New(poller.Deps{Runners: fs, Jobs: e.store, Sealer: during, Invoker: e.inv, Cache: fakePresigner{},
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))},
+		poller.Config{ExecutorFunctions: map[string]string{"provided.al2023": "executor-provided"}, Version: "test", GitLab: e.glOpts})
+	if err != nil {
+		t.Fatalf("poller.New: %v", err)
+	}
+	poll := func() {
+		t.Helper()
+		res, err := p.Poll(context.Background(), dispatch.Poll{RunnerID: r.ID})
+		if err != nil || res.Stop != poller.StopNoJob {
+			t.Fatalf("Poll() = %+v, %v; want a poll that found no job", res, err)
+		}
+	}
+
+	poll() // the store refuses the reseal
+	if _, err := after.Open(seal.RunnerToken(r.ID), e.runnerNow(r.ID).SealedToken); err == nil {
+		t.Fatal("the token opens with the new key alone after a refused reseal")
+	}
+	if !strings.Contains(logs.String(), "older key until a later poll") {
+		t.Errorf("the refused reseal is not logged:\n%s", logs)
+	}
+
+	poll()
+	stored := e.runnerNow(r.ID)
+	token, err := after.Open(seal.RunnerToken(r.ID), stored.SealedToken)
+	if err != nil {
+		t.Fatalf("after the next poll the stored token still needs the old key: %v", err)
+	}
+	if token != gr.Token {
+		t.Error("the resealed token is not the runner's token")
+	}
+	if current, _ := e.gl.Runner(gr.ID); current.Token != gr.Token {
+		t.Error("GitLab's token was reset; a reseal must not rotate it")
+	}
+	if stored.TokenExpiresAt != nil || !stored.Health.Healthy() {
+		t.Errorf("runner after the reseal: expires %v, health %+v; want no expiry, healthy", stored.TokenExpiresAt, stored.Health)
+	}
+	if strings.Contains(logs.String(), gr.Token) {
+		t.Error("the poller's logs hold the runner token")
+	}
+}
