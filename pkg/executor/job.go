@@ -323,10 +323,10 @@ func (j *jobRun) prepare() {
 		default:
 			j.w.Printf("Using AWS Lambda runtime %s\n", j.e.cfg.Runtime)
 		}
-		if img := j.job.Image; img != nil && img.Name != "" && j.ev.Image == nil && !j.localImage() {
-			j.w.Warningf("This job asks for image %q, but this runner does not run images: the job runs directly on the function's %s runtime.", img.Name, j.e.cfg.Runtime)
-		}
 		if j.ev.Image == nil && !j.localImage() {
+			if img := j.job.Image; img != nil && img.Name != "" {
+				j.w.Warningf("This job asks for image %q, but this runner does not run images: the job runs directly on the function's %s runtime.", img.Name, j.e.cfg.Runtime)
+			}
 			var set []string
 			for _, k := range []string{"LAMBDA_MEMORY", "LAMBDA_EPHEMERAL_STORAGE", "LAMBDA_ARCH"} {
 				if j.job.Variables.Get(k) != "" {
