@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
 	"gitlab-serverless-runner/pkg/archive"
@@ -164,9 +163,13 @@ func countUnder(files []string, p string) int {
 	if strings.ContainsAny(p, "*?[{") {
 		return len(files)
 	}
-	return len(slices.DeleteFunc(slices.Clone(files), func(f string) bool {
-		return f != p && !strings.HasPrefix(f, p+"/")
-	}))
+	n := 0
+	for _, f := range files {
+		if f == p || strings.HasPrefix(f, p+"/") {
+			n++
+		}
+	}
+	return n
 }
 
 // whenMatches reports whether a cache or artifact whose when is when

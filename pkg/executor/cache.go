@@ -50,33 +50,8 @@ func (j *jobRun) restoreCache(ctx context.Context) {
 		for _, c := range todo {
 			restored := false
 			for _, k := range c.Keys {
-				urls, ok := j.ev.Cache[k]
-				if !ok || urls.GetURL == "" {
-					continue
-				}
-				j.w.Printf("Checking cache for %s...\n", j.displayKey(k))
-				var found bool
-				var err error
-				for attempt := 1; ; attempt++ {
-					found, err = j.getCache(ctx, urls.GetURL)
-					if err == nil || ctx.Err() != nil || attempt >= j.set.cacheAttempts {
-						break
-					}
-					j.w.Warningf("Failed to extract cache %s (attempt %d of %d): %v", j.displayKey(k), attempt, j.set.cacheAttempts, err)
-					if retry.Sleep(ctx, attemptWait) != nil {
-						break
-					}
-				}
-				switch {
-				case err != nil:
-					j.w.Warningf("Failed to extract cache %s: %v", j.displayKey(k), err)
-				case !found:
-					j.w.Warningf("Cache %s does not exist yet", j.displayKey(k))
-				default:
-					j.w.Printf("Successfully extracted cache\n")
+				if urls, ok := j.ev.Cache[k]; ok && urls.GetURL != "" && j.restoreKey(ctx, k, urls.GetURL) {
 					restored = true
-				}
-				if restored {
 					break
 				}
 			}
@@ -85,6 +60,34 @@ func (j *jobRun) restoreCache(ctx context.Context) {
 			}
 		}
 	})
+}
+
+// restoreKey downloads and extracts the cache of key k from url, with up
+// to RESTORE_CACHE_ATTEMPTS attempts, and reports whether it was restored.
+func (j *jobRun) restoreKey(ctx context.Context, k, url string) bool {
+	j.w.Printf("Checking cache for %s...\n", j.displayKey(k))
+	var found bool
+	var err error
+	for attempt := 1; ; attempt++ {
+		found, err = j.getCache(ctx, url)
+		if err == nil || ctx.Err() != nil || attempt >= j.set.cacheAttempts {
+			break
+		}
+		j.w.Warningf("Failed to extract cache %s (attempt %d of %d): %v", j.displayKey(k), attempt, j.set.cacheAttempts, err)
+		if retry.Sleep(ctx, attemptWait) != nil {
+			break
+		}
+	}
+	switch {
+	case err != nil:
+		j.w.Warningf("Failed to extract cache %s: %v", j.displayKey(k), err)
+	case !found:
+		j.w.Warningf("Cache %s does not exist yet", j.displayKey(k))
+	default:
+		j.w.Printf("Successfully extracted cache\n")
+		return true
+	}
+	return false
 }
 
 // getCache downloads one cache archive; found is false on 404 (or 403, which

@@ -153,8 +153,6 @@ func (e *Executor) Run(ctx context.Context, ev dispatch.Event) dispatch.Result {
 	defer e.mu.Unlock()
 	start := time.Now()
 	log := e.log.With("job_id", ev.Job.ID, "runner_id", ev.Runner.ID)
-	res := dispatch.Result{JobID: ev.Job.ID, RunnerID: ev.Runner.ID}
-	defer func() { res.DurationMS = time.Since(start).Milliseconds() }()
 	if err := ev.Validate(); err != nil {
 		raw, _ := json.Marshal(ev)
 		r := e.rejectEvent(ctx, raw, err)
@@ -169,13 +167,13 @@ func (e *Executor) Run(ctx context.Context, ev dispatch.Event) dispatch.Result {
 	}
 	if e.spoilt != nil {
 		raw, _ := json.Marshal(ev)
-		res = e.rejectEvent(ctx, raw, errUnclean)
+		res := e.rejectEvent(ctx, raw, errUnclean)
 		res.RunnerID = ev.Runner.ID
 		res.DurationMS = time.Since(start).Milliseconds()
 		return res
 	}
 	j := &jobRun{e: e, ev: ev, job: ev.Job, log: log, start: start}
-	res = j.run(ctx)
+	res := j.run(ctx)
 	res.RunnerID = ev.Runner.ID
 	if err := e.cleaner.run(ctx); err != nil {
 		log.Error("executor: clean-up after the job failed; this environment runs no other job", "error", err)

@@ -55,7 +55,6 @@ type jobRun struct {
 	buf    *trace.Buffer
 	w      *trace.Writer
 	up     *trace.Uploader
-	remote *remoteStatus
 	sess   *shell.Session
 	image  *PreparedImage // nil: the steps run on this machine
 
@@ -116,7 +115,6 @@ func (j *jobRun) run(ctx context.Context) dispatch.Result {
 		return fail(fmt.Errorf("executor: create trace uploader: %w", err))
 	}
 	j.up.Start(ctx)
-	j.remote = newRemoteStatus()
 	j.setDeadlines(ctx)
 
 	o := j.execute(ctx)
@@ -194,36 +192,21 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	defer cancelPost()
 	done := make(chan struct{})
 	defer close(done)
-	// GitLab's word reaches us through the trace uploader's answers and
-	// through the status check; either may come first.
-	go func() {
-		canceling := j.up.Canceling()
-		for {
-			select {
-			case <-canceling:
-				j.remote.cancel()
-				canceling = nil
-			case <-j.up.Aborted():
-				j.remote.abort()
-				return
-			case <-done:
-				return
-			}
-		}
-	}()
 	// The status check stops before the final update, which must be the
 	// last PUT GitLab sees.
 	defer j.watchStatus(ctx)()
+	// GitLab's word, from the trace loop's answers or the status check,
+	// reaches the uploader's Canceling and Aborted.
 	go func() {
 		select {
-		case <-j.remote.canceling:
+		case <-j.up.Canceling():
 			cancelWork(errCanceled)
-		case <-j.remote.aborted:
+		case <-j.up.Aborted():
 		case <-done:
 			return
 		}
 		select {
-		case <-j.remote.aborted:
+		case <-j.up.Aborted():
 			cancelWork(errAborted)
 			cancelPost()
 		case <-done:
@@ -253,7 +236,7 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 	}
 	status, o := j.steps(workCtx)
 	o = j.classify(workCtx, o)
-	if j.remote.isAborted() {
+	if j.up.IsAborted() {
 		return outcome{reason: gitlab.ReasonJobCanceled, message: ": canceled", canceled: true}
 	}
 	if ar, ran := j.afterScript(postCtx, status); ran && ar.Outcome != shell.Succeeded && !o.failed() &&
@@ -271,7 +254,7 @@ func (j *jobRun) execute(ctx context.Context) outcome {
 // (timeout, cancellation) and run the failure-path uploads.
 func (j *jobRun) finish(postCtx, workCtx context.Context, o outcome) outcome {
 	o = j.classify(workCtx, o)
-	if j.remote.isAborted() || j.sess == nil {
+	if j.up.IsAborted() || j.sess == nil {
 		return o
 	}
 	j.uploadArtifacts(postCtx, false)
@@ -340,10 +323,10 @@ func (j *jobRun) prepare() {
 		default:
 			j.w.Printf("Using AWS Lambda runtime %s\n", j.e.cfg.Runtime)
 		}
-		if img := j.job.Image; img != nil && img.Name != "" && j.ev.Image == nil && !j.localImage() {
-			j.w.Warningf("This job asks for image %q, but this runner does not run images: the job runs directly on the function's %s runtime.", img.Name, j.e.cfg.Runtime)
-		}
 		if j.ev.Image == nil && !j.localImage() {
+			if img := j.job.Image; img != nil && img.Name != "" {
+				j.w.Warningf("This job asks for image %q, but this runner does not run images: the job runs directly on the function's %s runtime.", img.Name, j.e.cfg.Runtime)
+			}
 			var set []string
 			for _, k := range []string{"LAMBDA_MEMORY", "LAMBDA_EPHEMERAL_STORAGE", "LAMBDA_ARCH"} {
 				if j.job.Variables.Get(k) != "" {

@@ -38,18 +38,22 @@ func newRootDetector(w io.Writer) *rootDetector { return &rootDetector{w: w} }
 func (d *rootDetector) Write(p []byte) (int, error) {
 	d.mu.Lock()
 	if d.hit == "" {
-		buf := append(d.tail, p...)
+		// A marker lies in p or across the boundary: in the tail and
+		// p's first bytes. Only those are copied, not p.
+		const keep = 64 // longer than every marker
+		edge := append(d.tail, p[:min(len(p), keep)]...)
 		for _, m := range rootMarkers {
-			if bytes.Contains(buf, m) {
+			if bytes.Contains(edge, m) || bytes.Contains(p, m) {
 				d.hit = string(m)
 				break
 			}
 		}
-		const keep = 64 // longer than every marker
-		if len(buf) > keep {
-			buf = buf[len(buf)-keep:]
+		if len(p) >= keep {
+			edge = p[len(p)-keep:]
+		} else if len(edge) > keep {
+			edge = edge[len(edge)-keep:]
 		}
-		d.tail = append(d.tail[:0], buf...)
+		d.tail = append(d.tail[:0], edge...)
 	}
 	d.mu.Unlock()
 	return d.w.Write(p)

@@ -17,31 +17,6 @@ import (
 // PUTs a minute stay far below GitLab's 200 requests a minute per job token.
 const DefaultStatusInterval = 5 * time.Second
 
-// remoteStatus is what GitLab said about the job while it runs: canceling
-// (stop the script, run after_script, report) or aborted (stop everything:
-// the job is canceled or failed in GitLab, or the token is refused). Both
-// the trace uploader's answers and the status check feed it.
-type remoteStatus struct {
-	cancelOnce, abortOnce sync.Once
-	canceling, aborted    chan struct{}
-}
-
-func newRemoteStatus() *remoteStatus {
-	return &remoteStatus{canceling: make(chan struct{}), aborted: make(chan struct{})}
-}
-
-func (s *remoteStatus) cancel() { s.cancelOnce.Do(func() { close(s.canceling) }) }
-func (s *remoteStatus) abort()  { s.abortOnce.Do(func() { close(s.aborted) }) }
-
-func (s *remoteStatus) isAborted() bool {
-	select {
-	case <-s.aborted:
-		return true
-	default:
-		return false
-	}
-}
-
 // watchStatus starts the status check: every StatusInterval a keep-alive
 // update (PUT state=running with the trace's current checksum and size, as
 // gitlab-runner sends it) whose Job-Status answer says whether the job was
@@ -62,7 +37,7 @@ func (j *jobRun) watchStatus(ctx context.Context) (stop func()) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-j.remote.aborted:
+			case <-j.up.Aborted():
 				return
 			case <-t.C:
 			}
@@ -70,7 +45,6 @@ func (j *jobRun) watchStatus(ctx context.Context) (stop func()) {
 			switch {
 			case errors.Is(err, trace.ErrAborted):
 				j.log.Info("executor: the job is over in GitLab; aborting")
-				j.remote.abort()
 				return
 			case errors.Is(err, trace.ErrFinished):
 				return
@@ -78,11 +52,6 @@ func (j *jobRun) watchStatus(ctx context.Context) (stop func()) {
 				if ctx.Err() == nil {
 					j.log.Warn("executor: check the job's status", "error", err)
 				}
-			}
-			select {
-			case <-j.up.Canceling():
-				j.remote.cancel()
-			default:
 			}
 		}
 	}()

@@ -275,11 +275,7 @@ func (s *Session) Variables() gitlab.Variables {
 func appendPath(env []string, dir string) []string {
 	for i, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			if v == "" {
-				env[i] = "PATH=" + dir
-			} else {
-				env[i] = "PATH=" + v + string(filepath.ListSeparator) + dir
-			}
+			env[i] = "PATH=" + joinList(v, dir)
 			return env
 		}
 	}
