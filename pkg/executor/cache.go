@@ -90,8 +90,10 @@ func (j *jobRun) restoreKey(ctx context.Context, k, url string) bool {
 	return false
 }
 
-// getCache downloads one cache archive; found is false on 404 (or 403, which
-// S3 answers for a missing object when listing is not allowed).
+// getCache downloads one cache archive; found is false on 404. (S3 answers
+// 404 for a missing object only to a signer that may list the bucket, so
+// the template lets the poller, whose permissions the URL carries, list
+// it; a 403 stays an error, as for an expired URL.)
 func (j *jobRun) getCache(ctx context.Context, url string) (found bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

@@ -282,6 +282,7 @@ func TestLeastPrivilege(t *testing.T) {
 		"PollerFunction": {
 			secret + "TokenSealingKeySecret",
 			"Allow s3:GetObject,s3:PutObject on ${CacheBucket.Arn}/payloads/*,${CacheBucket.Arn}/runner/*",
+			"Allow s3:ListBucket on !GetAtt CacheBucket.Arn", // a missing cache is 404, not 403
 			"DynamoDBCrudPolicy:JobsTable", "DynamoDBCrudPolicy:RunnersTable", "DynamoDBCrudPolicy:SlotsTable",
 			"LambdaInvokePolicy:ExecutorFunction", "LambdaInvokePolicy:ExecutorNodeFunction", "LambdaInvokePolicy:ExecutorPythonFunction",
 			"LambdaInvokePolicy:PreparerFunction",
