@@ -217,10 +217,10 @@ func (a *App) routes() *echo.Echo {
 }
 
 // Request body limits. Forms are small; a webhook's job event can be
-// larger (the webhook handler reads at most as much).
+// larger, up to what the webhook handler reads.
 const (
 	maxFormBody    = 64 << 10
-	maxWebhookBody = 1 << 20
+	maxWebhookBody = webhook.MaxBody
 )
 
 // isWebhook reports whether r is for GitLab's job webhook route

@@ -60,6 +60,10 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
+// MaxBody is the most of a job event the handler reads: GitLab's job
+// events are a few KiB.
+const MaxBody = 1 << 20
+
 // New returns a handler that invokes pollerFunction for runners whose
 // webhook reports a pending job.
 func New(runners Runners, inv invoke.Invoker, pollerFunction string, logger *slog.Logger) *Handler {
@@ -114,7 +118,7 @@ func (h *Handler) ServeRunner(w http.ResponseWriter, r *http.Request, runnerID s
 		return
 	}
 	var ev jobEvent
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&ev); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r.Body, MaxBody)).Decode(&ev); err != nil {
 		http.Error(w, "invalid job event", http.StatusBadRequest)
 		return
 	}
