@@ -421,16 +421,12 @@ func (p *Preparer) client(ev dispatch.Event) (*gitlab.Client, error) {
 	return c, nil
 }
 
-// credentials are the job's registry credentials: DOCKER_AUTH_CONFIG and
-// its own GitLab registry's CI_REGISTRY_USER and CI_REGISTRY_PASSWORD.
+// credentials are the job's registry credentials (jobimage.JobCredentials),
+// with an error that says only which variable is wrong.
 func credentials(job *gitlab.Job) (*jobimage.DockerAuth, error) {
-	creds, err := jobimage.ParseDockerAuthConfig(job.Variables.Get("DOCKER_AUTH_CONFIG"))
+	creds, err := jobimage.JobCredentials(job.Variables)
 	if err != nil {
 		return nil, errors.New("DOCKER_AUTH_CONFIG is not a Docker config JSON object with an \"auths\" section")
-	}
-	reg, user, pass := job.Variables.Get("CI_REGISTRY"), job.Variables.Get("CI_REGISTRY_USER"), job.Variables.Get("CI_REGISTRY_PASSWORD")
-	if reg != "" && user != "" && pass != "" {
-		_ = creds.AddBasicUnlessSet(reg, user, pass) // a bad CI_REGISTRY only loses these credentials
 	}
 	return creds, nil
 }
