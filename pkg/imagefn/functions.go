@@ -192,33 +192,27 @@ func (f *Functions) Ensure(ctx context.Context, v Variant, image string) (Functi
 				return Function{}, err
 			}
 			return fn, nil
-		case !found:
+		case !found || now.After(fn.leaseUntil):
 			claim := Function{Variant: v, Name: v.FunctionName(f.cfg.FunctionPrefix), Image: image, State: StateCreating,
 				CreatedAt: now, LastUsed: now, owner: owner, leaseUntil: now.Add(f.cfg.CreateLease)}
-			_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.cfg.Table), Item: claim.item(),
-				ConditionExpression: aws.String("attribute_not_exists(" + KeyAttribute + ")")})
+			in := &dynamodb.PutItemInput{TableName: aws.String(f.cfg.Table), Item: claim.item(),
+				ConditionExpression: aws.String("attribute_not_exists(" + KeyAttribute + ")")}
+			verb := "claim"
+			if found {
+				// A claim (creating or deleting) whose holder died: take it.
+				in.ConditionExpression = aws.String("#o = :old AND lease_until = :lease")
+				in.ExpressionAttributeNames = map[string]string{"#o": "owner"}
+				in.ExpressionAttributeValues = item{":old": s(fn.owner), ":lease": ts(fn.leaseUntil)}
+				verb = "take over"
+			}
+			_, err := f.db.PutItem(ctx, in)
 			if err == nil {
 				return f.create(ctx, claim)
 			}
 			if !isCondFailed(err) {
-				return Function{}, fmt.Errorf("imagefn: claim %s: %w", v.Key(), err)
+				return Function{}, fmt.Errorf("imagefn: %s %s: %w", verb, v.Key(), err)
 			}
-			continue // someone else claimed it meanwhile
-		case now.After(fn.leaseUntil):
-			// A claim (creating or deleting) whose holder died: take it.
-			claim := Function{Variant: v, Name: v.FunctionName(f.cfg.FunctionPrefix), Image: image, State: StateCreating,
-				CreatedAt: now, LastUsed: now, owner: owner, leaseUntil: now.Add(f.cfg.CreateLease)}
-			_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.cfg.Table), Item: claim.item(),
-				ConditionExpression:       aws.String("#o = :old AND lease_until = :lease"),
-				ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-				ExpressionAttributeValues: item{":old": s(fn.owner), ":lease": ts(fn.leaseUntil)}})
-			if err == nil {
-				return f.create(ctx, claim)
-			}
-			if !isCondFailed(err) {
-				return Function{}, fmt.Errorf("imagefn: take over %s: %w", v.Key(), err)
-			}
-			continue
+			continue // someone else claimed or took it meanwhile
 		}
 		// Another preparation holds the claim: wait for it.
 		waitingFor = fn.State
