@@ -254,7 +254,7 @@ func (p *Preparer) prepare(ctx context.Context, log *slog.Logger, ev dispatch.Ev
 	if err != nil {
 		return im, imagefn.Function{}, pullFailure(im.Ref, err)
 	}
-	im.Digest, im.Platform = res.Digest.String(), platform(res)
+	im.Digest, im.Platform = res.Digest.String(), res.Platform.String()
 	im.Entrypoint, im.Env = res.Config.Config.Entrypoint, res.Config.Config.Env
 	im.Took("resolve", fmt.Sprintf("%s for %s, %d layers, %s", short(res.Digest.String()), im.Platform, res.Layers, mib(res.Size)), t)
 
@@ -456,14 +456,6 @@ func imageName(job *gitlab.Job) string {
 		return ""
 	}
 	return strings.TrimSpace(job.Image.Name)
-}
-
-func platform(r *jobimage.Resolved) string {
-	s := r.Platform.OS + "/" + r.Platform.Architecture
-	if r.Platform.Variant != "" {
-		s += "/" + r.Platform.Variant
-	}
-	return s
 }
 
 func pushDetail(d *jobimage.Derived) string {
