@@ -159,15 +159,17 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error, where string) error { return r.classify(ctx, ref, where, creds, err) }
-
+	// src is where the manifest is read: upstream, or the pull-through
+	// cache once the upstream digest is known. fail classifies an error of
+	// src's registry.
 	var src name.Reference = up
+	fail := func(err error) error { return r.classify(ctx, ref, src.Context().RegistryStr(), creds, err) }
 	srcOpts := r.options(ctx, jobAuth)
 	if _, cached := r.PullThrough[host]; cached {
 		// The job's own right to the image, and what the tag means now.
 		desc, err := remote.Head(up, srcOpts...)
 		if err != nil {
-			return nil, fail(err, host)
+			return nil, fail(err)
 		}
 		cache, err := r.Source(ref)
 		if err != nil {
@@ -183,7 +185,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 
 	d, err := remote.Get(src, srcOpts...)
 	if err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	want := arch.Platform()
 	res := &Resolved{Ref: ref, Upstream: up, Arch: arch}
@@ -193,11 +195,11 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 		res.Index = d.Digest
 		idx, err := d.ImageIndex()
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 		chosen, offered := pickPlatform(im.Manifests, want)
 		if chosen == nil {
@@ -208,12 +210,12 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 		res.Platform = *chosen.Platform
 		img, err = remote.Image(src.Context().Digest(chosen.Digest.String()), srcOpts...)
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 	case d.MediaType.IsImage():
 		img, err = d.Image()
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 	case d.MediaType.IsSchema1():
 		return nil, &Error{Ref: ref, Kind: ErrUnsupported,
@@ -224,18 +226,18 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 	}
 
 	if res.Digest, err = img.Digest(); err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	if res.MediaType, err = img.MediaType(); err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	if res.Index == (v1.Hash{}) {
 		got := cfg.Platform()
