@@ -58,11 +58,8 @@ type Resolver struct {
 type Resolved struct {
 	// Ref is the reference as the job wrote it.
 	Ref string
-	// Upstream is Ref fully qualified ("golang:1.23" →
-	// "index.docker.io/library/golang:1.23").
-	Upstream name.Reference
 	// Source is where the image is read from, by the digest of the image
-	// manifest: the pull-through cache or Upstream's repository.
+	// manifest: the pull-through cache or Ref's own repository.
 	Source name.Digest
 	// Digest is the digest of the image manifest for the architecture.
 	Digest v1.Hash
@@ -188,7 +185,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 		return nil, fail(err)
 	}
 	want := arch.Platform()
-	res := &Resolved{Ref: ref, Upstream: up, Arch: arch}
+	res := &Resolved{Ref: ref, Arch: arch}
 	var img v1.Image
 	switch {
 	case d.MediaType.IsIndex():
