@@ -143,23 +143,28 @@ func (f *Functions) Lookup(ctx context.Context, v Variant) (fn Function, found b
 }
 
 // Touch records that a job is using the variant's function now, so the
-// sweeper keeps it. ErrNotActive means the function is gone or going: call
-// Ensure again.
-func (f *Functions) Touch(ctx context.Context, v Variant) error {
-	_, err := f.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+// sweeper keeps it, and returns the function. ErrNotActive means there is
+// none, or it is being created or deleted: call Ensure.
+func (f *Functions) Touch(ctx context.Context, v Variant) (Function, error) {
+	out, err := f.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(f.cfg.Table), Key: key(v),
 		UpdateExpression:          aws.String("SET last_used = :now"),
 		ConditionExpression:       aws.String("#s = :active"),
 		ExpressionAttributeNames:  map[string]string{"#s": "state"},
 		ExpressionAttributeValues: item{":now": ts(f.cfg.Now()), ":active": s(StateActive)},
+		ReturnValues:              ddbtypes.ReturnValueAllNew,
 	})
 	if isCondFailed(err) {
-		return fmt.Errorf("imagefn: touch %s: %w", v.Key(), ErrNotActive)
+		return Function{}, fmt.Errorf("imagefn: touch %s: %w", v.Key(), ErrNotActive)
 	}
 	if err != nil {
-		return fmt.Errorf("imagefn: touch %s: %w", v.Key(), err)
+		return Function{}, fmt.Errorf("imagefn: touch %s: %w", v.Key(), err)
 	}
-	return nil
+	fn, err := fromItem(out.Attributes)
+	if err != nil {
+		return Function{}, fmt.Errorf("imagefn: touch %s: %w", v.Key(), err)
+	}
+	return fn, nil
 }
 
 // Ensure returns the variant's active function, creating it from image (a
@@ -188,7 +193,7 @@ func (f *Functions) Ensure(ctx context.Context, v Variant, image string) (Functi
 		now := f.cfg.Now()
 		switch {
 		case found && fn.State == StateActive:
-			if err := f.Touch(ctx, v); err != nil && !errors.Is(err, ErrNotActive) {
+			if _, err := f.Touch(ctx, v); err != nil && !errors.Is(err, ErrNotActive) {
 				return Function{}, err
 			}
 			return fn, nil

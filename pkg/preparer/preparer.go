@@ -34,8 +34,7 @@ const RuntimeImage = "image"
 // Functions finds and creates image executor functions; *imagefn.Functions
 // implements it.
 type Functions interface {
-	Lookup(ctx context.Context, v imagefn.Variant) (imagefn.Function, bool, error)
-	Touch(ctx context.Context, v imagefn.Variant) error
+	Touch(ctx context.Context, v imagefn.Variant) (imagefn.Function, error)
 	Ensure(ctx context.Context, v imagefn.Variant, image string) (imagefn.Function, error)
 }
 
@@ -260,20 +259,16 @@ func (p *Preparer) prepare(ctx context.Context, log *slog.Logger, ev dispatch.Ev
 
 	v := imagefn.Variant{Base: im.Digest, Arch: c.Arch, MemoryMB: int32(c.MemoryMB), StorageMB: int32(c.StorageMB), Executor: exeDigest}
 	t = time.Now()
-	fn, found, err := p.d.Functions.Lookup(ctx, v)
-	if err != nil {
+	fn, err := p.d.Functions.Touch(ctx, v)
+	switch {
+	case err == nil:
+		im.Executor, im.Function = fn.Image, fn.Name
+		im.Took("lookup", "function "+fn.Name+" is ready", t)
+		return im, fn, nil
+	case !errors.Is(err, imagefn.ErrNotActive):
 		return im, imagefn.Function{}, err
 	}
-	if found {
-		if err := p.d.Functions.Touch(ctx, v); err == nil {
-			im.Executor, im.Function = fn.Image, fn.Name
-			im.Took("lookup", "function "+fn.Name+" is ready", t)
-			return im, fn, nil
-		} else if !errors.Is(err, imagefn.ErrNotActive) {
-			return im, imagefn.Function{}, err
-		}
-		// Swept meanwhile: prepare it anew.
-	}
+	// None yet, or being made or swept: prepare it.
 
 	im.Prepared = true
 	derived, err := p.d.Deriver.Derive(ctx, res, exe)
