@@ -7,14 +7,14 @@
 //
 // # Callers
 //
-// The preparation function calls Functions.Lookup to find an image's
-// function and Functions.Touch when it hands a job to it,
-// Functions.Ensure after jobimage.Prepare when there is none, and, on its
-// daily schedule, Functions.SweepUnused.
+// The preparation function calls Functions.Touch to find an image's
+// function and record its use in one write, Functions.Ensure after
+// jobimage's Resolve and Derive when there is none, and, on its daily
+// schedule, Functions.SweepUnused.
 //
 // # One function per variant
 //
-// The records table (TableSpec) holds one item per variant, written only
+// The records table (CreateTable) holds one item per variant, written only
 // with conditional writes: the first preparation of a variant claims the
 // item ("creating", with a lease), creates the function and marks it
 // "active"; a concurrent preparation of the same variant finds the claim

@@ -143,23 +143,28 @@ func (f *Functions) Lookup(ctx context.Context, v Variant) (fn Function, found b
 }
 
 // Touch records that a job is using the variant's function now, so the
-// sweeper keeps it. ErrNotActive means the function is gone or going: call
-// Ensure again.
-func (f *Functions) Touch(ctx context.Context, v Variant) error {
-	_, err := f.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+// sweeper keeps it, and returns the function. ErrNotActive means there is
+// none, or it is being created or deleted: call Ensure.
+func (f *Functions) Touch(ctx context.Context, v Variant) (Function, error) {
+	out, err := f.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(f.cfg.Table), Key: key(v),
 		UpdateExpression:          aws.String("SET last_used = :now"),
 		ConditionExpression:       aws.String("#s = :active"),
 		ExpressionAttributeNames:  map[string]string{"#s": "state"},
 		ExpressionAttributeValues: item{":now": ts(f.cfg.Now()), ":active": s(StateActive)},
+		ReturnValues:              ddbtypes.ReturnValueAllNew,
 	})
 	if isCondFailed(err) {
-		return fmt.Errorf("imagefn: touch %s: %w", v.Key(), ErrNotActive)
+		return Function{}, fmt.Errorf("imagefn: touch %s: %w", v.Key(), ErrNotActive)
 	}
 	if err != nil {
-		return fmt.Errorf("imagefn: touch %s: %w", v.Key(), err)
+		return Function{}, fmt.Errorf("imagefn: touch %s: %w", v.Key(), err)
 	}
-	return nil
+	fn, err := fromItem(out.Attributes)
+	if err != nil {
+		return Function{}, fmt.Errorf("imagefn: touch %s: %w", v.Key(), err)
+	}
+	return fn, nil
 }
 
 // Ensure returns the variant's active function, creating it from image (a
@@ -188,37 +193,31 @@ func (f *Functions) Ensure(ctx context.Context, v Variant, image string) (Functi
 		now := f.cfg.Now()
 		switch {
 		case found && fn.State == StateActive:
-			if err := f.Touch(ctx, v); err != nil && !errors.Is(err, ErrNotActive) {
+			if _, err := f.Touch(ctx, v); err != nil && !errors.Is(err, ErrNotActive) {
 				return Function{}, err
 			}
 			return fn, nil
-		case !found:
+		case !found || now.After(fn.leaseUntil):
 			claim := Function{Variant: v, Name: v.FunctionName(f.cfg.FunctionPrefix), Image: image, State: StateCreating,
 				CreatedAt: now, LastUsed: now, owner: owner, leaseUntil: now.Add(f.cfg.CreateLease)}
-			_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.cfg.Table), Item: claim.item(),
-				ConditionExpression: aws.String("attribute_not_exists(" + KeyAttribute + ")")})
+			in := &dynamodb.PutItemInput{TableName: aws.String(f.cfg.Table), Item: claim.item(),
+				ConditionExpression: aws.String("attribute_not_exists(" + KeyAttribute + ")")}
+			verb := "claim"
+			if found {
+				// A claim (creating or deleting) whose holder died: take it.
+				in.ConditionExpression = aws.String("#o = :old AND lease_until = :lease")
+				in.ExpressionAttributeNames = map[string]string{"#o": "owner"}
+				in.ExpressionAttributeValues = item{":old": s(fn.owner), ":lease": ts(fn.leaseUntil)}
+				verb = "take over"
+			}
+			_, err := f.db.PutItem(ctx, in)
 			if err == nil {
 				return f.create(ctx, claim)
 			}
 			if !isCondFailed(err) {
-				return Function{}, fmt.Errorf("imagefn: claim %s: %w", v.Key(), err)
+				return Function{}, fmt.Errorf("imagefn: %s %s: %w", verb, v.Key(), err)
 			}
-			continue // someone else claimed it meanwhile
-		case now.After(fn.leaseUntil):
-			// A claim (creating or deleting) whose holder died: take it.
-			claim := Function{Variant: v, Name: v.FunctionName(f.cfg.FunctionPrefix), Image: image, State: StateCreating,
-				CreatedAt: now, LastUsed: now, owner: owner, leaseUntil: now.Add(f.cfg.CreateLease)}
-			_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.cfg.Table), Item: claim.item(),
-				ConditionExpression:       aws.String("#o = :old AND lease_until = :lease"),
-				ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-				ExpressionAttributeValues: item{":old": s(fn.owner), ":lease": ts(fn.leaseUntil)}})
-			if err == nil {
-				return f.create(ctx, claim)
-			}
-			if !isCondFailed(err) {
-				return Function{}, fmt.Errorf("imagefn: take over %s: %w", v.Key(), err)
-			}
-			continue
+			continue // someone else claimed or took it meanwhile
 		}
 		// Another preparation holds the claim: wait for it.
 		waitingFor = fn.State

@@ -188,7 +188,7 @@ func TestSweepDeletesOnlyUnusedFunctions(t *testing.T) {
 		}
 	}
 	e.clock.Add(8 * 24 * time.Hour)
-	if err := f.Touch(ctx, used); err != nil {
+	if _, err := f.Touch(ctx, used); err != nil {
 		t.Fatal(err)
 	}
 	deleted, err := f.SweepUnused(ctx, 7*24*time.Hour)
@@ -209,7 +209,7 @@ func TestSweepDeletesOnlyUnusedFunctions(t *testing.T) {
 	if _, found, _ := f.Lookup(ctx, unused); found {
 		t.Error("the swept function's record remains")
 	}
-	if err := f.Touch(ctx, unused); !errors.Is(err, imagefn.ErrNotActive) {
+	if _, err := f.Touch(ctx, unused); !errors.Is(err, imagefn.ErrNotActive) {
 		t.Errorf("Touch of a swept function = %v; want ErrNotActive", err)
 	}
 	// It is made anew on demand.

@@ -114,6 +114,28 @@ func (a *DockerAuth) AddBasicUnlessSet(registry, user, password string) error {
 	return nil
 }
 
+// Variables are a job's CI/CD variables; gitlab.Variables implements it.
+type Variables interface {
+	Get(key string) string
+}
+
+// JobCredentials returns a job's registry credentials from its variables:
+// DOCKER_AUTH_CONFIG, and CI_REGISTRY_USER and CI_REGISTRY_PASSWORD for
+// CI_REGISTRY unless DOCKER_AUTH_CONFIG has that registry
+// (AddBasicUnlessSet). A CI_REGISTRY that is not a registry address only
+// loses those credentials. The error is ParseDockerAuthConfig's.
+func JobCredentials(vars Variables) (*DockerAuth, error) {
+	a, err := ParseDockerAuthConfig(vars.Get("DOCKER_AUTH_CONFIG"))
+	if err != nil {
+		return nil, err
+	}
+	reg, user, pass := vars.Get("CI_REGISTRY"), vars.Get("CI_REGISTRY_USER"), vars.Get("CI_REGISTRY_PASSWORD")
+	if reg != "" && user != "" && pass != "" {
+		_ = a.AddBasicUnlessSet(reg, user, pass)
+	}
+	return a, nil
+}
+
 // Registries returns the registry hosts that have credentials, sorted.
 func (a *DockerAuth) Registries() []string {
 	if a == nil {

@@ -292,25 +292,20 @@ func TestDeriveFromAnotherRegistry(t *testing.T) {
 	}
 }
 
-func TestPrepareReportsEachStep(t *testing.T) {
+func TestDeriveReportsEachStep(t *testing.T) {
 	reg := registrytest.New(t, registrytest.Options{})
 	pushTestImages(t, reg, "jobs/base:1")
-	p := &jobimage.Preparer{
-		Resolver: &jobimage.Resolver{AllowPrivateRegistries: true},
-		Deriver:  &jobimage.Deriver{Target: reg.Repo("gsr/executors")},
-	}
-	out, err := p.Prepare(context.Background(), reg.Host+"/jobs/base:1", jobimage.X8664, nil, testExecutor)
+	d := &jobimage.Deriver{Target: reg.Repo("gsr/executors")}
+	out, err := d.Derive(context.Background(), resolve(t, &jobimage.Resolver{AllowPrivateRegistries: true}, reg.Host+"/jobs/base:1", jobimage.X8664), testExecutor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.ResolveTime <= 0 || out.DeriveTime <= 0 || out.PushTime <= 0 {
-		t.Errorf("times = %v, %v, %v; want each measured", out.ResolveTime, out.DeriveTime, out.PushTime)
+	if out.DeriveTime <= 0 || out.PushTime <= 0 {
+		t.Errorf("times = %v, %v; want each measured", out.DeriveTime, out.PushTime)
 	}
-	if _, err := name.NewDigest(out.Derived.Image.String()); err != nil || !strings.HasPrefix(out.Derived.Image.String(), reg.Host+"/gsr/executors@sha256:") {
-		t.Errorf("Image = %s; want the target repository by digest", out.Derived.Image)
+	if _, err := name.NewDigest(out.Image.String()); err != nil || !strings.HasPrefix(out.Image.String(), reg.Host+"/gsr/executors@sha256:") {
+		t.Errorf("Image = %s; want the target repository by digest", out.Image)
 	}
-	_, err = p.Prepare(context.Background(), reg.Host+"/jobs/none:1", jobimage.X8664, nil, testExecutor)
-	wantKind(t, err, jobimage.ErrNotFound)
 }
 
 // A base in the deployment's registry whose repository refuses mounts (an

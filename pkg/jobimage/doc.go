@@ -9,10 +9,10 @@
 //
 // # Callers
 //
-// The preparation function calls Prepare (or Resolve, then Derive) once per
-// image that has no executor function yet; package imagefn then creates the
-// function from Prepared.Image. Local mode (package rootfs) calls Resolve to
-// find the manifest to unpack. Nothing here talks to AWS: registry
+// The preparation function (package preparer) calls Resolve, then Derive
+// when the image has no executor function yet; package imagefn then
+// creates the function from Derived.Image. Local mode (package localimage)
+// calls Resolve to find the manifest to unpack. Nothing here talks to AWS: registry
 // credentials for the deployment's ECR registry arrive as an
 // authn.Authenticator (see imagefn.ECRAuth).
 //

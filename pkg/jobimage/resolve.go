@@ -58,11 +58,8 @@ type Resolver struct {
 type Resolved struct {
 	// Ref is the reference as the job wrote it.
 	Ref string
-	// Upstream is Ref fully qualified ("golang:1.23" →
-	// "index.docker.io/library/golang:1.23").
-	Upstream name.Reference
 	// Source is where the image is read from, by the digest of the image
-	// manifest: the pull-through cache or Upstream's repository.
+	// manifest: the pull-through cache or Ref's own repository.
 	Source name.Digest
 	// Digest is the digest of the image manifest for the architecture.
 	Digest v1.Hash
@@ -159,15 +156,17 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error, where string) error { return r.classify(ctx, ref, where, creds, err) }
-
+	// src is where the manifest is read: upstream, or the pull-through
+	// cache once the upstream digest is known. fail classifies an error of
+	// src's registry.
 	var src name.Reference = up
+	fail := func(err error) error { return r.classify(ctx, ref, src.Context().RegistryStr(), creds, err) }
 	srcOpts := r.options(ctx, jobAuth)
 	if _, cached := r.PullThrough[host]; cached {
 		// The job's own right to the image, and what the tag means now.
 		desc, err := remote.Head(up, srcOpts...)
 		if err != nil {
-			return nil, fail(err, host)
+			return nil, fail(err)
 		}
 		cache, err := r.Source(ref)
 		if err != nil {
@@ -183,21 +182,21 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 
 	d, err := remote.Get(src, srcOpts...)
 	if err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	want := arch.Platform()
-	res := &Resolved{Ref: ref, Upstream: up, Arch: arch}
+	res := &Resolved{Ref: ref, Arch: arch}
 	var img v1.Image
 	switch {
 	case d.MediaType.IsIndex():
 		res.Index = d.Digest
 		idx, err := d.ImageIndex()
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 		chosen, offered := pickPlatform(im.Manifests, want)
 		if chosen == nil {
@@ -208,12 +207,12 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 		res.Platform = *chosen.Platform
 		img, err = remote.Image(src.Context().Digest(chosen.Digest.String()), srcOpts...)
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 	case d.MediaType.IsImage():
 		img, err = d.Image()
 		if err != nil {
-			return nil, fail(err, src.Context().RegistryStr())
+			return nil, fail(err)
 		}
 	case d.MediaType.IsSchema1():
 		return nil, &Error{Ref: ref, Kind: ErrUnsupported,
@@ -224,18 +223,18 @@ func (r *Resolver) Resolve(ctx context.Context, ref string, arch Arch, creds *Do
 	}
 
 	if res.Digest, err = img.Digest(); err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	if res.MediaType, err = img.MediaType(); err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		return nil, fail(err, src.Context().RegistryStr())
+		return nil, fail(err)
 	}
 	if res.Index == (v1.Hash{}) {
 		got := cfg.Platform()

@@ -104,7 +104,7 @@ func (im *Images) PrepareImage(ctx context.Context, job *gitlab.Job, w io.Writer
 			fmt.Fprintf(w, "%s is not applied in local mode: the job has this machine's memory and disk\n", k)
 		}
 	}
-	creds, err := credentials(job.Variables)
+	creds, err := jobimage.JobCredentials(job.Variables)
 	if err != nil {
 		return nil, pullFailed(ref, err)
 	}
@@ -198,21 +198,6 @@ func (im *Images) jobDirs() (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// credentials are the job's registry credentials: DOCKER_AUTH_CONFIG, and
-// CI_REGISTRY_USER and CI_REGISTRY_PASSWORD for CI_REGISTRY unless
-// DOCKER_AUTH_CONFIG has that registry, as gitlab-runner orders them.
-func credentials(vars gitlab.Variables) (*jobimage.DockerAuth, error) {
-	auth, err := jobimage.ParseDockerAuthConfig(vars.Get("DOCKER_AUTH_CONFIG"))
-	if err != nil {
-		return nil, err
-	}
-	reg, user, pass := vars.Get("CI_REGISTRY"), vars.Get("CI_REGISTRY_USER"), vars.Get("CI_REGISTRY_PASSWORD")
-	if reg != "" && user != "" && pass != "" {
-		_ = auth.AddBasicUnlessSet(reg, user, pass) // not a registry address: nothing to add
-	}
-	return auth, nil
 }
 
 // executable reports whether p is an executable file in root, symbolic

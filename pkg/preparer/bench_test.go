@@ -3,7 +3,6 @@ package preparer_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
@@ -27,13 +26,7 @@ import (
 // here.
 func BenchmarkStartOnAPreparedImage(b *testing.B) {
 	w := newWorld(b)
-	arch, _ := hostArch(b)
-	exeFile := lambdatest.Build(b, "./functions/executor")
-	exe, err := os.ReadFile(exeFile)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w.setExecutor(arch, exe)
+	arch, exeFile := w.useBuiltExecutor(b)
 	job := func(image bool) gitlabtest.Job {
 		spec := imageJob(w.image, string(arch), "true")
 		spec.Variables = append(spec.Variables, gitlab.Variable{Key: "GIT_STRATEGY", Value: "none"})

@@ -23,15 +23,23 @@ import (
 	"gitlab-serverless-runner/pkg/rootfs"
 )
 
-// hostArch is the Lambda architecture of this machine, whose executor and
-// test image run here.
-func hostArch(t testing.TB) (jobimage.Arch, string) {
+// useBuiltExecutor makes the executor, built for this machine, the one the
+// preparer puts into images for this machine's Lambda architecture, so
+// that the images it derives run here. It returns that architecture and
+// the executor's bootstrap.
+func (w *world) useBuiltExecutor(t testing.TB) (jobimage.Arch, string) {
 	t.Helper()
 	arch, err := jobimage.ParseArch(runtime.GOARCH)
 	if err != nil {
 		t.Fatalf("no Lambda architecture for %s: %v", runtime.GOARCH, err)
 	}
-	return arch, runtime.GOARCH
+	bootstrap := lambdatest.Build(t, "./functions/executor")
+	exe, err := os.ReadFile(bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.setExecutor(arch, exe)
+	return arch, bootstrap
 }
 
 // imageFunction is an image function the preparer made, run as Lambda
@@ -125,12 +133,7 @@ func (f *imageFunction) run(t testing.TB, w *world, h handed) (dispatch.Result, 
 // with the line that says why.
 func TestAnImageJobRunsInItsDerivedImage(t *testing.T) {
 	w := newWorld(t)
-	arch, goarch := hostArch(t)
-	exe, err := os.ReadFile(lambdatest.Build(t, "./functions/executor"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.setExecutor(arch, exe)
+	arch, _ := w.useBuiltExecutor(t)
 
 	job := w.gl.EnqueueJob(w.project, imageJob(w.image, string(arch),
 		`greet from the image`, `id -u`, `echo "home=$HOME flavour=$IMAGE_FLAVOUR image=$CI_JOB_IMAGE"`,
@@ -160,14 +163,14 @@ func TestAnImageJobRunsInItsDerivedImage(t *testing.T) {
 	}
 
 	// An image with apt-get: its package database is in the read-only root.
-	bb := registrytest.BusyboxImage(t, goarch)
+	bb := registrytest.BusyboxImage(t, runtime.GOARCH)
 	ls, _ := bb.Layers()
 	cf, _ := bb.ConfigFile()
 	apt := registrytest.Layer(t,
 		registrytest.Entry{Name: "var/", Type: '5'}, registrytest.Entry{Name: "var/lib/", Type: '5'},
 		registrytest.Entry{Name: "var/lib/dpkg/", Type: '5'},
 		registrytest.Entry{Name: "usr/bin/apt-get", Mode: 0o755, Body: []byte(aptGet)})
-	w.reg.Push(t, "library/debianish:1", registrytest.Image(t, goarch, cf.Config, append(ls, apt)...))
+	w.reg.Push(t, "library/debianish:1", registrytest.Image(t, runtime.GOARCH, cf.Config, append(ls, apt)...))
 	job = w.gl.EnqueueJob(w.project, imageJob(w.reg.Host+"/library/debianish:1", string(arch), `apt-get update`, `apt-get install -y curl`))
 	if out, err := w.preparer().Handle(context.Background(), w.take()[0]); err != nil || out.Failed {
 		t.Fatalf("Handle = %+v, %v", out, err)
@@ -191,16 +194,11 @@ func TestAnImageJobRunsInItsDerivedImage(t *testing.T) {
 // what to use instead.
 func TestAnImageWithoutAShellIsRefused(t *testing.T) {
 	w := newWorld(t)
-	arch, goarch := hostArch(t)
-	exe, err := os.ReadFile(lambdatest.Build(t, "./functions/executor"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.setExecutor(arch, exe)
+	arch, _ := w.useBuiltExecutor(t)
 	tool := registrytest.Layer(t,
 		registrytest.Entry{Name: "opt/", Type: '5'}, registrytest.Entry{Name: "opt/tools/", Type: '5'},
 		registrytest.Entry{Name: "opt/tools/app", Mode: 0o755, Body: registrytest.Busybox(t)})
-	w.reg.Push(t, "library/distroless:1", registrytest.Image(t, goarch, v1.Config{Env: []string{"PATH=/opt/tools"}}, tool))
+	w.reg.Push(t, "library/distroless:1", registrytest.Image(t, runtime.GOARCH, v1.Config{Env: []string{"PATH=/opt/tools"}}, tool))
 	job := w.gl.EnqueueJob(w.project, imageJob(w.reg.Host+"/library/distroless:1", string(arch), `echo should not run`))
 	if out, err := w.preparer().Handle(context.Background(), w.take()[0]); err != nil || out.Failed {
 		t.Fatalf("Handle = %+v, %v", out, err)

@@ -35,8 +35,7 @@ const RuntimeImage = "image"
 // Functions finds and creates image executor functions; *imagefn.Functions
 // implements it.
 type Functions interface {
-	Lookup(ctx context.Context, v imagefn.Variant) (imagefn.Function, bool, error)
-	Touch(ctx context.Context, v imagefn.Variant) error
+	Touch(ctx context.Context, v imagefn.Variant) (imagefn.Function, error)
 	Ensure(ctx context.Context, v imagefn.Variant, image string) (imagefn.Function, error)
 }
 
@@ -252,26 +251,22 @@ func (p *Preparer) prepare(ctx context.Context, log *slog.Logger, ev dispatch.Ev
 	if err != nil {
 		return im, imagefn.Function{}, pullFailure(im.Ref, err)
 	}
-	im.Digest, im.Platform = res.Digest.String(), platform(res)
+	im.Digest, im.Platform = res.Digest.String(), res.Platform.String()
 	im.Entrypoint, im.Env = res.Config.Config.Entrypoint, res.Config.Config.Env
 	im.Took("resolve", fmt.Sprintf("%s for %s, %d layers, %s", short(res.Digest.String()), im.Platform, res.Layers, mib(res.Size)), t)
 
 	v := imagefn.Variant{Base: im.Digest, Arch: c.Arch, MemoryMB: int32(c.MemoryMB), StorageMB: int32(c.StorageMB), Executor: exeDigest}
 	t = time.Now()
-	fn, found, err := p.d.Functions.Lookup(ctx, v)
-	if err != nil {
+	fn, err := p.d.Functions.Touch(ctx, v)
+	switch {
+	case err == nil:
+		im.Executor, im.Function = fn.Image, fn.Name
+		im.Took("lookup", "function "+fn.Name+" is ready", t)
+		return im, fn, nil
+	case !errors.Is(err, imagefn.ErrNotActive):
 		return im, imagefn.Function{}, err
 	}
-	if found {
-		if err := p.d.Functions.Touch(ctx, v); err == nil {
-			im.Executor, im.Function = fn.Image, fn.Name
-			im.Took("lookup", "function "+fn.Name+" is ready", t)
-			return im, fn, nil
-		} else if !errors.Is(err, imagefn.ErrNotActive) {
-			return im, imagefn.Function{}, err
-		}
-		// Swept meanwhile: prepare it anew.
-	}
+	// None yet, or being made or swept: prepare it.
 
 	im.Prepared = true
 	derived, err := p.d.Deriver.Derive(ctx, res, exe)
@@ -415,16 +410,12 @@ func (p *Preparer) client(ev dispatch.Event) (*gitlab.Client, error) {
 	return c, nil
 }
 
-// credentials are the job's registry credentials: DOCKER_AUTH_CONFIG and
-// its own GitLab registry's CI_REGISTRY_USER and CI_REGISTRY_PASSWORD.
+// credentials are the job's registry credentials (jobimage.JobCredentials),
+// with an error that says only which variable is wrong.
 func credentials(job *gitlab.Job) (*jobimage.DockerAuth, error) {
-	creds, err := jobimage.ParseDockerAuthConfig(job.Variables.Get("DOCKER_AUTH_CONFIG"))
+	creds, err := jobimage.JobCredentials(job.Variables)
 	if err != nil {
 		return nil, errors.New("DOCKER_AUTH_CONFIG is not a Docker config JSON object with an \"auths\" section")
-	}
-	reg, user, pass := job.Variables.Get("CI_REGISTRY"), job.Variables.Get("CI_REGISTRY_USER"), job.Variables.Get("CI_REGISTRY_PASSWORD")
-	if reg != "" && user != "" && pass != "" {
-		_ = creds.AddBasicUnlessSet(reg, user, pass) // a bad CI_REGISTRY only loses these credentials
 	}
 	return creds, nil
 }
@@ -454,14 +445,6 @@ func imageName(job *gitlab.Job) string {
 		return ""
 	}
 	return strings.TrimSpace(job.Image.Name)
-}
-
-func platform(r *jobimage.Resolved) string {
-	s := r.Platform.OS + "/" + r.Platform.Architecture
-	if r.Platform.Variant != "" {
-		s += "/" + r.Platform.Variant
-	}
-	return s
 }
 
 func pushDetail(d *jobimage.Derived) string {

@@ -65,15 +65,15 @@ func TestRunDerivedImageAsTheLambdaUser(t *testing.T) {
 	reg.PushIndex(t, "jobs/tool:1", registrytest.Index(t,
 		registrytest.BusyboxImage(t, "amd64"), registrytest.BusyboxImage(t, "arm64")))
 	ctx := context.Background()
-	p := &jobimage.Preparer{
-		Resolver: &jobimage.Resolver{AllowPrivateRegistries: true},
-		Deriver:  &jobimage.Deriver{Target: reg.Repo("gsr/executors")},
-	}
-	prep, err := p.Prepare(ctx, reg.Host+"/jobs/tool:1", arch, nil, []byte("#!/bin/sh\necho \"executor ok as $(id -u)\"\n"))
+	res, err := (&jobimage.Resolver{AllowPrivateRegistries: true}).Resolve(ctx, reg.Host+"/jobs/tool:1", arch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := remote.Image(prep.Derived.Image)
+	derived, err := (&jobimage.Deriver{Target: reg.Repo("gsr/executors")}).Derive(ctx, res, []byte("#!/bin/sh\necho \"executor ok as $(id -u)\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(derived.Image)
 	if err != nil {
 		t.Fatal(err)
 	}
