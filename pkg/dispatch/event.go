@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -202,3 +204,13 @@ const FunctionLimit = 15 * time.Minute
 // (EXECUTOR_MARGIN_SECONDS, read by the executor, and by the web app,
 // which offers GitLab FunctionLimit minus it as the largest job timeout).
 const DefaultMargin = 60 * time.Second
+
+// NewTenantID returns an unguessable tenant id for one dispatch, so that
+// Lambda routes no other invocation into an environment a job has run in:
+// "job-" and 128 random bits in hex (Lambda takes up to 256 printable
+// characters).
+func NewTenantID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return "job-" + hex.EncodeToString(b)
+}

@@ -46,3 +46,18 @@ func TestLambdaArch(t *testing.T) {
 		}
 	}
 }
+
+func TestNewTenantID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := dispatch.NewTenantID()
+		hexPart, ok := strings.CutPrefix(id, "job-")
+		if !ok || len(hexPart) != 32 || strings.Trim(hexPart, "0123456789abcdef") != "" {
+			t.Fatalf("tenant id %q, want job- and 32 hex digits (128 bits)", id)
+		}
+		if seen[id] {
+			t.Fatalf("tenant id %q handed out twice", id)
+		}
+		seen[id] = true
+	}
+}

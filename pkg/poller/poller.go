@@ -2,8 +2,6 @@ package poller
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -422,7 +420,7 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	// Runtime API on loopback and ask for the next invocation). The
 	// preparation function runs no job and is not tenant-isolated: the
 	// preparer gives the image function's invocation its tenant id.
-	opts := invoke.Options{TenantID: newTenantID(), Keep: []string{"dispatch"}}
+	opts := invoke.Options{TenantID: dispatch.NewTenantID(), Keep: []string{"dispatch"}}
 	if prepare {
 		opts.TenantID = ""
 	}
@@ -431,14 +429,6 @@ func (p *Poller) Dispatch(ctx context.Context, client *gitlab.Client, r *runner.
 	}
 	log.InfoContext(ctx, "executor invoked", "function", function)
 	return true, nil
-}
-
-// newTenantID returns an unguessable tenant id for one dispatch: 128
-// random bits, hex (Lambda takes up to 256 printable characters).
-func newTenantID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return "job-" + hex.EncodeToString(b)
 }
 
 // reclaim takes over the record of a job claimed before when GitLab offers

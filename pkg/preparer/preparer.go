@@ -2,8 +2,6 @@ package preparer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -304,7 +302,7 @@ func (p *Preparer) handOver(ctx context.Context, ev dispatch.Event, im *dispatch
 	}
 	// A tenant of its own, as the poller gives every dispatch: no other
 	// invocation reaches an environment this job ran in.
-	err = p.d.Invoker.Invoke(ctx, fn.Name, payload, invoke.Options{TenantID: NewTenantID(), Keep: []string{"dispatch"}})
+	err = p.d.Invoker.Invoke(ctx, fn.Name, payload, invoke.Options{TenantID: dispatch.NewTenantID(), Keep: []string{"dispatch"}})
 	if err != nil {
 		return &failure{reason: gitlab.ReasonRunnerSystemFailure, cause: err,
 			msg: "The runner could not start the image's executor function; the job was not run."}
@@ -431,13 +429,6 @@ func pullFailure(ref string, err error) error {
 	}
 	return &failure{reason: gitlab.ReasonImagePullFailure, cause: err,
 		msg: fmt.Sprintf("The image %s cannot be pulled: its registry could not be read.", ref)}
-}
-
-// NewTenantID returns an unguessable tenant id for one dispatch.
-func NewTenantID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return "job-" + hex.EncodeToString(b)
 }
 
 func imageName(job *gitlab.Job) string {
