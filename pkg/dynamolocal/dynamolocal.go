@@ -4,28 +4,20 @@
 // port, waiting until it answers, and making sure its java process never
 // outlives the program that started it.
 //
-// The java process runs under a small shell that watches its standard
-// input, a pipe from this process. Stop closes the pipe; if this process
-// dies in any way (even SIGKILL) the kernel closes it too, and the shell
-// kills java. The shell and java share a process group of their own, so a
-// terminal's Ctrl-C reaches this process only and shutdown stays ordered.
+// java runs under pkg/serverproc: if this process dies in any way (even
+// SIGKILL), java is killed too.
 package dynamolocal
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"gitlab-serverless-runner/pkg/serverproc"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,10 +30,6 @@ const JarEnv = "DYNAMODB_LOCAL_JAR"
 
 // DefaultStartTimeout is how long Start waits for the server to answer.
 const DefaultStartTimeout = 60 * time.Second
-
-// stopGrace is how long Stop waits for the shell to end java before it kills
-// the whole process group.
-const stopGrace = 10 * time.Second
 
 // Options configures Start. The zero value starts an in-memory server on a
 // free port with the jar found by FindJar from the working directory.
@@ -67,11 +55,7 @@ type Options struct {
 // its own when this process exits.
 type Server struct {
 	endpoint string
-	pid      int // java's
-	cmd      *exec.Cmd
-	stdin    io.WriteCloser
-	exited   chan struct{}
-	stopOnce sync.Once
+	proc     *serverproc.Process
 }
 
 // Start starts DynamoDB Local and returns once it answers HTTP, or with an
@@ -98,7 +82,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	port := opts.Port
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		if port, err = serverproc.FreePort(); err != nil {
 			return nil, fmt.Errorf("dynamolocal: find a free port: %w", err)
 		}
 	}
@@ -120,66 +104,18 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		args = append(args, "-inMemory")
 	}
 
-	// The shell starts java in the background and reports its pid on fd
-	// 3. A watcher reads the shell's standard input (saved on fd 4, since
-	// background jobs get /dev/null) and kills java when it closes: on
-	// Stop, or when this process dies in any way. The shell kills java on
-	// TERM, INT and HUP too, and exits when java exits.
-	const script = `"$0" "$@" 3>&- </dev/null & pid=$!
-echo "$pid" >&3; exec 3>&-
-exec 4<&0
-(read -r _ <&4; kill $pid 2>/dev/null) & watcher=$!
-exec 4<&-
-trap 'kill $pid 2>/dev/null' TERM INT HUP
-wait $pid; status=$?
-wait $pid
-kill $watcher 2>/dev/null
-exit $status`
-	cmd := exec.Command("/bin/sh", append([]string{"-c", script, javaPath}, args...)...)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var tail tailBuffer
-	var out io.Writer = &tail
-	if opts.Output != nil {
-		out = io.MultiWriter(&tail, opts.Output)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	stdin, err := cmd.StdinPipe()
+	proc, err := serverproc.Start(serverproc.Options{Path: javaPath, Args: args, Dir: dir, Output: opts.Output})
 	if err != nil {
-		return nil, fmt.Errorf("dynamolocal: open stdin: %w", err)
-	}
-	pidR, pidW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("dynamolocal: open pid pipe: %w", err)
-	}
-	cmd.ExtraFiles = []*os.File{pidW}
-	if err := cmd.Start(); err != nil {
-		pidR.Close()
-		pidW.Close()
 		return nil, fmt.Errorf("dynamolocal: start java: %w", err)
 	}
-	pidW.Close()
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	s := &Server{endpoint: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd, stdin: stdin, exited: exited}
-
-	line, err := bufio.NewReader(pidR).ReadString('\n')
-	pidR.Close()
-	if err == nil {
-		s.pid, err = strconv.Atoi(strings.TrimSpace(line))
-	}
-	if err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("dynamolocal: read java's pid: %w\n%s", err, tail.String())
-	}
-
+	s := &Server{endpoint: "http://127.0.0.1:" + strconv.Itoa(port), proc: proc}
 	timeout := opts.StartTimeout
 	if timeout <= 0 {
 		timeout = DefaultStartTimeout
 	}
-	if err := waitReady(ctx, s.endpoint, timeout, exited); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("dynamolocal: start DynamoDB Local (%s): %w\n%s", jar, err, tail.String())
+	if err := serverproc.WaitHTTP(ctx, s.endpoint, timeout, proc.Done()); err != nil {
+		proc.Stop()
+		return nil, fmt.Errorf("dynamolocal: start DynamoDB Local (%s): %w\n%s", jar, err, proc.Tail())
 	}
 	return s, nil
 }
@@ -189,33 +125,17 @@ func (s *Server) Endpoint() string { return s.endpoint }
 
 // PID returns the process id of the java process, so callers can check
 // that it is gone after Stop.
-func (s *Server) PID() int { return s.pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // Done is closed once the server has exited, whether through Stop or not.
-func (s *Server) Done() <-chan struct{} { return s.exited }
+func (s *Server) Done() <-chan struct{} { return s.proc.Done() }
 
 // Client returns a DynamoDB client for the server.
 func (s *Server) Client() *dynamodb.Client { return Client(s.endpoint) }
 
 // Stop stops the server and waits until java has exited. It is safe to call
 // more than once and from several goroutines.
-func (s *Server) Stop() {
-	s.stopOnce.Do(func() {
-		_ = s.stdin.Close() // the shell kills java, waits for it and exits
-		select {
-		case <-s.exited:
-		case <-time.After(stopGrace):
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.exited
-		}
-		// java is the shell's child, so the shell's wait returned after it
-		// died; a java that ignored SIGTERM is handled by the group kill.
-		if s.pid > 0 && alive(s.pid) {
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		}
-	})
-	<-s.exited
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Client returns a DynamoDB client for endpoint with static dummy
 // credentials in us-east-1, as DynamoDB Local accepts. Response checksum
@@ -282,76 +202,5 @@ func RepoRoot(dir string) (string, error) {
 // WaitReady polls endpoint until it answers HTTP (DynamoDB answers a plain
 // GET with 400), ctx ends or timeout passes.
 func WaitReady(ctx context.Context, endpoint string, timeout time.Duration) error {
-	return waitReady(ctx, endpoint, timeout, nil)
-}
-
-func waitReady(ctx context.Context, endpoint string, timeout time.Duration, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
-		if err != nil {
-			return fmt.Errorf("build request: %w", err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		select {
-		case <-exited:
-			return errors.New("the server exited before answering")
-		case <-ctx.Done():
-			return fmt.Errorf("wait for an answer from %s: %w", endpoint, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// alive reports whether a process with pid exists and is not a zombie.
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true // no /proc (not Linux): the signal check must do
-	}
-	// The state follows the parenthesised command name.
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
-	}
-	return true
-}
-
-// tailBuffer keeps the last 64 KiB written, for error messages.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - 64<<10; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
+	return serverproc.WaitHTTP(ctx, endpoint, timeout, nil)
 }

@@ -7,24 +7,19 @@
 // The server binary is, in order: $MOTO_SERVER; .ci/venv/bin/moto_server in
 // the repository (installed by .ci/install); moto_server on PATH.
 //
-// moto_server runs under a small shell that watches its standard input, a
-// pipe from the test binary: when the binary exits in any way, the pipe
-// closes and the shell kills the server.
+// moto_server runs under pkg/serverproc: when the test binary exits in any
+// way, the server is killed too.
 package mototest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"gitlab-serverless-runner/pkg/dynamolocal"
+	"gitlab-serverless-runner/pkg/serverproc"
 )
 
 // BinaryEnv names the variable that may point at the moto_server binary.
@@ -49,10 +45,7 @@ type Server struct {
 	// Endpoint is the server's base URL, http://127.0.0.1:<port>.
 	Endpoint string
 
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{}
-	tail  *tailBuffer
+	proc *serverproc.Process
 }
 
 var (
@@ -101,15 +94,7 @@ func (s *Server) Config() aws.Config {
 }
 
 // Stop stops the server and waits for it.
-func (s *Server) Stop() {
-	s.stdin.Close()
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Binary returns the moto_server to run, or an error saying how to install
 // one.
@@ -132,76 +117,23 @@ func Binary() (string, error) {
 	return "", errors.New("moto_server not found: run `make deps` (it installs moto into .ci/venv), or set " + BinaryEnv)
 }
 
-// watcher starts the server and kills it when its standard input closes
-// (saved on fd 3, since background jobs get /dev/null as input).
-const watcher = `exec 3<&0
-"$0" "$@" </dev/null 3<&- & pid=$!
-(read -r _ <&3; kill $pid 2>/dev/null) &
-exec 3<&-
-trap 'kill $pid 2>/dev/null' TERM INT HUP
-wait $pid`
-
 func start() (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := serverproc.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("find a free port: %w", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command("/bin/sh", "-c", watcher, bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	tail := &tailBuffer{}
-	cmd.Stdout, cmd.Stderr = tail, tail
-	stdin, err := cmd.StdinPipe()
+	proc, err := serverproc.Start(serverproc.Options{Path: bin, Args: []string{"-H", "127.0.0.1", "-p", strconv.Itoa(port)}})
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	s := &Server{Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), proc: proc}
+	if err := serverproc.WaitHTTP(context.Background(), s.Endpoint+"/moto-api/", time.Minute, proc.Done()); err != nil {
+		proc.Stop()
+		return nil, fmt.Errorf("%s: %w:\n%s", bin, err, proc.Tail())
 	}
-	s := &Server{Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd, stdin: stdin, done: make(chan struct{}), tail: tail}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint+"/moto-api/", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			return s, nil
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("%s exited at start:\n%s", bin, tail.String())
-		case <-ctx.Done():
-			s.Stop()
-			return nil, fmt.Errorf("%s did not answer within a minute:\n%s", bin, tail.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// tailBuffer keeps the last 16 KiB written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > 16<<10 {
-		b.buf = b.buf[len(b.buf)-16<<10:]
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
+	return s, nil
 }
